@@ -1,0 +1,555 @@
+//! Controller configuration, read from an environment-like lookup and
+//! validated up front so a bad deployment fails at cold start rather than in
+//! the middle of an outage.
+
+use std::fmt;
+
+use crate::core::backoff::Backoff;
+use crate::core::policy::{EmptyQueuePolicy, GiveUpPolicy, Limits};
+
+/// Longest probe gap that makes sense; a Step Functions `Wait` could be a
+/// year, but a breaker that probes less than daily is just off.
+pub const MAX_BACKOFF_CAP_SECONDS: u32 = 86_400;
+
+/// SQS limit on queue name length, `.fifo` suffix included.
+const MAX_QUEUE_NAME_LEN: usize = 80;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is required but is missing or blank")]
+    Missing { name: &'static str },
+
+    #[error("{name}={value:?} is not a whole number of seconds (0 to 4294967295)")]
+    InvalidNumber { name: &'static str, value: String },
+
+    #[error("{name}={value:?} is not a valid policy; expected one of: {allowed}")]
+    InvalidPolicy {
+        name: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+
+    #[error("BACKOFF_BASE_SECONDS={value} must be at least 1")]
+    BackoffBaseTooSmall { value: u32 },
+
+    #[error("BACKOFF_CAP_SECONDS={cap} must be at least BACKOFF_BASE_SECONDS={base}")]
+    BackoffCapBelowBase { cap: u32, base: u32 },
+
+    #[error("BACKOFF_CAP_SECONDS={value} must be at most {max} (one day)", max = MAX_BACKOFF_CAP_SECONDS)]
+    BackoffCapTooLarge { value: u32 },
+
+    #[error(
+        "QUEUE_ARN={value:?} is not an SQS queue ARN \
+         (arn:<partition>:sqs:<region>:<12-digit account>:<queue name>): {reason}"
+    )]
+    InvalidQueueArn { value: String, reason: &'static str },
+
+    #[error("EMPTY_QUEUE_POLICY=health-check requires HEALTH_CHECK_FUNCTION to be set")]
+    HealthCheckFunctionMissing,
+}
+
+/// The parts of an SQS queue ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueArn {
+    pub partition: String,
+    pub region: String,
+    pub account: String,
+    pub name: String,
+}
+
+impl QueueArn {
+    /// Parse `arn:<partition>:sqs:<region>:<12 digits>:<name>`.
+    pub fn parse(arn: &str) -> Result<QueueArn, ConfigError> {
+        let invalid = |reason| ConfigError::InvalidQueueArn {
+            value: arn.to_owned(),
+            reason,
+        };
+        let parts: Vec<&str> = arn.split(':').collect();
+        let [prefix, partition, service, region, account, name] = parts[..] else {
+            return Err(invalid("expected six colon-separated fields"));
+        };
+        if prefix != "arn" {
+            return Err(invalid("does not start with \"arn:\""));
+        }
+        if !is_identifier(partition) {
+            return Err(invalid("partition is empty or malformed"));
+        }
+        if service != "sqs" {
+            return Err(invalid("service is not \"sqs\""));
+        }
+        if !is_identifier(region) {
+            return Err(invalid("region is empty or malformed"));
+        }
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("account is not 12 digits"));
+        }
+        if !is_queue_name(name) {
+            return Err(invalid(
+                "queue name must be 1-80 letters, digits, '-' or '_', optionally ending in .fifo",
+            ));
+        }
+        Ok(QueueArn {
+            partition: partition.to_owned(),
+            region: region.to_owned(),
+            account: account.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    pub fn is_fifo(&self) -> bool {
+        self.name.ends_with(".fifo")
+    }
+}
+
+impl fmt::Display for QueueArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "arn:{}:sqs:{}:{}:{}",
+            self.partition, self.region, self.account, self.name
+        )
+    }
+}
+
+/// Partition and region: lowercase letters, digits and hyphens.
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_queue_name(name: &str) -> bool {
+    let stem = name.strip_suffix(".fifo").unwrap_or(name);
+    !stem.is_empty()
+        && name.len() <= MAX_QUEUE_NAME_LEN
+        && stem
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Everything the controller needs to know, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub consumer_function: String,
+    pub queue_arn: String,
+    pub alarm_name: String,
+    pub circuit_table: String,
+    pub event_bus: String,
+    pub metrics_namespace: String,
+    pub backoff: Backoff,
+    pub limits: Limits,
+    pub empty_queue: EmptyQueuePolicy,
+    pub give_up: GiveUpPolicy,
+    pub health_check_function: Option<String>,
+    pub retention_margin_seconds: u32,
+    pub settle_timeout_seconds: u32,
+}
+
+impl Config {
+    /// Build from a lookup such as `|k| std::env::var(k).ok()`. Values are
+    /// trimmed; a blank optional value means its default.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let env = Env(get);
+
+        let consumer_function = env.required("CONSUMER_FUNCTION_NAME")?;
+        let queue_arn = env.required("QUEUE_ARN")?;
+        QueueArn::parse(&queue_arn)?;
+        let alarm_name = env.required("ALARM_NAME")?;
+        let circuit_table = env.required("CIRCUIT_TABLE")?;
+        let event_bus = env.or("EVENT_BUS_NAME", "default");
+        let metrics_namespace = env.or("METRICS_NAMESPACE", "SqsCircuitBreaker");
+
+        let base = env.seconds("BACKOFF_BASE_SECONDS", 5)?;
+        let cap = env.seconds("BACKOFF_CAP_SECONDS", 300)?;
+        if base < 1 {
+            return Err(ConfigError::BackoffBaseTooSmall { value: base });
+        }
+        if cap < base {
+            return Err(ConfigError::BackoffCapBelowBase { cap, base });
+        }
+        if cap > MAX_BACKOFF_CAP_SECONDS {
+            return Err(ConfigError::BackoffCapTooLarge { value: cap });
+        }
+
+        let limits = Limits {
+            max_attempts: unlimited_if_zero(env.seconds("MAX_PROBE_ATTEMPTS", 0)?),
+            max_open_seconds: unlimited_if_zero(env.seconds("MAX_OPEN_SECONDS", 0)?),
+        };
+
+        let empty_queue = env.policy("EMPTY_QUEUE_POLICY", EmptyQueuePolicy::Close)?;
+        let give_up = env.policy("GIVE_UP_POLICY", GiveUpPolicy::Restore)?;
+        let health_check_function = env.optional("HEALTH_CHECK_FUNCTION");
+        if empty_queue == EmptyQueuePolicy::HealthCheckOnly && health_check_function.is_none() {
+            return Err(ConfigError::HealthCheckFunctionMissing);
+        }
+
+        Ok(Config {
+            consumer_function,
+            queue_arn,
+            alarm_name,
+            circuit_table,
+            event_bus,
+            metrics_namespace,
+            backoff: Backoff {
+                base_seconds: base,
+                cap_seconds: cap,
+            },
+            limits,
+            empty_queue,
+            give_up,
+            health_check_function,
+            retention_margin_seconds: env.seconds("RETENTION_MARGIN_SECONDS", 3600)?,
+            settle_timeout_seconds: env.seconds("SETTLE_TIMEOUT_SECONDS", 60)?,
+        })
+    }
+
+    /// FIFO queues are fine for the breaker itself; callers may still want to
+    /// know (e.g. a probe blocks its message group while in flight).
+    pub fn queue_is_fifo(&self) -> bool {
+        self.queue_arn.ends_with(".fifo")
+    }
+
+    /// The validated queue ARN, split into its parts.
+    pub fn queue(&self) -> Result<QueueArn, ConfigError> {
+        QueueArn::parse(&self.queue_arn)
+    }
+}
+
+fn unlimited_if_zero(n: u32) -> Option<u32> {
+    (n != 0).then_some(n)
+}
+
+/// Lookup wrapper that treats blank values as unset.
+struct Env<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing { name })
+    }
+
+    fn or(&self, name: &str, default: &str) -> String {
+        self.optional(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn seconds(&self, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(value) => value
+                .parse()
+                .map_err(|_| ConfigError::InvalidNumber { name, value }),
+        }
+    }
+
+    fn policy<P>(&self, name: &'static str, default: P) -> Result<P, ConfigError>
+    where
+        P: std::str::FromStr<Err = crate::core::policy::UnknownPolicy>,
+    {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(value) => value
+                .parse()
+                .map_err(
+                    |e: crate::core::policy::UnknownPolicy| ConfigError::InvalidPolicy {
+                        name,
+                        value,
+                        allowed: e.allowed,
+                    },
+                ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const ARN: &str = "arn:aws:sqs:eu-west-1:123456789012:orders";
+
+    fn required() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("CONSUMER_FUNCTION_NAME", "consumer".to_owned()),
+            ("QUEUE_ARN", ARN.to_owned()),
+            ("ALARM_NAME", "consumer-errors".to_owned()),
+            ("CIRCUIT_TABLE", "circuits".to_owned()),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    fn load_with(extra: &[(&'static str, &str)]) -> Result<Config, ConfigError> {
+        let mut vars = required();
+        for (k, v) in extra {
+            vars.insert(k, (*v).to_owned());
+        }
+        load(&vars)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&required()).expect("valid");
+        assert_eq!(
+            c,
+            Config {
+                consumer_function: "consumer".into(),
+                queue_arn: ARN.into(),
+                alarm_name: "consumer-errors".into(),
+                circuit_table: "circuits".into(),
+                event_bus: "default".into(),
+                metrics_namespace: "SqsCircuitBreaker".into(),
+                backoff: Backoff {
+                    base_seconds: 5,
+                    cap_seconds: 300
+                },
+                limits: Limits {
+                    max_attempts: None,
+                    max_open_seconds: None
+                },
+                empty_queue: EmptyQueuePolicy::Close,
+                give_up: GiveUpPolicy::Restore,
+                health_check_function: None,
+                retention_margin_seconds: 3600,
+                settle_timeout_seconds: 60,
+            }
+        );
+        assert!(!c.queue_is_fifo());
+    }
+
+    #[test]
+    fn blank_optional_values_mean_default() {
+        let c = load_with(&[
+            ("EVENT_BUS_NAME", "  "),
+            ("BACKOFF_BASE_SECONDS", ""),
+            ("HEALTH_CHECK_FUNCTION", " "),
+            ("GIVE_UP_POLICY", ""),
+        ])
+        .expect("valid");
+        assert_eq!(c.event_bus, "default");
+        assert_eq!(c.backoff.base_seconds, 5);
+        assert_eq!(c.health_check_function, None);
+        assert_eq!(c.give_up, GiveUpPolicy::Restore);
+    }
+
+    #[test]
+    fn everything_set() {
+        let c = load_with(&[
+            ("EVENT_BUS_NAME", "breakers"),
+            ("METRICS_NAMESPACE", "Ns"),
+            ("BACKOFF_BASE_SECONDS", " 2 "),
+            ("BACKOFF_CAP_SECONDS", "86400"),
+            ("MAX_PROBE_ATTEMPTS", "10"),
+            ("MAX_OPEN_SECONDS", "7200"),
+            ("EMPTY_QUEUE_POLICY", "health-check"),
+            ("GIVE_UP_POLICY", "leave-open"),
+            ("HEALTH_CHECK_FUNCTION", "health"),
+            ("RETENTION_MARGIN_SECONDS", "0"),
+            ("SETTLE_TIMEOUT_SECONDS", "120"),
+        ])
+        .expect("valid");
+        assert_eq!(c.event_bus, "breakers");
+        assert_eq!(c.metrics_namespace, "Ns");
+        assert_eq!(
+            c.backoff,
+            Backoff {
+                base_seconds: 2,
+                cap_seconds: 86_400
+            }
+        );
+        assert_eq!(
+            c.limits,
+            Limits {
+                max_attempts: Some(10),
+                max_open_seconds: Some(7200)
+            }
+        );
+        assert_eq!(c.empty_queue, EmptyQueuePolicy::HealthCheckOnly);
+        assert_eq!(c.give_up, GiveUpPolicy::LeaveOpen);
+        assert_eq!(c.health_check_function.as_deref(), Some("health"));
+        assert_eq!(c.retention_margin_seconds, 0);
+        assert_eq!(c.settle_timeout_seconds, 120);
+    }
+
+    #[test]
+    fn missing_or_blank_required_names_the_variable() {
+        for name in [
+            "CONSUMER_FUNCTION_NAME",
+            "QUEUE_ARN",
+            "ALARM_NAME",
+            "CIRCUIT_TABLE",
+        ] {
+            let mut vars = required();
+            vars.remove(name);
+            let err = load(&vars).expect_err("missing");
+            assert_eq!(err, ConfigError::Missing { name });
+            assert!(err.to_string().contains(name));
+
+            vars.insert(name, " \t".into());
+            assert_eq!(load(&vars), Err(ConfigError::Missing { name }));
+        }
+    }
+
+    #[test]
+    fn bad_numbers_name_variable_and_value() {
+        for name in [
+            "BACKOFF_BASE_SECONDS",
+            "BACKOFF_CAP_SECONDS",
+            "MAX_PROBE_ATTEMPTS",
+            "MAX_OPEN_SECONDS",
+            "RETENTION_MARGIN_SECONDS",
+            "SETTLE_TIMEOUT_SECONDS",
+        ] {
+            for value in ["-1", "five", "1.5", "4294967296"] {
+                let err = load_with(&[(name, value)]).expect_err("invalid");
+                assert_eq!(
+                    err,
+                    ConfigError::InvalidNumber {
+                        name,
+                        value: value.into()
+                    }
+                );
+                let msg = err.to_string();
+                assert!(msg.contains(name) && msg.contains(value), "{msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_validation() {
+        assert_eq!(
+            load_with(&[("BACKOFF_BASE_SECONDS", "0")]),
+            Err(ConfigError::BackoffBaseTooSmall { value: 0 })
+        );
+        assert_eq!(
+            load_with(&[("BACKOFF_BASE_SECONDS", "10"), ("BACKOFF_CAP_SECONDS", "9")]),
+            Err(ConfigError::BackoffCapBelowBase { cap: 9, base: 10 })
+        );
+        assert_eq!(
+            load_with(&[("BACKOFF_CAP_SECONDS", "86401")]),
+            Err(ConfigError::BackoffCapTooLarge { value: 86_401 })
+        );
+        let equal = load_with(&[("BACKOFF_BASE_SECONDS", "7"), ("BACKOFF_CAP_SECONDS", "7")]);
+        assert!(equal.is_ok());
+        let msg = ConfigError::BackoffCapTooLarge { value: 86_401 }.to_string();
+        assert_eq!(
+            msg,
+            "BACKOFF_CAP_SECONDS=86401 must be at most 86400 (one day)"
+        );
+    }
+
+    #[test]
+    fn bad_policies_name_variable_value_and_allowed() {
+        let err = load_with(&[("EMPTY_QUEUE_POLICY", "skip")]).expect_err("invalid");
+        assert_eq!(
+            err.to_string(),
+            "EMPTY_QUEUE_POLICY=\"skip\" is not a valid policy; expected one of: close, wait, health-check"
+        );
+        let err = load_with(&[("GIVE_UP_POLICY", "Restore")]).expect_err("invalid");
+        assert_eq!(
+            err.to_string(),
+            "GIVE_UP_POLICY=\"Restore\" is not a valid policy; expected one of: leave-open, restore"
+        );
+    }
+
+    #[test]
+    fn health_check_policy_needs_a_function() {
+        assert_eq!(
+            load_with(&[("EMPTY_QUEUE_POLICY", "health-check")]),
+            Err(ConfigError::HealthCheckFunctionMissing)
+        );
+        let c = load_with(&[
+            ("EMPTY_QUEUE_POLICY", "wait"),
+            ("HEALTH_CHECK_FUNCTION", "h"),
+        ])
+        .expect("valid");
+        assert_eq!(c.empty_queue, EmptyQueuePolicy::Wait);
+    }
+
+    #[test]
+    fn fifo_queue_is_accepted() {
+        let c = load_with(&[(
+            "QUEUE_ARN",
+            "arn:aws-us-gov:sqs:us-gov-west-1:123456789012:orders.fifo",
+        )])
+        .expect("valid");
+        assert!(c.queue_is_fifo());
+        let q = c.queue().expect("parses");
+        assert_eq!(q.partition, "aws-us-gov");
+        assert!(q.is_fifo());
+    }
+
+    #[test]
+    fn queue_arn_parses() {
+        let q = QueueArn::parse(ARN).expect("valid");
+        assert_eq!(
+            q,
+            QueueArn {
+                partition: "aws".into(),
+                region: "eu-west-1".into(),
+                account: "123456789012".into(),
+                name: "orders".into(),
+            }
+        );
+        assert_eq!(q.to_string(), ARN);
+        assert!(!q.is_fifo());
+        let cn = QueueArn::parse("arn:aws-cn:sqs:cn-north-1:000000000000:a_b-C9").expect("valid");
+        assert_eq!(cn.name, "a_b-C9");
+    }
+
+    #[test]
+    fn queue_arn_rejections() {
+        let long = format!("arn:aws:sqs:eu-west-1:123456789012:{}", "q".repeat(81));
+        let long_fifo = format!("arn:aws:sqs:eu-west-1:123456789012:{}.fifo", "q".repeat(76));
+        let cases = [
+            ("", "six"),
+            ("orders", "six"),
+            ("arn:aws:sqs:eu-west-1:123456789012", "six"),
+            ("arn:aws:sqs:eu-west-1:123456789012:orders:extra", "six"),
+            ("arm:aws:sqs:eu-west-1:123456789012:orders", "arn:"),
+            ("arn::sqs:eu-west-1:123456789012:orders", "partition"),
+            ("arn:AWS:sqs:eu-west-1:123456789012:orders", "partition"),
+            ("arn:aws:sns:eu-west-1:123456789012:orders", "sqs"),
+            ("arn:aws:sqs::123456789012:orders", "region"),
+            ("arn:aws:sqs:eu-west-1:12345678901:orders", "12 digits"),
+            ("arn:aws:sqs:eu-west-1:1234567890123:orders", "12 digits"),
+            ("arn:aws:sqs:eu-west-1:12345678901a:orders", "12 digits"),
+            ("arn:aws:sqs:eu-west-1:123456789012:", "queue name"),
+            ("arn:aws:sqs:eu-west-1:123456789012:.fifo", "queue name"),
+            ("arn:aws:sqs:eu-west-1:123456789012:or ders", "queue name"),
+            (
+                "arn:aws:sqs:eu-west-1:123456789012:orders.fif",
+                "queue name",
+            ),
+            (long.as_str(), "queue name"),
+            (long_fifo.as_str(), "queue name"),
+        ];
+        for (arn, needle) in cases {
+            match QueueArn::parse(arn) {
+                Err(e @ ConfigError::InvalidQueueArn { .. }) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(needle), "{arn:?}: {msg}");
+                    assert!(msg.contains("QUEUE_ARN"), "{msg}");
+                }
+                other => panic!("{arn:?} gave {other:?}"),
+            }
+        }
+        let exactly_80 = format!("arn:aws:sqs:eu-west-1:123456789012:{}.fifo", "q".repeat(75));
+        assert!(QueueArn::parse(&exactly_80).is_ok());
+    }
+
+    #[test]
+    fn config_rejects_bad_queue_arn() {
+        let err = load_with(&[("QUEUE_ARN", "arn:aws:sqs:eu-west-1:123:orders")]).expect_err("bad");
+        assert!(
+            matches!(err, ConfigError::InvalidQueueArn { .. }),
+            "{err:?}"
+        );
+    }
+}

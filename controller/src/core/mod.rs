@@ -1,0 +1,21 @@
+//! The controller's pure core: plain types and pure functions.
+//!
+//! Nothing in here talks to AWS, reads the clock or draws random numbers on
+//! its own. Time comes in as epoch milliseconds and randomness as a number in
+//! `[0, 1)`, so every decision the circuit breaker makes can be tested
+//! exhaustively without mocks.
+
+pub mod backoff;
+pub mod config;
+pub mod policy;
+pub mod retention;
+pub mod verdict;
+
+pub use backoff::Backoff;
+pub use config::{Config, ConfigError, QueueArn};
+pub use policy::{
+    after_probe, exhausted, EmptyQueuePolicy, GiveUpPolicy, Limits, Next, ProbeOutcome,
+    UnknownPolicy,
+};
+pub use retention::{must_give_up, oldest_sent_ms, retention_deadline_ms};
+pub use verdict::{judge, ProbeInvocation, Verdict};

@@ -1,0 +1,75 @@
+//! Example SQS consumer for trying the circuit breaker: it can simulate an
+//! outage, partial batch failures and latency, driven by environment variables
+//! (see [`config`]). Decisions live in [`config`] and [`outcome`]; [`handle`]
+//! only sleeps, logs and turns decisions into a response.
+
+pub mod config;
+pub mod logging;
+pub mod outcome;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+
+pub use config::{Config, ConfigError, FailureRate};
+pub use outcome::{batch_response, decide_batch, outcome_for, BatchError, Outcome, RecordOutcome};
+
+/// Handles one SQS batch. `draw` supplies one uniform `[0, 1)` number per
+/// record (e.g. `rand::random::<f64>`); tests pass fixed values.
+pub async fn handle(
+    config: &Config,
+    event: SqsEvent,
+    draw: impl FnMut() -> f64,
+) -> Result<SqsBatchResponse, BatchError> {
+    let batch_size = event.records.len();
+    if !config.latency.is_zero() {
+        tokio::time::sleep(config.latency).await;
+    }
+    let outcomes = match decide_batch(config, &event.records, draw) {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            log_batch_error(&error);
+            return Err(error);
+        }
+    };
+    for record in &outcomes {
+        let (message_id, outcome) = (record.message_id, record.outcome.as_str());
+        match record.outcome {
+            Outcome::Processed => {
+                tracing::info!(message_id, outcome, batch_size, "record processed")
+            }
+            Outcome::Failed => {
+                tracing::warn!(message_id, outcome, batch_size, "record failed (simulated)")
+            }
+        }
+    }
+    let response = batch_response(&outcomes);
+    tracing::info!(
+        batch_size,
+        failed_count = response.batch_item_failures.len(),
+        "batch done"
+    );
+    Ok(response)
+}
+
+fn log_batch_error(error: &BatchError) {
+    let error_type = error.error_type();
+    match error {
+        BatchError::SimulatedOutage { batch_size } => {
+            tracing::error!(batch_size, error_type, error = %error, "batch failed");
+        }
+        BatchError::MissingMessageId {
+            indexes,
+            batch_size,
+        } => {
+            // One line per bad record so each is searchable on its own.
+            for &record_index in indexes {
+                tracing::error!(
+                    record_index,
+                    batch_size,
+                    error_type,
+                    "record has no messageId"
+                );
+            }
+            tracing::error!(batch_size, error_type, error = %error, "batch failed");
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Driving the example consumer: its simulated outage switch.
+
+use crate::wait::eventually;
+use anyhow::{Context, Result};
+use aws_sdk_lambda::types::{Environment, LastUpdateStatus};
+use std::time::Duration;
+
+/// Sets `SHOULD_ERROR` on `function` (keeping its other variables) and waits until the
+/// update is done.
+pub async fn set_should_error(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    outage: bool,
+) -> Result<()> {
+    let current = lambda
+        .get_function_configuration()
+        .function_name(function)
+        .send()
+        .await
+        .context("GetFunctionConfiguration")?;
+    let mut vars = current
+        .environment()
+        .and_then(|e| e.variables())
+        .cloned()
+        .unwrap_or_default();
+    vars.insert("SHOULD_ERROR".into(), outage.to_string());
+    lambda
+        .update_function_configuration()
+        .function_name(function)
+        .environment(Environment::builder().set_variables(Some(vars)).build())
+        .send()
+        .await
+        .context("UpdateFunctionConfiguration")?;
+    eventually(
+        "the function update to finish",
+        Duration::from_secs(60),
+        || async {
+            let c = lambda
+                .get_function_configuration()
+                .function_name(function)
+                .send()
+                .await
+                .context("GetFunctionConfiguration")?;
+            Ok(matches!(
+                c.last_update_status(),
+                None | Some(LastUpdateStatus::Successful)
+            )
+            .then_some(()))
+        },
+    )
+    .await
+}

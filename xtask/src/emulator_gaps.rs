@@ -1,0 +1,195 @@
+//! Bridges for the local emulator's known gaps (MiniStack 1.5.33), and only those. Product
+//! code never knows it runs locally: these bridges do, from the outside, what AWS itself
+//! would do.
+//!
+//! Gap bridged here: Lambda invocations made by an SQS event source mapping publish no
+//! `AWS/Lambda` metrics (the emulator records them only for the Invoke API). AWS publishes
+//! `Invocations` and `Errors` for every invocation, and the breaker's alarm watches
+//! `Errors`. The bridge follows the emulator's log, where it reports each mapping
+//! invocation's outcome, and puts the datapoints AWS would have recorded.
+
+use crate::emulator::{log_file, Emulator};
+use anyhow::Result;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One event source mapping invocation as the emulator logs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingInvocation {
+    pub function: String,
+    pub error: bool,
+}
+
+/// Parses an emulator log line about a mapping's SQS batch invocation.
+pub fn parse_mapping_invocation(line: &str) -> Option<MappingInvocation> {
+    let rest = &line[line.find("ESM: Lambda ")? + "ESM: Lambda ".len()..];
+    let (function, outcome) = rest.split_once(' ')?;
+    let error = if outcome.starts_with("failed processing SQS batch") {
+        true
+    } else if outcome.starts_with("processed ") && outcome.contains(" SQS messages from ") {
+        false
+    } else {
+        return None;
+    };
+    Some(MappingInvocation {
+        function: function.to_string(),
+        error,
+    })
+}
+
+/// The `AWS/Lambda` datapoints AWS records for one invocation.
+pub fn lambda_metrics(invocation: &MappingInvocation) -> Vec<MetricDatum> {
+    let datum = |name: &str, value: f64| {
+        MetricDatum::builder()
+            .metric_name(name)
+            .dimensions(
+                Dimension::builder()
+                    .name("FunctionName")
+                    .value(&invocation.function)
+                    .build(),
+            )
+            .unit(StandardUnit::Count)
+            .value(value)
+            .build()
+    };
+    vec![
+        datum("Invocations", 1.0),
+        datum("Errors", if invocation.error { 1.0 } else { 0.0 }),
+    ]
+}
+
+/// Follows the emulator's log from its current end and publishes mapping invocation
+/// metrics until `stop` is set.
+pub async fn run_metrics_bridge(emulator: &Emulator, stop: Arc<AtomicBool>) -> Result<()> {
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&crate::aws::config(emulator).await);
+    let mut file = std::fs::File::open(log_file(emulator.port))?;
+    let mut offset = file.seek(SeekFrom::End(0))?;
+    let mut pending = String::new();
+    while !stop.load(Ordering::Relaxed) {
+        let mut chunk = Vec::new();
+        file.seek(SeekFrom::Start(offset))?;
+        offset += file.read_to_end(&mut chunk)? as u64;
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            if let Some(invocation) = parse_mapping_invocation(&line) {
+                let put = cloudwatch
+                    .put_metric_data()
+                    .namespace("AWS/Lambda")
+                    .set_metric_data(Some(lambda_metrics(&invocation)))
+                    .send()
+                    .await;
+                if let Err(e) = put {
+                    eprintln!(
+                        "emulator gap bridge: PutMetricData failed: {}",
+                        aws_smithy_types::error::display::DisplayErrorContext(e)
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Ok(())
+}
+
+/// Runs the bridges on a background thread for as long as the returned guard lives.
+pub struct Bridges {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Bridges {
+    pub fn start(emulator: &Emulator) -> Result<Bridges> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (emulator, flag) = (emulator.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            if let Err(e) = runtime.block_on(run_metrics_bridge(&emulator, flag)) {
+                eprintln!("emulator gap bridge stopped: {e:#}");
+            }
+        });
+        Ok(Bridges {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Blocks until the bridges end (for the detached `local bridge` process).
+    pub fn wait(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Bridges {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_failed_and_processed_batches_from_the_emulator_log() {
+        let failed = "2026-11-26 19:34:28 WARNING [lambda] ESM: Lambda my-fn failed processing SQS batch from q (errorType=SimulatedOutage errorMessage=x)";
+        assert_eq!(
+            parse_mapping_invocation(failed),
+            Some(MappingInvocation {
+                function: "my-fn".into(),
+                error: true
+            })
+        );
+        let ok =
+            "2026-11-26 19:34:28 INFO [lambda] ESM: Lambda my-fn processed 10 SQS messages from q";
+        assert_eq!(
+            parse_mapping_invocation(ok),
+            Some(MappingInvocation {
+                function: "my-fn".into(),
+                error: false
+            })
+        );
+        let partial =
+            "INFO [lambda] ESM: Lambda my-fn processed 7 SQS messages from q (3 partial failures)";
+        assert_eq!(
+            parse_mapping_invocation(partial).map(|i| i.error),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn ignores_other_lines() {
+        assert_eq!(parse_mapping_invocation("ESM: Lambda my-fn output:"), None);
+        assert_eq!(parse_mapping_invocation("{\"level\":\"INFO\"}"), None);
+        assert_eq!(parse_mapping_invocation(""), None);
+    }
+
+    #[test]
+    fn an_error_records_one_invocation_and_one_error() {
+        let metrics = lambda_metrics(&MappingInvocation {
+            function: "f".into(),
+            error: true,
+        });
+        let values: Vec<_> = metrics
+            .iter()
+            .map(|m| {
+                (
+                    m.metric_name().unwrap_or_default(),
+                    m.value().unwrap_or(-1.0),
+                )
+            })
+            .collect();
+        assert_eq!(values, vec![("Invocations", 1.0), ("Errors", 1.0)]);
+        assert_eq!(metrics[1].dimensions()[0].value(), Some("f"));
+    }
+}

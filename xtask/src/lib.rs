@@ -1,0 +1,15 @@
+//! Developer tooling for sqs-circuit-breaker: the local AWS stack (MiniStack + SAM), tests
+//! and demos. Nothing here ships to AWS.
+
+pub mod aws;
+pub mod consumer;
+pub mod emulator;
+pub mod emulator_gaps;
+pub mod paths;
+pub mod run;
+pub mod sam;
+pub mod stack;
+pub mod status;
+pub mod tools;
+pub mod traffic;
+pub mod wait;

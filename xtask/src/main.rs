@@ -1,0 +1,253 @@
+//! `cargo xtask`: the local AWS stack, the demo and the test runner.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use xtask::{
+    aws, consumer, emulator::Emulator, emulator_gaps, paths, stack, status, tools, traffic,
+};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "sqs-circuit-breaker developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// The local AWS stack (MiniStack on 127.0.0.1 with the example stack deployed).
+    Local {
+        #[command(subcommand)]
+        action: LocalAction,
+    },
+    /// Sends example traffic to the example queue on a running local stack.
+    Send {
+        #[arg(long, default_value_t = 4566)]
+        port: u16,
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+    },
+    /// Simulates an outage of the example consumer (`on`) or ends it (`off`).
+    Outage {
+        #[arg(value_parser = ["on", "off"])]
+        switch: String,
+        #[arg(long, default_value_t = 4566)]
+        port: u16,
+    },
+    /// Brings up the local stack, sends traffic and shows it being consumed.
+    Demo {
+        #[arg(long, default_value_t = 4566)]
+        port: u16,
+        #[arg(long, default_value_t = 100)]
+        messages: usize,
+    },
+    /// Runs every test: formatting, lints, template lint, unit and local-stack tests.
+    Test,
+}
+
+#[derive(Subcommand)]
+enum LocalAction {
+    /// Installs the toolchain if needed, starts (or reuses) the emulator, builds and deploys.
+    Up {
+        #[arg(long, default_value_t = 4566)]
+        port: u16,
+    },
+    /// Prints the deployed stacks, event source mappings and queue depths.
+    Status {
+        #[arg(long, default_value_t = 4566)]
+        port: u16,
+    },
+    /// Stops the emulator started by `up` (by its recorded pid).
+    Down {
+        #[arg(long, default_value_t = 4566)]
+        port: u16,
+    },
+    /// Runs the emulator gap bridges in the foreground (`up` starts this in the background).
+    #[command(hide = true)]
+    Bridge {
+        #[arg(long, default_value_t = 4566)]
+        port: u16,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Task::Local { action } => match action {
+            LocalAction::Up { port } => up(port).map(drop),
+            LocalAction::Status { port } => runtime()?.block_on(status::print(&running(port)?)),
+            LocalAction::Down { port } => down(port),
+            LocalAction::Bridge { port } => {
+                emulator_gaps::Bridges::start(&running(port)?)?.wait();
+                Ok(())
+            }
+        },
+        Task::Send { port, count } => runtime()?.block_on(send(&running(port)?, count)),
+        Task::Outage { switch, port } => {
+            runtime()?.block_on(outage(&running(port)?, switch == "on"))
+        }
+        Task::Demo { port, messages } => demo(port, messages),
+        Task::Test => test(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Runtime::new()?)
+}
+
+fn up(port: u16) -> Result<Emulator> {
+    let (tools, emulator) = stack::emulator_on(port)?;
+    bridge_process(&emulator)?;
+    stack::deploy_example(&tools, &emulator, &Vec::new())?;
+    eprintln!(
+        "==> local stack up at {} (stop it with: cargo xtask local down --port {port})",
+        emulator.endpoint()
+    );
+    Ok(emulator)
+}
+
+fn bridge_pid_file(port: u16) -> std::path::PathBuf {
+    paths::local().join(format!("bridge-{port}.pid"))
+}
+
+/// Starts `cargo xtask local bridge` detached, unless one already runs for this emulator.
+fn bridge_process(emulator: &Emulator) -> Result<()> {
+    let pid_file = bridge_pid_file(emulator.port);
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        if std::path::Path::new(&format!("/proc/{}", pid.trim())).exists() {
+            return Ok(());
+        }
+    }
+    let log = std::fs::File::create(paths::local().join(format!("bridge-{}.log", emulator.port)))?;
+    let child = Command::new(std::env::current_exe()?)
+        .args(["local", "bridge", "--port", &emulator.port.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting the emulator gap bridge")?;
+    std::fs::write(pid_file, child.id().to_string())?;
+    eprintln!("==> emulator gap bridge running (pid {})", child.id());
+    Ok(())
+}
+
+fn running(port: u16) -> Result<Emulator> {
+    Emulator::find(port).with_context(|| {
+        format!("no local stack from this checkout runs on port {port}; start it with: cargo xtask local up --port {port}")
+    })
+}
+
+fn down(port: u16) -> Result<()> {
+    if let Ok(pid) = std::fs::read_to_string(bridge_pid_file(port)) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+        let _ = std::fs::remove_file(bridge_pid_file(port));
+    }
+    match Emulator::find(port) {
+        Some(emulator) => {
+            emulator.stop();
+            println!("stopped ministack (pid {}) on port {port}", emulator.pid);
+        }
+        None => println!("no local stack from this checkout runs on port {port}"),
+    }
+    Ok(())
+}
+
+async fn send(emulator: &Emulator, count: usize) -> Result<()> {
+    let config = aws::config(emulator).await;
+    let outputs = aws::stack_outputs(&config, stack::EXAMPLE_STACK).await?;
+    let queue = outputs
+        .get("QueueUrl")
+        .context("example stack has no QueueUrl output")?;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let ids = traffic::send(&sqs, queue, "example", count).await?;
+    println!("sent {} messages to {queue}", ids.len());
+    Ok(())
+}
+
+async fn outage(emulator: &Emulator, on: bool) -> Result<()> {
+    let config = aws::config(emulator).await;
+    let outputs = aws::stack_outputs(&config, stack::EXAMPLE_STACK).await?;
+    let function = outputs
+        .get("ConsumerFunctionName")
+        .context("example stack has no ConsumerFunctionName output")?;
+    consumer::set_should_error(&aws_sdk_lambda::Client::new(&config), function, on).await?;
+    println!("SHOULD_ERROR={on} on {function}");
+    Ok(())
+}
+
+fn demo(port: u16, messages: usize) -> Result<()> {
+    let emulator = up(port)?;
+    runtime()?.block_on(async {
+        let config = aws::config(&emulator).await;
+        let outputs = aws::stack_outputs(&config, stack::EXAMPLE_STACK).await?;
+        let queue = outputs.get("QueueUrl").context("no QueueUrl output")?;
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let ids = traffic::send(&sqs, queue, "demo", messages).await?;
+        println!(
+            "sent {} messages; watching the consumer drain the queue",
+            ids.len()
+        );
+        let started = Instant::now();
+        loop {
+            let depth = status::queue_depth(&sqs, queue).await?;
+            println!(
+                "  t+{:>3}s  visible {:>4}  in flight {:>4}  delayed {:>4}",
+                started.elapsed().as_secs(),
+                depth.visible,
+                depth.in_flight,
+                depth.delayed
+            );
+            if depth.total() == 0 || started.elapsed() > Duration::from_secs(120) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        status::print(&emulator).await
+    })?;
+    println!("the stack stays up; stop it with: cargo xtask local down --port {port}");
+    Ok(())
+}
+
+/// Every check CI runs, in order of cost, stopping at the first failure.
+fn test() -> Result<()> {
+    let root = paths::root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let step = |what: &str, cmd: &mut Command| -> Result<()> {
+        eprintln!("==> {what}");
+        let status = cmd.current_dir(&root).status()?;
+        anyhow::ensure!(status.success(), "{what} failed ({status})");
+        Ok(())
+    };
+    step(
+        "cargo fmt --check",
+        Command::new(&cargo).args(["fmt", "--all", "--check"]),
+    )?;
+    step(
+        "cargo clippy",
+        Command::new(&cargo).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    let tools = tools::ensure()?;
+    let templates: Vec<_> = std::fs::read_dir(root.join("infra"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    step(
+        "cfn-lint infra/*.yaml",
+        tools.command("cfn-lint").args(&templates),
+    )?;
+    // Local-stack tests are #[ignore]d so that a plain `cargo test` stays offline and fast.
+    step(
+        "cargo test (unit, property and local-stack tests)",
+        Command::new(&cargo).args(["test", "--workspace", "--", "--include-ignored"]),
+    )
+}

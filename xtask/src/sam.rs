@@ -1,0 +1,79 @@
+//! `sam build` and `sam deploy` of the project's real templates against the emulator.
+
+use crate::{emulator::Emulator, paths, run, tools::Tools};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+pub const REGION: &str = "us-east-1";
+
+/// Builds `infra/<template>.yaml` with cargo-lambda; returns the built template's path.
+pub fn build(tools: &Tools, template: &str) -> Result<PathBuf> {
+    let source = paths::root().join("infra").join(format!("{template}.yaml"));
+    let build_dir = paths::local().join("sam").join(template);
+    run::logged(
+        &format!("sam build {template} (cargo-lambda, release)"),
+        tools
+            .command("sam")
+            .current_dir(paths::root())
+            .args(["build", "--beta-features", "--template-file"])
+            .arg(&source)
+            .arg("--build-dir")
+            .arg(&build_dir),
+        &paths::local().join(format!("logs/sam-build-{template}.log")),
+    )?;
+    Ok(build_dir.join("template.yaml"))
+}
+
+/// Deploys a built template as `stack` with `parameters` (name, value) to the emulator.
+pub fn deploy(
+    tools: &Tools,
+    emulator: &Emulator,
+    built_template: &PathBuf,
+    stack: &str,
+    parameters: &[(&str, String)],
+) -> Result<()> {
+    let mut cmd = tools.command("sam");
+    cmd.current_dir(paths::root())
+        .args(["deploy", "--template-file"])
+        .arg(built_template)
+        .args([
+            "--stack-name",
+            stack,
+            "--resolve-s3",
+            "--capabilities",
+            "CAPABILITY_IAM",
+            "CAPABILITY_AUTO_EXPAND",
+            "--no-confirm-changeset",
+            "--no-fail-on-empty-changeset",
+            "--no-progressbar",
+            "--region",
+            REGION,
+        ]);
+    if !parameters.is_empty() {
+        cmd.arg("--parameter-overrides");
+        for (name, value) in parameters {
+            cmd.arg(format!("{name}={value}"));
+        }
+    }
+    for (key, value) in emulator_env(emulator) {
+        cmd.env(key, value);
+    }
+    run::logged(
+        &format!("sam deploy {stack}"),
+        &mut cmd,
+        &paths::local().join(format!("logs/sam-deploy-{stack}-{}.log", emulator.port)),
+    )
+    .with_context(|| format!("deploying stack {stack}"))
+}
+
+/// The environment that points AWS clients (sam, boto3, the Rust SDK) at the emulator with
+/// dummy credentials.
+pub fn emulator_env(emulator: &Emulator) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", emulator.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", REGION.into()),
+        ("AWS_DEFAULT_REGION", REGION.into()),
+    ]
+}

@@ -1,0 +1,72 @@
+//! The local stack as a unit: toolchain, emulator, and the deployed example stack.
+
+use crate::{emulator::Emulator, sam, tools};
+use anyhow::Result;
+
+pub const EXAMPLE_STACK: &str = "sqscb-example";
+
+/// Parameters for the example stack; empty means the template's defaults.
+pub type Parameters = Vec<(&'static str, String)>;
+
+/// Reuses the emulator on `port` if one from this checkout is running, else starts one.
+pub fn emulator_on(port: u16) -> Result<(tools::Tools, Emulator)> {
+    let tools = tools::ensure()?;
+    let emulator = match Emulator::find(port) {
+        Some(found) => {
+            eprintln!(
+                "==> reusing ministack on 127.0.0.1:{port} (pid {})",
+                found.pid
+            );
+            found
+        }
+        None => {
+            eprintln!("==> starting ministack on 127.0.0.1:{port}");
+            Emulator::start(&tools, port)?
+        }
+    };
+    Ok((tools, emulator))
+}
+
+/// Builds and deploys the example stack (idempotent: an unchanged stack is left as is).
+pub fn deploy_example(
+    tools: &tools::Tools,
+    emulator: &Emulator,
+    parameters: &Parameters,
+) -> Result<()> {
+    let built = sam::build(tools, "example")?;
+    sam::deploy(tools, emulator, &built, EXAMPLE_STACK, parameters)
+}
+
+/// An emulator owned by a test: started on a free port, stopped (with everything it
+/// spawned) when dropped, even when the test fails.
+pub struct TestStack {
+    pub tools: tools::Tools,
+    pub emulator: Emulator,
+    _bridges: crate::emulator_gaps::Bridges,
+}
+
+impl TestStack {
+    pub fn start() -> Result<TestStack> {
+        let tools = tools::ensure()?;
+        let port = crate::emulator::free_port()?;
+        let emulator = Emulator::start(&tools, port)?;
+        let bridges = match crate::emulator_gaps::Bridges::start(&emulator) {
+            Ok(bridges) => bridges,
+            Err(e) => {
+                emulator.stop();
+                return Err(e);
+            }
+        };
+        Ok(TestStack {
+            tools,
+            emulator,
+            _bridges: bridges,
+        })
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        self.emulator.stop();
+    }
+}

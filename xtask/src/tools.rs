@@ -1,0 +1,92 @@
+//! Installs the pinned local toolchain (xtask/requirements.txt) into a gitignored venv.
+
+use crate::{paths, run};
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The installed toolchain: a venv whose `bin` holds ministack, sam, cargo-lambda, zig
+/// (through `python-zig`) and cfn-lint.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub bin: PathBuf,
+}
+
+impl Tools {
+    /// A command for one of the venv's programs, with the venv first on PATH so that
+    /// sam finds cargo-lambda and cargo-lambda finds zig.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(program));
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![self.bin.clone()];
+        dirs.extend(std::env::split_paths(&path));
+        if let Ok(joined) = std::env::join_paths(dirs) {
+            cmd.env("PATH", joined);
+        }
+        cmd.env("SAM_CLI_TELEMETRY", "0");
+        cmd.env("VIRTUAL_ENV", self.bin.parent().unwrap_or(&self.bin));
+        cmd
+    }
+}
+
+/// Returns the toolchain, installing it first when missing or when the pins changed.
+pub fn ensure() -> Result<Tools> {
+    let venv = paths::tools().join("venv");
+    let bin = venv.join("bin");
+    let requirements = paths::root().join("xtask/requirements.txt");
+    let wanted = fs::read_to_string(&requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    let stamp = venv.join("installed-requirements.txt");
+    if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(Tools { bin });
+    }
+
+    let python = find_python()?;
+    if !bin.join("python").exists() {
+        fs::create_dir_all(paths::tools())?;
+        let out = Command::new(&python)
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output()
+            .with_context(|| format!("running {python} -m venv"))?;
+        if !out.status.success() {
+            bail!(
+                "could not create a Python venv with {python}: {}\n\
+                 On Debian/Ubuntu install it with: apt-get install python3-venv",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    let log = paths::local().join("logs/pip-install.log");
+    run::logged(
+        "installing the local AWS toolchain (ministack, sam, cargo-lambda, zig, cfn-lint)",
+        Command::new(bin.join("python"))
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
+        &log,
+    )?;
+    fs::write(&stamp, wanted)?;
+    Ok(Tools { bin })
+}
+
+fn find_python() -> Result<String> {
+    for candidate in ["python3", "python"] {
+        let ok = Command::new(candidate)
+            .args([
+                "-c",
+                "import sys, venv; sys.exit(0 if sys.version_info >= (3, 9) else 1)",
+            ])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            return Ok(candidate.to_string());
+        }
+    }
+    bail!(
+        "Python 3.9 or newer with the venv module is required to install the local AWS \
+         toolchain, and none was found on PATH (tried python3, python).\n\
+         On Debian/Ubuntu: apt-get install python3 python3-venv python3-pip"
+    )
+}
