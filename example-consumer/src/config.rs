@@ -13,6 +13,8 @@ pub const SHOULD_ERROR: &str = "SHOULD_ERROR";
 pub const FAILURE_RATE: &str = "FAILURE_RATE";
 /// Milliseconds to sleep per batch.
 pub const LATENCY_MS: &str = "LATENCY_MS";
+/// Records whose body contains this text always fail: poison messages, for tests and demos.
+pub const POISON_MARKER: &str = "POISON_MARKER";
 
 /// A fraction of records to fail, guaranteed to be in `0.0..=1.0` (never NaN).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -33,11 +35,12 @@ impl FailureRate {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     pub should_error: bool,
     pub failure_rate: FailureRate,
     pub latency: Duration,
+    pub poison_marker: Option<String>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -84,6 +87,7 @@ impl Config {
                 .map(parse_latency)
                 .transpose()?
                 .unwrap_or_default(),
+            poison_marker: get(POISON_MARKER),
         })
     }
 }
@@ -140,6 +144,7 @@ mod tests {
                 should_error: false,
                 failure_rate: FailureRate::ZERO,
                 latency: Duration::ZERO,
+                poison_marker: None,
             })
         );
     }
@@ -288,12 +293,14 @@ mod tests {
             parse(&[
                 (SHOULD_ERROR, "1"),
                 (FAILURE_RATE, "0.3"),
-                (LATENCY_MS, "42")
+                (LATENCY_MS, "42"),
+                (POISON_MARKER, " poison ")
             ]),
             Ok(Config {
                 should_error: true,
                 failure_rate: rate(0.3),
                 latency: Duration::from_millis(42),
+                poison_marker: Some("poison".into()),
             })
         );
     }

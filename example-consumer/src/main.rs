@@ -16,6 +16,7 @@ async fn main() -> Result<(), Error> {
         should_error = config.should_error,
         failure_rate = config.failure_rate.get(),
         latency_ms = u64::try_from(config.latency.as_millis()).unwrap_or(u64::MAX),
+        poison_marker = config.poison_marker.as_deref().unwrap_or(""),
         "configuration loaded"
     );
 

@@ -115,12 +115,27 @@ pub fn decide_batch<'a>(
     }
     Ok(records
         .iter()
-        .filter_map(message_id)
-        .map(|message_id| RecordOutcome {
-            message_id,
-            outcome: outcome_for(config.failure_rate, draw()),
+        .filter_map(|record| Some((record, message_id(record)?)))
+        .map(|(record, message_id)| {
+            let drawn = outcome_for(config.failure_rate, draw());
+            RecordOutcome {
+                message_id,
+                outcome: if is_poison(config, record) {
+                    Outcome::Failed
+                } else {
+                    drawn
+                },
+            }
         })
         .collect())
+}
+
+/// A record whose body carries the configured poison marker.
+pub fn is_poison(config: &Config, record: &SqsMessage) -> bool {
+    match (&config.poison_marker, &record.body) {
+        (Some(marker), Some(body)) => body.contains(marker.as_str()),
+        _ => false,
+    }
 }
 
 /// Partial batch response listing the failed records by messageId.
@@ -171,6 +186,23 @@ mod tests {
             .into_iter()
             .map(|failure| failure.item_identifier)
             .collect()
+    }
+
+    #[test]
+    fn poison_records_always_fail_and_others_follow_the_rate() {
+        let mut batch = records(&["good", "bad"]);
+        batch[0].body = Some("fine".into());
+        batch[1].body = Some("{\"poison\":true}".into());
+        let config = Config {
+            poison_marker: Some("poison".into()),
+            ..Config::default()
+        };
+        let outcomes = decide_batch(&config, &batch, draws(vec![0.5, 0.5])).expect("ok");
+        assert_eq!(failed_ids(&outcomes), vec!["bad".to_string()]);
+        assert!(
+            !is_poison(&Config::default(), &batch[1]),
+            "no marker, no poison"
+        );
     }
 
     #[test]

@@ -52,6 +52,9 @@ impl Emulator {
             .command("ministack")
             .env("GATEWAY_PORT", port.to_string())
             .env("BIND_HOST", "127.0.0.1")
+            // What the emulator hands its Lambda runtimes as their endpoint: without it,
+            // functions calling AWS (the controller) would look for the real AWS.
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
             // Its Lambda code cache is keyed by port only; keep it inside the checkout.
             .env("TMPDIR", &state)
             .stdin(Stdio::null())

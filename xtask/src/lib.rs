@@ -1,7 +1,9 @@
 //! Developer tooling for sqs-circuit-breaker: the local AWS stack (MiniStack + SAM), tests
 //! and demos. Nothing here ships to AWS.
 
+pub mod asl;
 pub mod aws;
+pub mod breaker;
 pub mod consumer;
 pub mod emulator;
 pub mod emulator_gaps;

@@ -6,8 +6,14 @@ use std::path::PathBuf;
 
 pub const REGION: &str = "us-east-1";
 
+/// Tests in one process share the build folders; builds take turns.
+static BUILD_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Builds `infra/<template>.yaml` with cargo-lambda; returns the built template's path.
 pub fn build(tools: &Tools, template: &str) -> Result<PathBuf> {
+    let _turn = BUILD_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let source = paths::root().join("infra").join(format!("{template}.yaml"));
     let build_dir = paths::local().join("sam").join(template);
     run::logged(

@@ -4,6 +4,7 @@ use crate::{emulator::Emulator, sam, tools};
 use anyhow::Result;
 
 pub const EXAMPLE_STACK: &str = "sqscb-example";
+pub const BREAKER_STACK: &str = "sqscb-breaker";
 
 /// Parameters for the example stack; empty means the template's defaults.
 pub type Parameters = Vec<(&'static str, String)>;
@@ -35,6 +36,30 @@ pub fn deploy_example(
 ) -> Result<()> {
     let built = sam::build(tools, "example")?;
     sam::deploy(tools, emulator, &built, EXAMPLE_STACK, parameters)
+}
+
+/// Builds and deploys the breaker (`infra/template.yaml`) attached to the example stack's
+/// consumer and queue; `parameters` add to or override those two.
+pub async fn deploy_breaker(
+    tools: &tools::Tools,
+    emulator: &Emulator,
+    parameters: &Parameters,
+) -> Result<()> {
+    let config = crate::aws::config(emulator).await;
+    let example = crate::aws::stack_outputs(&config, EXAMPLE_STACK).await?;
+    let output = |key: &str| {
+        example
+            .get(key)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the example stack has no {key} output"))
+    };
+    let mut all: Parameters = vec![
+        ("ConsumerFunctionName", output("ConsumerFunctionName")?),
+        ("QueueArn", output("QueueArn")?),
+    ];
+    all.extend(parameters.iter().cloned());
+    let built = sam::build(tools, "template")?;
+    sam::deploy(tools, emulator, &built, BREAKER_STACK, &all)
 }
 
 /// An emulator owned by a test: started on a free port, stopped (with everything it

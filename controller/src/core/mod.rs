@@ -5,12 +5,14 @@
 //! `[0, 1)`, so every decision the circuit breaker makes can be tested
 //! exhaustively without mocks.
 
+pub mod alarm_event;
 pub mod backoff;
 pub mod config;
 pub mod policy;
 pub mod retention;
 pub mod verdict;
 
+pub use alarm_event::{alarm_transition, AlarmTransition, InvalidEvent};
 pub use backoff::Backoff;
 pub use config::{Config, ConfigError, QueueArn};
 pub use policy::{

@@ -1,0 +1,177 @@
+//! The consumer's queue: its settings, and the one message a probe borrows.
+
+use crate::error::StepError;
+use aws_lambda_events::encodings::Base64Data;
+use aws_lambda_events::event::sqs::{SqsMessage, SqsMessageAttribute};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    pub url: String,
+    pub retention_seconds: u32,
+}
+
+pub async fn describe(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    account: &str,
+) -> Result<QueueInfo, StepError> {
+    let url = sqs
+        .get_queue_url()
+        .queue_name(name)
+        .queue_owner_aws_account_id(account)
+        .send()
+        .await
+        .map_err(|e| StepError::aws("GetQueueUrl", e))?
+        .queue_url()
+        .unwrap_or_default()
+        .to_string();
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::MessageRetentionPeriod)
+        .send()
+        .await
+        .map_err(|e| StepError::aws("GetQueueAttributes", e))?;
+    let retention_seconds = attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::MessageRetentionPeriod))
+        .and_then(|v| v.parse().ok())
+        // SQS's default retention, should the attribute be missing.
+        .unwrap_or(345_600);
+    Ok(QueueInfo {
+        url,
+        retention_seconds,
+    })
+}
+
+/// Receives at most one message with all its attributes, hidden for `visibility_seconds`.
+pub async fn receive_one(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    visibility_seconds: u32,
+) -> Result<Option<Message>, StepError> {
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(1)
+        .visibility_timeout(visibility_seconds as i32)
+        // Long polling: a short poll may miss messages on a sparse queue.
+        .wait_time_seconds(2)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .map_err(|e| StepError::aws("ReceiveMessage", e))?;
+    Ok(out.messages.and_then(|mut m| m.pop()))
+}
+
+pub async fn delete(sqs: &aws_sdk_sqs::Client, url: &str, receipt: &str) -> Result<(), StepError> {
+    sqs.delete_message()
+        .queue_url(url)
+        .receipt_handle(receipt)
+        .send()
+        .await
+        .map_err(|e| StepError::aws("DeleteMessage", e))?;
+    Ok(())
+}
+
+/// Makes a message visible again at once; its receive count has already grown, so the
+/// queue's redrive policy still applies to it.
+pub async fn release(sqs: &aws_sdk_sqs::Client, url: &str, receipt: &str) -> Result<(), StepError> {
+    sqs.change_message_visibility()
+        .queue_url(url)
+        .receipt_handle(receipt)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .map_err(|e| StepError::aws("ChangeMessageVisibility", e))?;
+    Ok(())
+}
+
+fn base64(bytes: &[u8]) -> Base64Data {
+    // Base64Data is non-exhaustive: build it through Default.
+    let mut data = Base64Data::default();
+    data.extend_from_slice(bytes);
+    data
+}
+
+/// The SQS record Lambda's event source mapping would build for `message`.
+pub fn to_record(message: &Message, queue_arn: &str, region: &str) -> SqsMessage {
+    let attributes = message
+        .attributes()
+        .map(|a| {
+            a.iter()
+                .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let message_attributes: HashMap<String, SqsMessageAttribute> = message
+        .message_attributes()
+        .map(|a| {
+            a.iter()
+                .map(|(name, value)| {
+                    let mut attribute = SqsMessageAttribute::default();
+                    attribute.string_value = value.string_value().map(str::to_string);
+                    attribute.binary_value = value.binary_value().map(|b| base64(b.as_ref()));
+                    attribute.string_list_values = value.string_list_values().to_vec();
+                    attribute.binary_list_values = value
+                        .binary_list_values()
+                        .iter()
+                        .map(|b| base64(b.as_ref()))
+                        .collect();
+                    attribute.data_type = Some(value.data_type().to_string());
+                    (name.clone(), attribute)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut record = SqsMessage::default();
+    record.message_id = message.message_id().map(str::to_string);
+    record.receipt_handle = message.receipt_handle().map(str::to_string);
+    record.body = message.body().map(str::to_string);
+    record.md5_of_body = message.md5_of_body().map(str::to_string);
+    record.md5_of_message_attributes = message.md5_of_message_attributes().map(str::to_string);
+    record.attributes = attributes;
+    record.message_attributes = message_attributes;
+    record.event_source_arn = Some(queue_arn.to_string());
+    record.event_source = Some("aws:sqs".to_string());
+    record.aws_region = Some(region.to_string());
+    record
+}
+
+/// The age of the queue's oldest message as CloudWatch last saw it (AWS/SQS
+/// ApproximateAgeOfOldestMessage, the last five minutes), if it has a datapoint.
+pub async fn oldest_message_age_seconds(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    queue_name: &str,
+    now: std::time::SystemTime,
+) -> Result<Option<u32>, StepError> {
+    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+    let out = cloudwatch
+        .get_metric_statistics()
+        .namespace("AWS/SQS")
+        .metric_name("ApproximateAgeOfOldestMessage")
+        .dimensions(
+            Dimension::builder()
+                .name("QueueName")
+                .value(queue_name)
+                .build(),
+        )
+        .start_time((now - std::time::Duration::from_secs(300)).into())
+        .end_time(now.into())
+        .period(60)
+        .statistics(Statistic::Maximum)
+        .send()
+        .await
+        .map_err(|e| StepError::aws("GetMetricStatistics", e))?;
+    Ok(out
+        .datapoints()
+        .iter()
+        .filter_map(|d| d.maximum())
+        .fold(None, |max: Option<f64>, v| {
+            Some(max.map_or(v, |m| m.max(v)))
+        })
+        .map(|v| v.max(0.0) as u32))
+}

@@ -1,0 +1,117 @@
+//! What the breaker tells the world: an EventBridge event and a CloudWatch metric for each
+//! transition.
+
+use crate::error::StepError;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use serde::Serialize;
+
+pub const EVENT_SOURCE: &str = "sqs-circuit-breaker";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    CircuitOpened,
+    ProbeFailed,
+    ProbeSucceeded,
+    CircuitClosed,
+    CircuitGaveUp,
+}
+
+impl Transition {
+    /// The EventBridge detail-type.
+    pub fn detail_type(self) -> &'static str {
+        match self {
+            Transition::CircuitOpened => "Circuit Opened",
+            Transition::ProbeFailed => "Probe Failed",
+            Transition::ProbeSucceeded => "Probe Succeeded",
+            Transition::CircuitClosed => "Circuit Closed",
+            Transition::CircuitGaveUp => "Circuit Gave Up",
+        }
+    }
+
+    /// The CloudWatch metric name.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Transition::CircuitOpened => "CircuitOpened",
+            Transition::ProbeFailed => "ProbeFailed",
+            Transition::ProbeSucceeded => "ProbeSucceeded",
+            Transition::CircuitClosed => "CircuitClosed",
+            Transition::CircuitGaveUp => "CircuitGaveUp",
+        }
+    }
+}
+
+/// The event's detail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Detail {
+    pub mapping: String,
+    pub queue: String,
+    pub function: String,
+    pub execution: String,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+/// Where signals go.
+#[derive(Debug, Clone)]
+pub struct Signals {
+    pub eventbridge: aws_sdk_eventbridge::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub event_bus: String,
+    pub namespace: String,
+}
+
+impl Signals {
+    /// Puts the event and the metric. Both are needed for alerting, so a failure is an error
+    /// (the step is retried; events may then repeat, which consumers must tolerate anyway).
+    pub async fn emit(&self, transition: Transition, detail: &Detail) -> Result<(), StepError> {
+        let body = serde_json::to_string(detail)
+            .map_err(|e| StepError::Fatal(format!("serialising event detail: {e}")))?;
+        let out = self
+            .eventbridge
+            .put_events()
+            .entries(
+                PutEventsRequestEntry::builder()
+                    .source(EVENT_SOURCE)
+                    .detail_type(transition.detail_type())
+                    .detail(body)
+                    .event_bus_name(&self.event_bus)
+                    .resources(&detail.mapping)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| StepError::aws("PutEvents", e))?;
+        if out.failed_entry_count() > 0 {
+            let reason = out
+                .entries()
+                .iter()
+                .find_map(|e| e.error_message())
+                .unwrap_or("no reason given");
+            return Err(StepError::Transient {
+                operation: "PutEvents".into(),
+                message: reason.to_string(),
+            });
+        }
+        self.cloudwatch
+            .put_metric_data()
+            .namespace(&self.namespace)
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name(transition.metric())
+                    .dimensions(
+                        Dimension::builder()
+                            .name("ConsumerFunction")
+                            .value(&detail.function)
+                            .build(),
+                    )
+                    .unit(StandardUnit::Count)
+                    .value(1.0)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| StepError::aws("PutMetricData", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,39 @@
+//! NextBackoff: how long until the next probe, or give up.
+
+use super::Context;
+use crate::circuit::Circuit;
+use crate::core::{exhausted, retention_deadline_ms, Next};
+use crate::error::StepError;
+
+pub async fn backoff(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepError> {
+    let now = ctx.now_ms();
+    if exhausted(
+        &ctx.config.limits,
+        circuit.attempt,
+        circuit.opened_at_ms,
+        now,
+    ) {
+        circuit.next = Some(Next::GiveUp);
+        circuit.reason = format!(
+            "probe limits reached after {} probes ({:?})",
+            circuit.attempt, ctx.config.limits
+        );
+        return Ok(circuit);
+    }
+    let delay = ctx.config.backoff.delay(circuit.attempt, (ctx.random)());
+    // Never sleep past the retention guard's deadline: the next probe must see it.
+    let deadline = retention_deadline_ms(
+        circuit.oldest_sent_ms,
+        circuit.retention_seconds,
+        ctx.config.retention_margin_seconds,
+    );
+    let until_deadline = (deadline.saturating_sub(now) / 1000).max(1);
+    circuit.wait_seconds = u64::from(delay).min(until_deadline) as u32;
+    circuit.next = Some(Next::Backoff);
+    tracing::info!(
+        attempt = circuit.attempt,
+        wait_seconds = circuit.wait_seconds,
+        "backing off"
+    );
+    Ok(circuit)
+}

@@ -1,0 +1,94 @@
+//! Driving and watching the deployed breaker: alarm events, executions, their histories.
+
+use anyhow::{Context, Result};
+use aws_sdk_sfn::types::ExecutionStatus;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The "CloudWatch Alarm State Change" event AWS sends to EventBridge when `alarm` moves
+/// from OK to ALARM (documented shape; `configuration` trimmed to what the breaker reads).
+pub fn alarm_event(alarm: &str, account: &str, region: &str, time: &str) -> Value {
+    json!({
+        "version": "0",
+        "id": format!("alarm-{alarm}-{time}"),
+        "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch",
+        "account": account,
+        "time": time,
+        "region": region,
+        "resources": [format!("arn:aws:cloudwatch:{region}:{account}:alarm:{alarm}")],
+        "detail": {
+            "alarmName": alarm,
+            "state": {"value": "ALARM", "reason": "Threshold Crossed", "timestamp": time},
+            "previousState": {"value": "OK", "reason": "", "timestamp": time},
+            "configuration": {"metrics": []}
+        }
+    })
+}
+
+pub async fn start(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine: &str,
+    input: &Value,
+) -> Result<String> {
+    let out = sfn
+        .start_execution()
+        .state_machine_arn(state_machine)
+        .input(input.to_string())
+        .send()
+        .await
+        .context("StartExecution")?;
+    Ok(out.execution_arn().to_string())
+}
+
+pub async fn status(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<ExecutionStatus> {
+    let out = sfn
+        .describe_execution()
+        .execution_arn(execution)
+        .send()
+        .await
+        .context("DescribeExecution")?;
+    Ok(out.status().clone())
+}
+
+/// Waits until the execution is no longer running; returns its final status.
+pub async fn finished(
+    sfn: &aws_sdk_sfn::Client,
+    execution: &str,
+    timeout: Duration,
+) -> Result<ExecutionStatus> {
+    crate::wait::eventually("the execution to finish", timeout, || async {
+        let status = status(sfn, execution).await?;
+        Ok((status != ExecutionStatus::Running).then_some(status))
+    })
+    .await
+}
+
+/// The names of the states the execution entered, in order.
+pub async fn visited_states(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    let mut pages = sfn
+        .get_execution_history()
+        .execution_arn(execution)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.context("GetExecutionHistory")?;
+        for event in page.events() {
+            if let Some(entered) = event.state_entered_event_details() {
+                names.push(entered.name().to_string());
+            }
+        }
+    }
+    Ok(names)
+}
+
+pub async fn mapping_state(lambda: &aws_sdk_lambda::Client, uuid: &str) -> Result<String> {
+    let out = lambda
+        .get_event_source_mapping()
+        .uuid(uuid)
+        .send()
+        .await
+        .context("GetEventSourceMapping")?;
+    Ok(out.state().unwrap_or_default().to_string())
+}

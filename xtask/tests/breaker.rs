@@ -1,0 +1,357 @@
+//! The breaker on a local emulator, deployed with sam next to the example stack and driven
+//! by alarm-shaped events: it opens, probes, closes, loses nothing, acts once per mapping,
+//! and never touches a mapping an operator disabled.
+
+use anyhow::{ensure, Context, Result};
+use aws_sdk_sfn::types::ExecutionStatus;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+use xtask::stack::{self, Parameters, TestStack};
+use xtask::wait::eventually;
+use xtask::{aws, breaker, consumer, status, traffic};
+
+/// One emulator with both stacks at a time: these scenarios are CPU-bound on small machines.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+struct Deployed {
+    _local: TestStack,
+    example: HashMap<String, String>,
+    breaker: HashMap<String, String>,
+    sqs: aws_sdk_sqs::Client,
+    lambda: aws_sdk_lambda::Client,
+    sfn: aws_sdk_sfn::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+impl Deployed {
+    fn queue(&self) -> &str {
+        &self.example["QueueUrl"]
+    }
+    fn function(&self) -> &str {
+        &self.example["ConsumerFunctionName"]
+    }
+    fn mapping(&self) -> &str {
+        &self.example["EventSourceMappingId"]
+    }
+
+    async fn start_alarm_execution(&self) -> Result<String> {
+        let event = breaker::alarm_event(
+            &self.breaker["AlarmName"],
+            "000000000000",
+            "us-east-1",
+            "2026-11-26T12:00:00Z",
+        );
+        breaker::start(&self.sfn, &self.breaker["StateMachineArn"], &event).await
+    }
+
+    async fn mapping_state(&self) -> Result<String> {
+        breaker::mapping_state(&self.lambda, self.mapping()).await
+    }
+
+    async fn outage(&self, on: bool) -> Result<()> {
+        consumer::set_should_error(&self.lambda, self.function(), on).await
+    }
+}
+
+/// Fast timings: visibility 5 s, consumer timeout 3 s, backoff 1..2 s.
+fn deploy(example: Parameters, breaker: Parameters) -> Result<(tokio::runtime::Runtime, Deployed)> {
+    let local = TestStack::start()?;
+    let mut example_parameters: Parameters = vec![
+        ("VisibilityTimeoutSeconds", "5".into()),
+        ("ConsumerTimeoutSeconds", "3".into()),
+        ("MaxReceiveCount", "1000".into()),
+    ];
+    example_parameters.extend(example);
+    stack::deploy_example(&local.tools, &local.emulator, &example_parameters)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut breaker_parameters: Parameters = vec![
+        ("BackoffBaseSeconds", "1".into()),
+        ("BackoffCapSeconds", "2".into()),
+        ("SettleTimeoutSeconds", "20".into()),
+        ("RetentionMarginSeconds", "60".into()),
+    ];
+    breaker_parameters.extend(breaker);
+    runtime.block_on(stack::deploy_breaker(
+        &local.tools,
+        &local.emulator,
+        &breaker_parameters,
+    ))?;
+    let deployed = runtime.block_on(async {
+        let config = aws::config(&local.emulator).await;
+        anyhow::Ok(Deployed {
+            example: aws::stack_outputs(&config, stack::EXAMPLE_STACK).await?,
+            breaker: aws::stack_outputs(&config, stack::BREAKER_STACK).await?,
+            sqs: aws_sdk_sqs::Client::new(&config),
+            lambda: aws_sdk_lambda::Client::new(&config),
+            sfn: aws_sdk_sfn::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            _local: local,
+        })
+    })?;
+    Ok((runtime, deployed))
+}
+
+fn count(states: &[String], name: &str) -> usize {
+    states.iter().filter(|s| s.as_str() == name).count()
+}
+
+#[test]
+#[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
+fn breaker_opens_probes_and_closes_without_losing_a_message() -> Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let (runtime, d) = deploy(vec![], vec![])?;
+    runtime.block_on(async {
+        d.outage(true).await?;
+        let sent: HashSet<String> = traffic::send(&d.sqs, d.queue(), "outage", 30)
+            .await?
+            .into_iter()
+            .collect();
+        let execution = d.start_alarm_execution().await?;
+
+        eventually(
+            "the mapping to be Disabled",
+            Duration::from_secs(60),
+            || async { Ok((d.mapping_state().await? == "Disabled").then_some(())) },
+        )
+        .await?;
+        eventually("two failed probes", Duration::from_secs(90), || async {
+            let states = breaker::visited_states(&d.sfn, &execution).await?;
+            Ok((count(&states, "NextBackoff") >= 2).then_some(()))
+        })
+        .await?;
+        ensure!(
+            d.mapping_state().await? == "Disabled",
+            "the circuit must stay open while probes fail"
+        );
+
+        d.outage(false).await?;
+        let end = breaker::finished(&d.sfn, &execution, Duration::from_secs(120)).await?;
+        let states = breaker::visited_states(&d.sfn, &execution).await?;
+        ensure!(
+            end == ExecutionStatus::Succeeded,
+            "execution ended {end:?}: {states:?}"
+        );
+        ensure!(
+            states.last().map(String::as_str) == Some("CircuitClosed"),
+            "{states:?}"
+        );
+        ensure!(
+            count(&states, "Probe") >= 3,
+            "expected failed probes then a healthy one: {states:?}"
+        );
+        ensure!(d.mapping_state().await? == "Enabled");
+
+        // The alarm may re-trip later from errors still in its window; what matters is that
+        // closing set it to OK, so the next outage raises a fresh transition.
+        let history = d
+            .cloudwatch
+            .describe_alarm_history()
+            .alarm_name(&d.breaker["AlarmName"])
+            .send()
+            .await
+            .context("DescribeAlarmHistory")?;
+        ensure!(
+            history
+                .alarm_history_items()
+                .iter()
+                .any(|item| item.history_summary().is_some_and(|s| s.ends_with("to OK"))),
+            "closing resets the alarm to OK: {:?}",
+            history.alarm_history_items()
+        );
+
+        eventually(
+            "every message to be processed",
+            Duration::from_secs(120),
+            || async {
+                let done = traffic::processed_ids(&d.logs, d.function()).await?;
+                let depth = status::queue_depth(&d.sqs, d.queue()).await?;
+                Ok((sent.is_subset(&done) && depth.total() == 0).then_some(()))
+            },
+        )
+        .await?;
+        let dead = status::queue_depth(&d.sqs, &d.example["DeadLetterQueueUrl"]).await?;
+        ensure!(dead.total() == 0, "nothing may reach the DLQ: {dead:?}");
+        Ok(())
+    })
+}
+
+#[test]
+#[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
+fn two_executions_at_once_only_one_acts() -> Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let (runtime, d) = deploy(vec![], vec![])?;
+    runtime.block_on(async {
+        d.outage(true).await?;
+        traffic::send(&d.sqs, d.queue(), "race", 5).await?;
+        let (a, b) = tokio::join!(d.start_alarm_execution(), d.start_alarm_execution());
+        let (a, b) = (a?, b?);
+
+        // The loser ends at once; the winner keeps the circuit open while the outage lasts.
+        let loser = eventually(
+            "one execution to stand aside",
+            Duration::from_secs(60),
+            || async {
+                for execution in [&a, &b] {
+                    let states = breaker::visited_states(&d.sfn, execution).await?;
+                    if states.iter().any(|s| s == "AnotherExecutionOwnsCircuit") {
+                        return Ok(Some(execution.clone()));
+                    }
+                }
+                Ok(None)
+            },
+        )
+        .await?;
+        let winner = if loser == a { b.clone() } else { a.clone() };
+        let loser_states = breaker::visited_states(&d.sfn, &loser).await?;
+        ensure!(
+            !loser_states.iter().any(|s| s == "WaitBeforeProbe"),
+            "{loser_states:?}"
+        );
+
+        d.outage(false).await?;
+        let end = breaker::finished(&d.sfn, &winner, Duration::from_secs(120)).await?;
+        let states = breaker::visited_states(&d.sfn, &winner).await?;
+        ensure!(end == ExecutionStatus::Succeeded, "{end:?}: {states:?}");
+        ensure!(
+            states.last().map(String::as_str) == Some("CircuitClosed"),
+            "{states:?}"
+        );
+        ensure!(d.mapping_state().await? == "Enabled");
+        Ok(())
+    })
+}
+
+#[test]
+#[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
+fn empty_queue_closes_and_an_operator_disabled_mapping_stays_disabled() -> Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let (runtime, d) = deploy(vec![], vec![])?;
+    runtime.block_on(async {
+        // Empty queue, default policy "close": nothing is at risk, the consumer comes back.
+        let execution = d.start_alarm_execution().await?;
+        let end = breaker::finished(&d.sfn, &execution, Duration::from_secs(60)).await?;
+        let states = breaker::visited_states(&d.sfn, &execution).await?;
+        ensure!(end == ExecutionStatus::Succeeded, "{end:?}: {states:?}");
+        ensure!(
+            states.last().map(String::as_str) == Some("CircuitClosed"),
+            "{states:?}"
+        );
+        ensure!(d.mapping_state().await? == "Enabled");
+
+        // An operator disabled the mapping: the breaker must neither touch nor re-enable it.
+        d.lambda
+            .update_event_source_mapping()
+            .uuid(d.mapping())
+            .enabled(false)
+            .send()
+            .await
+            .context("UpdateEventSourceMapping")?;
+        let execution = d.start_alarm_execution().await?;
+        let end = breaker::finished(&d.sfn, &execution, Duration::from_secs(60)).await?;
+        let states = breaker::visited_states(&d.sfn, &execution).await?;
+        ensure!(end == ExecutionStatus::Succeeded, "{end:?}: {states:?}");
+        ensure!(
+            states.last().map(String::as_str) == Some("MappingDisabledByOperator"),
+            "{states:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        ensure!(
+            d.mapping_state().await? == "Disabled",
+            "the operator's choice stands"
+        );
+
+        // Not an ALARM transition of our alarm: refused, nothing touched.
+        let mut other =
+            breaker::alarm_event("someone-elses-alarm", "000000000000", "us-east-1", "t");
+        other["detail"]["state"]["value"] = "ALARM".into();
+        let execution = breaker::start(&d.sfn, &d.breaker["StateMachineArn"], &other).await?;
+        let end = breaker::finished(&d.sfn, &execution, Duration::from_secs(60)).await?;
+        let states = breaker::visited_states(&d.sfn, &execution).await?;
+        ensure!(end == ExecutionStatus::Failed, "{end:?}: {states:?}");
+        ensure!(
+            states.last().map(String::as_str) == Some("IgnoreInvalidEvent"),
+            "{states:?}"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+#[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
+fn a_poison_message_reaches_the_dlq_while_the_circuit_closes() -> Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let (runtime, d) = deploy(
+        vec![
+            ("PoisonMarker", "poison".into()),
+            ("MaxReceiveCount", "2".into()),
+        ],
+        vec![],
+    )?;
+    runtime.block_on(async {
+        // Park the messages behind an outage, poison first, then open the circuit.
+        d.outage(true).await?;
+        d.sqs
+            .send_message()
+            .queue_url(d.queue())
+            .message_body(r#"{"poison":true}"#)
+            .send()
+            .await
+            .context("SendMessage")?;
+        let good: HashSet<String> = traffic::send(&d.sqs, d.queue(), "good", 5)
+            .await?
+            .into_iter()
+            .collect();
+        let execution = d.start_alarm_execution().await?;
+        eventually(
+            "the mapping to be Disabled",
+            Duration::from_secs(60),
+            || async { Ok((d.mapping_state().await? == "Disabled").then_some(())) },
+        )
+        .await?;
+        d.outage(false).await?;
+
+        let end = breaker::finished(&d.sfn, &execution, Duration::from_secs(180)).await?;
+        let states = breaker::visited_states(&d.sfn, &execution).await?;
+        ensure!(end == ExecutionStatus::Succeeded, "{end:?}: {states:?}");
+        ensure!(
+            states.last().map(String::as_str) == Some("CircuitClosed"),
+            "{states:?}"
+        );
+
+        let dlq = &d.example["DeadLetterQueueUrl"];
+        eventually(
+            "the poison message in the DLQ",
+            Duration::from_secs(120),
+            || async {
+                let dead = d
+                    .sqs
+                    .receive_message()
+                    .queue_url(dlq)
+                    .max_number_of_messages(10)
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .context("ReceiveMessage")?;
+                Ok(dead
+                    .messages()
+                    .iter()
+                    .any(|m| m.body().is_some_and(|b| b.contains("poison")))
+                    .then_some(()))
+            },
+        )
+        .await?;
+        eventually(
+            "every good message processed",
+            Duration::from_secs(120),
+            || async {
+                let done = traffic::processed_ids(&d.logs, d.function()).await?;
+                Ok(good.is_subset(&done).then_some(()))
+            },
+        )
+        .await?;
+        Ok(())
+    })
+}
