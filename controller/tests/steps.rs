@@ -782,6 +782,23 @@ async fn backoff_gives_up_when_attempts_are_exhausted() {
 }
 
 #[tokio::test]
+async fn backoff_gives_up_before_the_execution_history_fills_up() {
+    let ctx = Mocks::default().context(config(&[]));
+    let mut long = circuit();
+    long.attempt = steps::MAX_PROBES_PER_EXECUTION - 1;
+    let circuit = steps::backoff(&ctx, long.clone()).await.expect("decided");
+    assert_eq!(
+        circuit.next,
+        Some(Next::Backoff),
+        "unlimited attempts keep probing"
+    );
+    long.attempt = steps::MAX_PROBES_PER_EXECUTION;
+    let circuit = steps::backoff(&ctx, long).await.expect("decided");
+    assert_eq!(circuit.next, Some(Next::GiveUp));
+    assert!(circuit.reason.contains("history"), "{}", circuit.reason);
+}
+
+#[tokio::test]
 async fn backoff_gives_up_when_open_too_long() {
     let ctx = Mocks::default().context(config(&[("MAX_OPEN_SECONDS", "600")]));
     // Opened exactly 600 s ago.

@@ -92,3 +92,33 @@ pub async fn mapping_state(lambda: &aws_sdk_lambda::Client, uuid: &str) -> Resul
         .context("GetEventSourceMapping")?;
     Ok(out.state().unwrap_or_default().to_string())
 }
+
+/// How long each state the execution entered took (entered to exited), in order.
+pub async fn state_durations(
+    sfn: &aws_sdk_sfn::Client,
+    execution: &str,
+) -> Result<Vec<(String, Duration)>> {
+    let mut durations = Vec::new();
+    let mut entered: Option<(String, f64)> = None;
+    let mut pages = sfn
+        .get_execution_history()
+        .execution_arn(execution)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.context("GetExecutionHistory")?;
+        for event in page.events() {
+            let at = event.timestamp().as_secs_f64();
+            if let Some(details) = event.state_entered_event_details() {
+                entered = Some((details.name().to_string(), at));
+            } else if let Some(details) = event.state_exited_event_details() {
+                if let Some((name, since)) = entered.take() {
+                    if name == details.name() {
+                        durations.push((name, Duration::from_secs_f64((at - since).max(0.0))));
+                    }
+                }
+            }
+        }
+    }
+    Ok(durations)
+}

@@ -3,6 +3,7 @@
 
 pub mod asl;
 pub mod aws;
+pub mod bench;
 pub mod breaker;
 pub mod consumer;
 pub mod emulator;

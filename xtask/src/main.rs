@@ -6,7 +6,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use xtask::{
-    aws, consumer, emulator::Emulator, emulator_gaps, paths, stack, status, tools, traffic,
+    aws, bench, breaker, consumer, emulator::Emulator, emulator_gaps, paths, stack, status, tools,
+    traffic,
 };
 
 #[derive(Parser)]
@@ -46,6 +47,24 @@ enum Task {
     },
     /// Runs every test: formatting, lints, template lint, unit and local-stack tests.
     Test,
+    /// Prints performance figures (never pass/fail: machines are shared and noisy).
+    Bench {
+        #[command(subcommand)]
+        target: BenchTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchTarget {
+    /// Controller cold start, and the latency of each workflow step on the local stack.
+    Controller {
+        /// Cold starts to measure.
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        /// Executions per scenario on the local stack (0 skips the stack).
+        #[arg(long, default_value_t = 3)]
+        executions: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -90,6 +109,9 @@ fn main() -> Result<()> {
         }
         Task::Demo { port, messages } => demo(port, messages),
         Task::Test => test(),
+        Task::Bench {
+            target: BenchTarget::Controller { runs, executions },
+        } => bench_controller(runs, executions),
     }
 }
 
@@ -250,4 +272,98 @@ fn test() -> Result<()> {
         "cargo test (unit, property and local-stack tests)",
         Command::new(&cargo).args(["test", "--workspace", "--", "--include-ignored"]),
     )
+}
+
+fn bench_controller(runs: usize, executions: usize) -> Result<()> {
+    let root = paths::root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("==> cargo build --release -p controller");
+    let status = Command::new(&cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "-p", "controller"])
+        .status()?;
+    anyhow::ensure!(status.success(), "building the controller failed");
+    let binary = root.join("target/release/controller");
+    let size = std::fs::metadata(&binary)?.len();
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        samples.push(bench::cold_start(&binary)?);
+    }
+    let (min, median, p90) = bench::summary(samples);
+    println!(
+        "controller binary: {} ({:.1} MiB)",
+        binary.display(),
+        size as f64 / 1048576.0
+    );
+    println!(
+        "cold start, process start to first Runtime API poll ({} runs): min {}  median {}  p90 {}  (goal <= 15 ms)",
+        runs.max(1),
+        bench::ms(min),
+        bench::ms(median),
+        bench::ms(p90)
+    );
+    if executions == 0 {
+        return Ok(());
+    }
+
+    let local = stack::TestStack::start()?;
+    stack::deploy_example(
+        &local.tools,
+        &local.emulator,
+        &vec![
+            ("VisibilityTimeoutSeconds", "5".into()),
+            ("ConsumerTimeoutSeconds", "3".into()),
+        ],
+    )?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        stack::deploy_breaker(
+            &local.tools,
+            &local.emulator,
+            &vec![("BackoffBaseSeconds", "1".into()), ("BackoffCapSeconds", "1".into())],
+        )
+        .await?;
+        let config = aws::config(&local.emulator).await;
+        let example = aws::stack_outputs(&config, stack::EXAMPLE_STACK).await?;
+        let deployed = aws::stack_outputs(&config, stack::BREAKER_STACK).await?;
+        let sfn = aws_sdk_sfn::Client::new(&config);
+        let lambda = aws_sdk_lambda::Client::new(&config);
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let event = breaker::alarm_event(
+            &deployed["AlarmName"],
+            "000000000000",
+            "us-east-1",
+            "2026-11-26T12:00:00Z",
+        );
+        let mut by_state: std::collections::BTreeMap<String, Vec<Duration>> = Default::default();
+        for outage in [false, true] {
+            for _ in 0..executions {
+                if outage {
+                    consumer::set_should_error(&lambda, &example["ConsumerFunctionName"], true).await?;
+                    traffic::send(&sqs, &example["QueueUrl"], "bench", 3).await?;
+                }
+                let execution = breaker::start(&sfn, &deployed["StateMachineArn"], &event).await?;
+                if outage {
+                    // Let a few probes fail (each invokes the consumer), then heal.
+                    tokio::time::sleep(Duration::from_secs(6)).await;
+                    consumer::set_should_error(&lambda, &example["ConsumerFunctionName"], false).await?;
+                }
+                let end = breaker::finished(&sfn, &execution, Duration::from_secs(120)).await?;
+                anyhow::ensure!(end == aws_sdk_sfn::types::ExecutionStatus::Succeeded, "execution ended {end:?}");
+                for (state, took) in breaker::state_durations(&sfn, &execution).await? {
+                    by_state.entry(state).or_default().push(took);
+                }
+            }
+        }
+        println!("step latency on the local stack ({} executions with an empty queue, {} with an outage):", executions, executions);
+        for (state, samples) in by_state {
+            if state.starts_with("Wait") {
+                continue; // a Wait measures the backoff, not the breaker
+            }
+            let n = samples.len();
+            let (min, median, p90) = bench::summary(samples);
+            println!("  {state:<28} n={n:<3} min {:>10}  median {:>10}  p90 {:>10}", bench::ms(min), bench::ms(median), bench::ms(p90));
+        }
+        anyhow::Ok(())
+    })
 }

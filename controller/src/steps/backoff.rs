@@ -5,8 +5,20 @@ use crate::circuit::Circuit;
 use crate::core::{exhausted, retention_deadline_ms, Next};
 use crate::error::StepError;
 
+/// A Standard execution's history holds 25,000 events and one probe loop writes 16; past
+/// this many probes the execution would fail without its failsafe, so it gives up first.
+pub const MAX_PROBES_PER_EXECUTION: u32 = 1_400;
+
 pub async fn backoff(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepError> {
     let now = ctx.now_ms();
+    if circuit.attempt >= MAX_PROBES_PER_EXECUTION {
+        circuit.next = Some(Next::GiveUp);
+        circuit.reason = format!(
+            "{} probes: the execution history is nearly full",
+            circuit.attempt
+        );
+        return Ok(circuit);
+    }
     if exhausted(
         &ctx.config.limits,
         circuit.attempt,

@@ -18,7 +18,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use backoff::backoff;
+pub use backoff::{backoff, MAX_PROBES_PER_EXECUTION};
 pub use close::{close, give_up};
 pub use failsafe::failsafe;
 pub use open::open;
