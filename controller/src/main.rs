@@ -23,7 +23,22 @@ async fn handle(ctx: &Context, event: LambdaEvent<Value>) -> Result<Value, StepE
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber_with_writer(std::io::stdout);
+    // JSON lines; the step span puts `step` and `execution` on every line of a request.
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::builder()
+                .with_default_directive(tracing::level_filters::LevelFilter::INFO.into())
+                .from_env_lossy(),
+        )
+        .with_writer(std::io::stdout)
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .init();
     let config = Config::from_lookup(|name| std::env::var(name).ok()).map_err(|e| {
         tracing::error!(error = %e, "invalid configuration");
         e

@@ -34,6 +34,8 @@ pub struct Config {
     /// The queue to re-send to (the queue the backlog came from).
     pub queue_url: String,
     pub delays: DelayRange,
+    /// The CloudWatch namespace of the rejitter's metrics (`METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
 }
 
 impl Config {
@@ -41,7 +43,8 @@ impl Config {
     ///
     /// `QUEUE_URL` is required and must not be a FIFO queue: SQS ignores per-message delays
     /// there, so the rejitter would re-send the backlog as one burst. `MIN_DELAY_SECONDS`
-    /// (default 0) and `MAX_DELAY_SECONDS` (default 900) bound the delays. Values are trimmed;
+    /// (default 0) and `MAX_DELAY_SECONDS` (default 900) bound the delays. `METRICS_NAMESPACE`
+    /// (default [`DEFAULT_METRICS_NAMESPACE`]) names the metrics' namespace. Values are trimmed;
     /// a blank optional value means its default.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let value = |name: &str| {
@@ -62,23 +65,43 @@ impl Config {
         }
         let min = seconds("MIN_DELAY_SECONDS", 0)?;
         let max = seconds("MAX_DELAY_SECONDS", 900)?;
+        let delays = DelayRange::new(min, max)?;
+        let metrics_namespace =
+            value("METRICS_NAMESPACE").unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned());
         Ok(Config {
             queue_url,
-            delays: DelayRange::new(min, max)?,
+            delays,
+            metrics_namespace,
         })
     }
+
+    /// The queue's name, the last path segment of its URL: the `QueueName` metric dimension.
+    pub fn queue_name(&self) -> &str {
+        queue_name(&self.queue_url)
+    }
+
+    /// How old a marker may be and still count as this recovery's; see
+    /// [`crate::marker::recent_marker_window_seconds`].
+    pub fn recent_marker_window_seconds(&self) -> u64 {
+        crate::marker::recent_marker_window_seconds(self.delays.max())
+    }
+}
+
+/// The namespace of the rejitter's metrics unless `METRICS_NAMESPACE` says otherwise.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "SqsCircuitBreaker";
+
+/// The last path segment of a queue URL (the queue name); a query, fragment or trailing slash
+/// is ignored.
+pub fn queue_name(url: &str) -> &str {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let path = path.trim_end_matches('/');
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// Whether the queue URL's last path segment (the queue name) ends in `.fifo`, as every FIFO
 /// queue name must. A query, fragment or trailing slash is ignored.
 fn is_fifo_url(url: &str) -> bool {
-    let path = url.split(['?', '#']).next().unwrap_or(url);
-    let name = path
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or(path);
-    name.ends_with(".fifo")
+    queue_name(url).ends_with(".fifo")
 }
 
 #[cfg(test)]
@@ -102,6 +125,28 @@ mod tests {
         let c = from(&[("QUEUE_URL", URL)]).unwrap();
         assert_eq!(c.queue_url, URL);
         assert_eq!(c.delays, DelayRange::new(0, 900).unwrap());
+        assert_eq!(c.metrics_namespace, "SqsCircuitBreaker");
+        assert_eq!(c.queue_name(), "orders");
+        assert_eq!(c.recent_marker_window_seconds(), 1800);
+    }
+
+    #[test]
+    fn reads_and_trims_the_metrics_namespace() {
+        let c = from(&[("QUEUE_URL", URL), ("METRICS_NAMESPACE", " Shop/Orders ")]).unwrap();
+        assert_eq!(c.metrics_namespace, "Shop/Orders");
+        let c = from(&[("QUEUE_URL", URL), ("METRICS_NAMESPACE", " ")]).unwrap();
+        assert_eq!(c.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
+    }
+
+    #[test]
+    fn the_queue_name_is_the_last_path_segment() {
+        assert_eq!(queue_name(URL), "orders");
+        assert_eq!(queue_name("http://localhost:4566/000000000000/q/"), "q");
+        assert_eq!(
+            queue_name("https://sqs.eu-west-1.amazonaws.com/1/q?x=1#f"),
+            "q"
+        );
+        assert_eq!(queue_name("q"), "q");
     }
 
     #[test]
@@ -113,6 +158,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.delays, DelayRange::new(30, 120).unwrap());
+        assert_eq!(c.recent_marker_window_seconds(), 1020);
     }
 
     #[test]

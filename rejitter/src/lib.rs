@@ -1,9 +1,10 @@
-//! The rejitter's pure core: spreads a recovered queue's backlog with random delays.
+//! The rejitter: spreads a recovered queue's backlog with random delays.
 //!
 //! After the breaker closes, the backlog would hit the recovered service all at once. The
 //! rejitter Lambda reads it and re-sends each message with a random `DelaySeconds`, turning the
-//! burst into a trickle. This crate decides everything about that re-send ([`plan::plan`]) with
-//! no AWS SDK and no I/O, so it can be tested exhaustively; the handler only sends.
+//! burst into a trickle. A pure core decides everything about that re-send ([`plan::plan`],
+//! [`marker`], [`metrics`], and the modules they use) with no AWS SDK and no I/O, so it can be
+//! tested exhaustively; [`sender`] is the only SQS adapter and [`handler`] wires one invocation.
 //!
 //! Standard queues only: FIFO queues cannot delay single messages ([`config`]).
 
@@ -11,11 +12,19 @@ pub mod attributes;
 pub mod batch;
 pub mod config;
 pub mod delay;
+pub mod handler;
+pub mod logging;
+pub mod marker;
+pub mod metrics;
 pub mod plan;
+pub mod sender;
 pub mod size;
 
 pub use attributes::{AttributeError, AttributeValue, OutAttribute, MARKER};
 pub use batch::pack;
 pub use config::{Config, ConfigError};
 pub use delay::DelayRange;
+pub use handler::{handle, HandlerError, Outcome};
+pub use marker::already_rejittered;
+pub use metrics::{emf_line, Counts};
 pub use plan::{plan, Outgoing, RejectReason, Rejected};

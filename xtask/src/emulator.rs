@@ -101,6 +101,8 @@ impl Emulator {
             let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         }
         let _ = fs::remove_file(pid_file(self.port));
+        // The emulator keeps its state in memory; only unpacked Lambda code is left here.
+        let _ = fs::remove_dir_all(paths::local().join(format!("ministack-{}", self.port)));
     }
 }
 

@@ -356,10 +356,12 @@ fn bench_controller(runs: usize, executions: usize) -> Result<()> {
             }
         }
         println!("step latency on the local stack ({} executions with an empty queue, {} with an outage):", executions, executions);
-        for (state, samples) in by_state {
-            if state.starts_with("Wait") {
-                continue; // a Wait measures the backoff, not the breaker
-            }
+        // Only Task states: Choice, Pass and Wait states measure the interpreter or the backoff.
+        let definition: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            paths::root().join("statemachine/circuit-breaker.asl.json"),
+        )?)?;
+        let is_task = |state: &str| definition["States"][state]["Type"] == "Task";
+        for (state, samples) in by_state.into_iter().filter(|(s, _)| is_task(s)) {
             let n = samples.len();
             let (min, median, p90) = bench::summary(samples);
             println!("  {state:<28} n={n:<3} min {:>10}  median {:>10}  p90 {:>10}", bench::ms(min), bench::ms(median), bench::ms(p90));

@@ -1,0 +1,304 @@
+//! One invocation: decide, plan, send, respond.
+//!
+//! The rejitter's event source mapping (on the consumer's own queue, with
+//! `ReportBatchItemFailures`) is on only during a recovery. For each batch:
+//!
+//! 1. A record without a `messageId` could not be listed in `batchItemFailures`, so the whole
+//!    invocation fails before anything is sent: the mapping retries the batch and nothing is
+//!    re-sent twice.
+//! 2. A record this recovery already rejittered ([`crate::marker`]) is left on the queue.
+//! 3. The rest is planned ([`crate::plan::plan`], marker = the current epoch second) and each
+//!    batch sent with one `SendMessageBatch` call, up to [`MAX_CONCURRENT_SENDS`] at once.
+//! 4. `batchItemFailures` lists exactly the records not re-sent (left on the queue: already
+//!    rejittered, rejected by the plan, or not confirmed by SQS), in record order. Lambda
+//!    deletes the others, whose delayed copies are now on the queue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::Diagnostic;
+use tokio::task::JoinSet;
+use tracing::instrument::WithSubscriber;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::delay::random_unit;
+use crate::marker::{already_rejittered, marker_of};
+use crate::metrics::{emf_line, Counts};
+use crate::plan::{plan, Outgoing};
+use crate::sender::{send_batch, SendFailure};
+
+/// Most `SendMessageBatch` calls in flight at once in one invocation.
+pub const MAX_CONCURRENT_SENDS: usize = 4;
+
+/// Why an invocation failed as a whole (the mapping then retries the whole batch).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    #[error(
+        "{} of {batch_size} records have no messageId (record indexes {indexes:?}), so they \
+         cannot be reported as batch item failures; nothing was sent and the whole batch will \
+         be retried",
+        .indexes.len()
+    )]
+    MissingMessageId {
+        indexes: Vec<usize>,
+        batch_size: usize,
+    },
+}
+
+impl HandlerError {
+    /// The error type Lambda reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            HandlerError::MissingMessageId { .. } => "MissingMessageId",
+        }
+    }
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(err: HandlerError) -> Diagnostic {
+        Diagnostic {
+            error_type: err.name().to_owned(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+/// The response for the event source mapping, and what the invocation did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub response: SqsBatchResponse,
+    pub counts: Counts,
+}
+
+/// Why a record stays on the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    AlreadyRejittered,
+    Rejected,
+    SendFailed,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::AlreadyRejittered => "already_rejittered",
+            Kind::Rejected => "rejected",
+            Kind::SendFailed => "send_failed",
+        }
+    }
+}
+
+struct Left {
+    message_id: String,
+    reason: String,
+    kind: Kind,
+}
+
+/// Handles one batch at `now_s` (epoch seconds, also the marker written); `draw` yields the
+/// uniform `[0, 1)` values for the delays (see [`crate::delay::random_unit`]).
+pub async fn handle(
+    sqs: &aws_sdk_sqs::Client,
+    config: &Config,
+    records: &[SqsMessage],
+    now_s: u64,
+    draw: impl FnMut() -> f64,
+) -> Result<Outcome, HandlerError> {
+    let batch_size = records.len();
+    let mut left = Vec::new();
+    let mut to_send = Vec::with_capacity(batch_size);
+    let max_delay = config.delays.max();
+    for record in records {
+        // A record without an id is planned, and so rejected, below.
+        let marker = marker_of(record);
+        match (
+            &record.message_id,
+            already_rejittered(marker, now_s, max_delay),
+        ) {
+            (Some(message_id), true) => left.push(Left {
+                message_id: message_id.clone(),
+                reason: format!(
+                    "already rejittered during this recovery (marker {}); left for the consumer",
+                    marker.unwrap_or_default()
+                ),
+                kind: Kind::AlreadyRejittered,
+            }),
+            _ => to_send.push(record.clone()),
+        }
+    }
+    let skipped_already_rejittered = left.len();
+
+    let (batches, rejected) = plan(&to_send, &config.delays, &now_s.to_string(), draw);
+    // Before any send: a record that cannot be listed fails the whole batch.
+    if rejected.iter().any(|r| r.message_id.is_none()) {
+        let error = HandlerError::MissingMessageId {
+            indexes: records
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.message_id.is_none())
+                .map(|(i, _)| i)
+                .collect(),
+            batch_size,
+        };
+        log_error(&error);
+        return Err(error);
+    }
+    left.extend(rejected.iter().filter_map(|r| {
+        Some(Left {
+            message_id: r.message_id.clone()?,
+            reason: r.reason.to_string(),
+            kind: Kind::Rejected,
+        })
+    }));
+
+    let planned: usize = batches.iter().map(Vec::len).sum();
+    let batch_count = batches.len();
+    let send_failures = send_all(sqs, &config.queue_url, batches).await;
+    let failed_sends = send_failures.len();
+    left.extend(send_failures.into_iter().map(|f| Left {
+        message_id: f.message_id,
+        reason: f.reason,
+        kind: Kind::SendFailed,
+    }));
+
+    // Record order, so the response and the logs read like the batch.
+    let position: HashMap<&str, usize> = records
+        .iter()
+        .enumerate()
+        .rev()
+        .filter_map(|(i, r)| Some((r.message_id.as_deref()?, i)))
+        .collect();
+    left.sort_by_key(|l| position.get(l.message_id.as_str()).copied());
+
+    for l in &left {
+        let (message_id, reason) = (l.message_id.as_str(), l.reason.as_str());
+        let outcome = l.kind.as_str();
+        match l.kind {
+            Kind::AlreadyRejittered => {
+                tracing::info!(message_id, outcome, reason, "record left on the queue")
+            }
+            Kind::Rejected | Kind::SendFailed => {
+                tracing::warn!(message_id, outcome, reason, "record left on the queue")
+            }
+        }
+    }
+
+    let counts = Counts {
+        rejittered: planned.saturating_sub(failed_sends),
+        batches: batch_count,
+        failures: rejected.len() + failed_sends,
+        skipped_already_rejittered,
+    };
+    tracing::info!(
+        records = batch_size,
+        rejittered = counts.rejittered,
+        batches = counts.batches,
+        failures = counts.failures,
+        skipped_already_rejittered = counts.skipped_already_rejittered,
+        batch_item_failures = left.len(),
+        pass = now_s,
+        "invocation done"
+    );
+
+    let mut response = SqsBatchResponse::default();
+    response.set_failures(left.into_iter().map(|l| l.message_id));
+    Ok(Outcome { response, counts })
+}
+
+/// [`handle`] with the real clock and random draws, then one EMF metrics line on stdout. A
+/// failed invocation counts all its records as failures.
+pub async fn invoke(
+    sqs: &aws_sdk_sqs::Client,
+    config: &Config,
+    event: SqsEvent,
+) -> Result<SqsBatchResponse, HandlerError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let result = handle(sqs, config, &event.records, now.as_secs(), random_unit).await;
+    let counts = match &result {
+        Ok(outcome) => outcome.counts,
+        Err(_) => Counts {
+            failures: event.records.len(),
+            ..Counts::default()
+        },
+    };
+    let timestamp_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+    println!(
+        "{}",
+        emf_line(
+            &config.metrics_namespace,
+            config.queue_name(),
+            timestamp_ms,
+            &counts
+        )
+    );
+    result.map(|outcome| outcome.response)
+}
+
+/// Sends every batch, at most [`MAX_CONCURRENT_SENDS`] at once; returns the messages not
+/// re-sent. A send task that dies (a panic) fails its whole batch.
+async fn send_all(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    batches: Vec<Vec<Outgoing>>,
+) -> Vec<SendFailure> {
+    let queue_url: Arc<str> = queue_url.into();
+    let mut pending = batches.into_iter();
+    let mut running = JoinSet::new();
+    let mut ids_by_task = HashMap::new();
+    let mut failures = Vec::new();
+    loop {
+        while running.len() < MAX_CONCURRENT_SENDS {
+            let Some(batch) = pending.next() else { break };
+            let ids: Vec<String> = batch.iter().map(|o| o.message_id.clone()).collect();
+            let (sqs, queue_url) = (sqs.clone(), Arc::clone(&queue_url));
+            // The task logs in the invocation's span (requestId), to the same subscriber.
+            let task = running.spawn(
+                async move { send_batch(&sqs, &queue_url, &batch).await }
+                    .in_current_span()
+                    .with_current_subscriber(),
+            );
+            ids_by_task.insert(task.id(), ids);
+        }
+        match running.join_next_with_id().await {
+            None => break,
+            Some(Ok((id, batch_failures))) => {
+                ids_by_task.remove(&id);
+                failures.extend(batch_failures);
+            }
+            Some(Err(error)) => {
+                tracing::error!(error = %error, "a SendMessageBatch task failed");
+                let ids = ids_by_task.remove(&error.id()).unwrap_or_default();
+                failures.extend(ids.into_iter().map(|message_id| SendFailure {
+                    message_id,
+                    reason: format!("the send task failed: {error}"),
+                }));
+            }
+        }
+    }
+    failures
+}
+
+fn log_error(error: &HandlerError) {
+    let error_type = error.name();
+    match error {
+        HandlerError::MissingMessageId {
+            indexes,
+            batch_size,
+        } => {
+            // One line per bad record so each is searchable on its own.
+            for &record_index in indexes {
+                tracing::error!(
+                    record_index,
+                    batch_size,
+                    error_type,
+                    "record has no messageId"
+                );
+            }
+            tracing::error!(batch_size, error_type, error = %error, "invocation failed");
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Lambda entry point: read the configuration once, then hand each batch to the handler.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use rejitter::{handler, logging, Config};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    logging::init();
+
+    // Returning the error exits before the first poll, so Lambda reports an init failure;
+    // the log line carries the readable message.
+    let config = Config::from_lookup(|name| std::env::var(name).ok())
+        .inspect_err(|error| tracing::error!(error = %error, "invalid configuration"))?;
+    tracing::info!(
+        queue_url = %config.queue_url,
+        min_delay_seconds = config.delays.min(),
+        max_delay_seconds = config.delays.max(),
+        recent_marker_window_seconds = config.recent_marker_window_seconds(),
+        metrics_namespace = %config.metrics_namespace,
+        "configuration loaded"
+    );
+
+    let sqs = aws_sdk_sqs::Client::new(&aws_config::load_from_env().await);
+    let (sqs, config) = (&sqs, &config);
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        handler::invoke(sqs, config, event.payload).await
+    }))
+    .await
+}

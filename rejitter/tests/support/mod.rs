@@ -1,0 +1,182 @@
+//! Shared fixtures for the handler tests: a test configuration, SQS records in the shape the
+//! event source mapping delivers, and a `SendMessageBatch` mock rule that records every request.
+//!
+//! Retries are disabled so that one SDK call is one rule call.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::operation::send_message_batch::{
+    SendMessageBatchError, SendMessageBatchInput, SendMessageBatchOutput,
+};
+use aws_sdk_sqs::types::error::RequestThrottled;
+use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
+use aws_smithy_mocks::{mock, mock_client, MockResponse, Rule, RuleMode};
+use aws_smithy_types::error::ErrorMetadata;
+use rejitter::{Config, MARKER};
+use serde_json::{json, Value};
+
+pub const QUEUE_URL: &str = "https://sqs.us-east-2.amazonaws.com/123456789012/orders";
+pub const NOW: u64 = 1_700_000_000;
+pub const TRACE: &str =
+    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+/// Bytes of the `blob` attribute, base64 "AQID/w==".
+pub const BLOB: [u8; 4] = [1, 2, 3, 255];
+
+pub fn config() -> Config {
+    let env = HashMap::from([
+        ("QUEUE_URL", QUEUE_URL),
+        ("MIN_DELAY_SECONDS", "10"),
+        ("MAX_DELAY_SECONDS", "20"),
+    ]);
+    Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).expect("valid config")
+}
+
+pub fn id(i: usize) -> String {
+    format!("id-{i}")
+}
+
+/// A body with spaces, a newline, escapes and non-ASCII, to check it is sent byte for byte.
+pub fn body(i: usize) -> String {
+    format!("  {{\"order\": {i}, \"note\": \"ünï \\\"q\\\"\"}}\n\t")
+}
+
+/// One record in the shape the SQS event source mapping delivers.
+pub fn record_json(i: usize) -> Value {
+    json!({
+        "messageId": id(i),
+        "receiptHandle": format!("AQEB-receipt-{i}"),
+        "body": body(i),
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1545082649183",
+            "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+            "ApproximateFirstReceiveTimestamp": "1545082649185",
+            "AWSTraceHeader": TRACE
+        },
+        "messageAttributes": {
+            "tenant": {"stringValue": "acme", "stringListValues": [], "binaryListValues": [], "dataType": "String"},
+            "price": {"stringValue": "1.5", "stringListValues": [], "binaryListValues": [], "dataType": "Number.float"},
+            "blob": {"binaryValue": "AQID/w==", "stringListValues": [], "binaryListValues": [], "dataType": "Binary.gif"}
+        },
+        "md5OfBody": "098f6bcd4621d373cade4e832627b4f6",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-2:123456789012:orders",
+        "awsRegion": "us-east-2"
+    })
+}
+
+pub fn records(values: Vec<Value>) -> Vec<SqsMessage> {
+    let event: SqsEvent =
+        serde_json::from_value(json!({ "Records": values })).expect("valid SQS event JSON");
+    event.records
+}
+
+pub fn numbered(n: usize) -> Vec<Value> {
+    (0..n).map(record_json).collect()
+}
+
+pub fn with_marker(mut record: Value, marker: &str) -> Value {
+    record["messageAttributes"][MARKER] = json!({
+        "stringValue": marker, "stringListValues": [], "binaryListValues": [], "dataType": "String"
+    });
+    record
+}
+
+/// Every request the mock saw.
+pub type Seen = Arc<Mutex<Vec<SendMessageBatchInput>>>;
+
+/// An output confirming every entry of `input` except those in `refuse`.
+pub fn output(input: &SendMessageBatchInput, refuse: &[&str]) -> SendMessageBatchOutput {
+    let (failed, successful): (Vec<_>, Vec<_>) = input
+        .entries()
+        .iter()
+        .partition(|e| refuse.contains(&e.id()));
+    SendMessageBatchOutput::builder()
+        .set_successful(Some(
+            successful
+                .iter()
+                .map(|e| {
+                    SendMessageBatchResultEntry::builder()
+                        .id(e.id())
+                        .message_id(format!("new-{}", e.id()))
+                        .md5_of_message_body("md5")
+                        .build()
+                        .unwrap()
+                })
+                .collect(),
+        ))
+        .set_failed(Some(
+            failed
+                .iter()
+                .map(|e| {
+                    BatchResultErrorEntry::builder()
+                        .id(e.id())
+                        .code("InternalError")
+                        .message("try again")
+                        .sender_fault(false)
+                        .build()
+                        .unwrap()
+                })
+                .collect(),
+        ))
+        .build()
+        .unwrap()
+}
+
+/// Whether `input` is the batch whose first entry is record `first`.
+pub fn starts_with(input: &SendMessageBatchInput, first: usize) -> bool {
+    input.entries().first().map(|e| e.message_body()) == Some(body(first).as_str())
+}
+
+/// A rule recording each request and answering with `respond`.
+pub fn rule(
+    seen: &Seen,
+    respond: impl Fn(&SendMessageBatchInput) -> MockResponse<SendMessageBatchOutput, SendMessageBatchError>
+        + Send
+        + Sync
+        + 'static,
+) -> Rule {
+    let seen = Arc::clone(seen);
+    mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_response(move |input| {
+        seen.lock().unwrap().push(input.clone());
+        respond(input)
+    })
+}
+
+/// What SQS answers when a queue is over its request rate (code and message as parsed).
+pub fn throttled() -> RequestThrottled {
+    RequestThrottled::builder()
+        .message("slow down")
+        .meta(
+            ErrorMetadata::builder()
+                .code("RequestThrottled")
+                .message("slow down")
+                .build(),
+        )
+        .build()
+}
+
+pub fn client(rule: &Rule) -> aws_sdk_sqs::Client {
+    mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [rule], |c| c
+        .retry_config(aws_smithy_types::retry::RetryConfig::disabled()))
+}
+
+/// The requests sorted by their first body, so batch order does not depend on scheduling.
+pub fn requests(seen: &Seen) -> Vec<SendMessageBatchInput> {
+    let mut requests = seen.lock().unwrap().clone();
+    let order: HashMap<String, usize> = (0..100).map(|i| (body(i), i)).collect();
+    requests.sort_by_key(|r| order.get(r.entries()[0].message_body()).copied());
+    requests
+}
+
+pub fn failure_ids(response: &SqsBatchResponse) -> Vec<&str> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect()
+}
