@@ -61,4 +61,17 @@ pub struct Circuit {
     /// Why the last decision was made, for people reading the execution.
     #[serde(default)]
     pub reason: String,
+    /// The rejitter phase, once started.
+    #[serde(default)]
+    pub rejitter: Option<RejitterPhase>,
+}
+
+/// The backlog-spreading phase between a healthy probe and closing the circuit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejitterPhase {
+    /// The rejitter's own event source mapping on the consumer's queue.
+    pub mapping: String,
+    pub started_at_ms: u64,
+    /// Consecutive readings of an empty visible backlog.
+    pub empty_readings: u32,
 }

@@ -7,7 +7,7 @@ use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::operation::update_event_source_mapping::UpdateEventSourceMappingError;
 use aws_sdk_lambda::types::error::{ResourceInUseException, TooManyRequestsException};
 use aws_smithy_mocks::{mock, Rule};
-use controller::circuit::{Circuit, OpenStatus};
+use controller::circuit::{Circuit, OpenStatus, RejitterPhase};
 use controller::core::Next;
 use controller::error::StepError;
 use controller::steps::{self, Request};
@@ -768,6 +768,50 @@ async fn probe_past_the_retention_deadline_gives_up_without_touching_the_queue()
     probe.assert_calls([0; 8]);
 }
 
+#[tokio::test]
+async fn probe_healthy_with_a_rejitter_spreads_the_backlog_first() {
+    let probe = probe_with_message(
+        invoke_consumer(None, r#"{"batchItemFailures":[]}"#),
+        "Healthy",
+        "Probe Succeeded",
+        "ProbeSucceeded",
+    );
+    let ctx = probe.mocks().context(rejitter_config(&[]));
+
+    let circuit = steps::probe(&ctx, circuit()).await.expect("probed");
+
+    // The probe message is still deleted: only the backlog is left to the rejitter.
+    probe.assert_calls([0, 1, 1, 1, 0, 1, 1, 1]);
+    assert_eq!(circuit.next, Some(Next::Rejitter));
+    assert_eq!(circuit.rejitter, None, "the phase starts in StartRejitter");
+}
+
+#[tokio::test]
+async fn probe_on_an_empty_queue_with_a_rejitter_closes() {
+    let probe = empty_queue_probe("Empty");
+    let ctx = probe.mocks().context(rejitter_config(&[]));
+
+    let circuit = steps::probe(&ctx, circuit()).await.expect("probed");
+
+    // Nothing to spread.
+    assert_eq!(circuit.next, Some(Next::Close));
+    probe.assert_calls([0, 1, 0, 0, 0, 1, 0, 0]);
+}
+
+#[tokio::test]
+async fn probe_failed_with_a_rejitter_still_backs_off() {
+    let probe = probe_with_message(
+        invoke_consumer(Some("Unhandled"), r#"{"errorMessage":"db down"}"#),
+        "Failed",
+        "Probe Failed",
+        "ProbeFailed",
+    );
+    let ctx = probe.mocks().context(rejitter_config(&[]));
+    let circuit = steps::probe(&ctx, circuit()).await.expect("probed");
+    assert_eq!(circuit.next, Some(Next::Backoff));
+    probe.assert_calls([0, 1, 1, 0, 1, 1, 1, 1]);
+}
+
 // =============================================================================================
 // backoff
 
@@ -843,6 +887,311 @@ async fn backoff_never_waits_past_the_retention_deadline() {
         assert_eq!(circuit.next, Some(Next::Backoff));
         assert_eq!(circuit.wait_seconds, want, "{left_ms} ms left");
     }
+}
+
+// =============================================================================================
+// rejitter
+
+/// Every rule the rejitter steps may use.
+struct Rejitter {
+    list: Rule,
+    enable: Rule,
+    disable: Rule,
+    get_mapping: Rule,
+    visible: Rule,
+}
+
+impl Rejitter {
+    fn new(listed: &str, states: &[&str], visible: &'static str) -> Rejitter {
+        Rejitter {
+            list: list_rejitter_mappings(&[listed]),
+            enable: switch_rejitter(true),
+            disable: switch_rejitter(false),
+            get_mapping: get_rejitter_mapping(states),
+            visible: visible_messages(visible),
+        }
+    }
+
+    fn mocks(&self) -> Mocks {
+        Mocks {
+            sqs: vec![self.visible.clone()],
+            lambda: vec![
+                self.list.clone(),
+                self.enable.clone(),
+                self.disable.clone(),
+                self.get_mapping.clone(),
+            ],
+            ..Mocks::default()
+        }
+    }
+
+    #[track_caller]
+    fn assert_calls(&self, expected: [usize; 5]) {
+        let [list, enable, disable, get_mapping, visible] = expected;
+        support::assert_calls(&[
+            ("ListEventSourceMappings (rejitter)", &self.list, list),
+            ("UpdateEventSourceMapping (enable)", &self.enable, enable),
+            ("UpdateEventSourceMapping (disable)", &self.disable, disable),
+            ("GetEventSourceMapping", &self.get_mapping, get_mapping),
+            ("GetQueueAttributes", &self.visible, visible),
+        ]);
+    }
+}
+
+fn after_healthy_probe() -> Circuit {
+    Circuit {
+        attempt: 2,
+        next: Some(Next::Rejitter),
+        reason: "message processed".into(),
+        ..circuit()
+    }
+}
+
+#[tokio::test]
+async fn start_rejitter_enables_the_rejitter_mapping_and_starts_the_phase() {
+    let rejitter = Rejitter::new("Disabled", &["Enabling", "Enabled"], "0");
+    let ctx = rejitter.mocks().context(rejitter_config(&[]));
+    let healthy = after_healthy_probe();
+
+    let circuit = steps::start_rejitter(&ctx, healthy.clone())
+        .await
+        .expect("started");
+
+    // list, enable, disable, get_mapping, visible
+    rejitter.assert_calls([1, 1, 0, 2, 0]);
+    assert_eq!(
+        circuit.rejitter,
+        Some(RejitterPhase {
+            mapping: REJITTER_UUID.into(),
+            started_at_ms: NOW_MS,
+            empty_readings: 0,
+        })
+    );
+    assert_eq!(
+        circuit,
+        Circuit {
+            next: None,
+            rejitter: circuit.rejitter.clone(),
+            ..healthy
+        },
+        "nothing else changes"
+    );
+}
+
+#[tokio::test]
+async fn start_rejitter_retried_on_a_switching_mapping_only_waits() {
+    for (state, updates) in [("Enabling", 0), ("Enabled", 1)] {
+        let rejitter = Rejitter::new(state, &["Enabled"], "0");
+        let ctx = rejitter.mocks().context(rejitter_config(&[]));
+        let circuit = steps::start_rejitter(&ctx, after_healthy_probe())
+            .await
+            .expect("started");
+        // An Enabled mapping is asked again (idempotent); one mid-switch would refuse.
+        rejitter.assert_calls([1, updates, 0, 1, 0]);
+        assert_eq!(
+            circuit.rejitter.map(|p| p.mapping).as_deref(),
+            Some(REJITTER_UUID),
+            "{state}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn start_rejitter_without_a_rejitter_function_is_a_configuration_error() {
+    let rejitter = Rejitter::new("Disabled", &["Enabled"], "0");
+    let ctx = rejitter.mocks().context(config(&[]));
+
+    let err = steps::start_rejitter(&ctx, after_healthy_probe())
+        .await
+        .expect_err("no rejitter");
+
+    assert!(matches!(err, StepError::Config(_)), "{err:?}");
+    assert_eq!(err.name(), "ConfigError");
+    rejitter.assert_calls([0; 5]);
+}
+
+#[tokio::test]
+async fn start_rejitter_fails_when_the_mapping_does_not_settle() {
+    let rejitter = Rejitter::new("Disabled", &["Enabling"], "0");
+    let ctx = rejitter
+        .mocks()
+        .context(rejitter_config(&[("SETTLE_TIMEOUT_SECONDS", "0")]));
+    let err = steps::start_rejitter(&ctx, after_healthy_probe())
+        .await
+        .expect_err("not settled");
+    assert!(
+        matches!(&err, StepError::MappingNotSettled { mapping, wanted, .. }
+            if mapping == REJITTER_UUID && wanted == "Enabled"),
+        "{err:?}"
+    );
+    rejitter.assert_calls([1, 1, 0, 1, 0]);
+}
+
+#[tokio::test]
+async fn check_backlog_closes_on_the_second_empty_reading() {
+    let rejitter = Rejitter::new("Enabled", &["Enabled"], "0");
+    let ctx = rejitter.mocks().context(rejitter_config(&[]));
+    let phase = rejittering(NOW_MS - 10_000, 1);
+
+    let circuit = steps::check_backlog(&ctx, phase.clone())
+        .await
+        .expect("checked");
+
+    rejitter.assert_calls([0, 0, 0, 0, 1]);
+    assert_eq!(circuit.next, Some(Next::Close));
+    let got = circuit.rejitter.clone().expect("still in the phase");
+    assert_eq!(got.empty_readings, 2);
+    assert_eq!(got.mapping, REJITTER_UUID);
+    assert_eq!(got.started_at_ms, NOW_MS - 10_000);
+    assert!(
+        circuit.reason.contains("0 messages visible"),
+        "{}",
+        circuit.reason
+    );
+}
+
+#[tokio::test]
+async fn check_backlog_waits_while_messages_are_visible() {
+    for empty_readings in [0, 1] {
+        let rejitter = Rejitter::new("Enabled", &["Enabled"], "5");
+        let ctx = rejitter.mocks().context(rejitter_config(&[]));
+
+        let circuit = steps::check_backlog(&ctx, rejittering(NOW_MS - 10_000, empty_readings))
+            .await
+            .expect("checked");
+
+        rejitter.assert_calls([0, 0, 0, 0, 1]);
+        assert_eq!(circuit.next, Some(Next::WaitForBacklog));
+        assert_eq!(circuit.rejitter.map(|p| p.empty_readings), Some(0));
+        assert!(
+            circuit.reason.contains("5 messages visible"),
+            "{}",
+            circuit.reason
+        );
+    }
+}
+
+#[tokio::test]
+async fn check_backlog_waits_after_a_single_empty_reading() {
+    let rejitter = Rejitter::new("Enabled", &["Enabled"], "0");
+    let ctx = rejitter.mocks().context(rejitter_config(&[]));
+    let circuit = steps::check_backlog(&ctx, rejittering(NOW_MS - 10_000, 0))
+        .await
+        .expect("checked");
+    assert_eq!(circuit.next, Some(Next::WaitForBacklog));
+    assert_eq!(circuit.rejitter.map(|p| p.empty_readings), Some(1));
+}
+
+#[tokio::test]
+async fn check_backlog_closes_past_the_time_limit_even_with_a_backlog() {
+    let limit_ms = u64::from(REJITTER_MAX_SECONDS) * 1000;
+    for (elapsed_ms, next) in [
+        (limit_ms, Next::Close),
+        (limit_ms + 1, Next::Close),
+        (limit_ms - 1, Next::WaitForBacklog),
+    ] {
+        let rejitter = Rejitter::new("Enabled", &["Enabled"], "5");
+        let ctx = rejitter.mocks().context(rejitter_config(&[]));
+        let circuit = steps::check_backlog(&ctx, rejittering(NOW_MS - elapsed_ms, 0))
+            .await
+            .expect("checked");
+        assert_eq!(circuit.next, Some(next), "{elapsed_ms} ms in");
+        assert_eq!(circuit.rejitter.map(|p| p.empty_readings), Some(0));
+    }
+}
+
+#[tokio::test]
+async fn check_backlog_without_a_rejitter_phase_is_fatal() {
+    let rejitter = Rejitter::new("Enabled", &["Enabled"], "0");
+    let ctx = rejitter.mocks().context(rejitter_config(&[]));
+    let err = steps::check_backlog(&ctx, after_healthy_probe())
+        .await
+        .expect_err("no phase");
+    assert!(matches!(err, StepError::Fatal(_)), "{err:?}");
+    assert_eq!(err.name(), "Fatal");
+    support::assert_calls(&[
+        ("ListEventSourceMappings (rejitter)", &rejitter.list, 0),
+        ("UpdateEventSourceMapping (enable)", &rejitter.enable, 0),
+        ("UpdateEventSourceMapping (disable)", &rejitter.disable, 0),
+        ("GetEventSourceMapping", &rejitter.get_mapping, 0),
+    ]);
+}
+
+#[tokio::test]
+async fn check_backlog_without_a_count_is_fatal() {
+    let rejitter = Rejitter {
+        visible: visible_messages("lots"),
+        ..Rejitter::new("Enabled", &["Enabled"], "0")
+    };
+    let ctx = rejitter.mocks().context(rejitter_config(&[]));
+    let err = steps::check_backlog(&ctx, rejittering(NOW_MS - 10_000, 1))
+        .await
+        .expect_err("no count");
+    assert!(matches!(err, StepError::Fatal(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn stop_rejitter_disables_the_phases_mapping_and_waits() {
+    let rejitter = Rejitter::new("Enabled", &["Disabling", "Disabled"], "0");
+    let ctx = rejitter.mocks().context(rejitter_config(&[]));
+    let mut spread = rejittering(NOW_MS - 30_000, 2);
+    spread.next = Some(Next::Close);
+
+    let circuit = steps::stop_rejitter(&ctx, spread.clone())
+        .await
+        .expect("stopped");
+
+    // No lookup: the phase names the mapping.
+    rejitter.assert_calls([0, 0, 1, 2, 0]);
+    assert_eq!(
+        circuit, spread,
+        "the circuit goes on to CloseCircuit as it was"
+    );
+}
+
+#[tokio::test]
+async fn stop_rejitter_without_a_rejitter_phase_touches_nothing() {
+    let rejitter = Rejitter::new("Enabled", &["Disabled"], "0");
+    let ctx = rejitter.mocks().context(rejitter_config(&[]));
+    let err = steps::stop_rejitter(&ctx, after_healthy_probe())
+        .await
+        .expect_err("no phase");
+    assert!(matches!(err, StepError::Fatal(_)), "{err:?}");
+    rejitter.assert_calls([0; 5]);
+}
+
+#[tokio::test]
+async fn rejitter_requests_parse_and_run() {
+    let phase = serde_json::to_value(rejittering(NOW_MS - 10_000, 1)).unwrap();
+    for (step, name) in [
+        ("start_rejitter", "start_rejitter"),
+        ("check_backlog", "check_backlog"),
+        ("stop_rejitter", "stop_rejitter"),
+    ] {
+        let request: Request = serde_json::from_value(json!({"step": step, "circuit": phase}))
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+        assert_eq!(request.name(), name);
+        assert_eq!(request.execution(), EXECUTION);
+    }
+    // A circuit from before the rejitter existed still parses.
+    let mut old = serde_json::to_value(circuit()).unwrap();
+    old.as_object_mut().unwrap().remove("rejitter");
+    let back: Circuit = serde_json::from_value(old).expect("parses");
+    assert_eq!(back.rejitter, None);
+
+    let rejitter = Rejitter::new("Enabled", &["Enabled"], "0");
+    let ctx = rejitter.mocks().context(rejitter_config(&[]));
+    let value = steps::run(
+        &ctx,
+        Request::CheckBacklog {
+            circuit: rejittering(NOW_MS - 10_000, 1),
+        },
+    )
+    .await
+    .expect("ran");
+    assert_eq!(value["next"], "Close");
+    assert_eq!(value["rejitter"]["mapping"], REJITTER_UUID);
+    assert_eq!(value["rejitter"]["empty_readings"], 2);
 }
 
 // =============================================================================================
@@ -1103,6 +1452,175 @@ async fn failsafe_without_a_single_mapping_still_alerts() {
         .expect("failsafe");
     assert_eq!(result["restored"], false);
     failsafe.assert_calls([1, 0, 0, 0, 0, 1, 1]);
+}
+
+/// Records every UpdateEventSourceMapping and GetEventSourceMapping in order, matching none:
+/// put first among the Lambda rules, it sees each request before the rule that answers it.
+fn lambda_spies() -> (Vec<Rule>, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let updates = log.clone();
+    let gets = log.clone();
+    let spies = vec![
+        mock!(aws_sdk_lambda::Client::update_event_source_mapping)
+            .match_requests(move |r| {
+                updates.lock().unwrap().push(format!(
+                    "update {} enabled={:?}",
+                    r.uuid().unwrap_or_default(),
+                    r.enabled()
+                ));
+                false
+            })
+            .then_output(|| unreachable!("the spy matches nothing")),
+        mock!(aws_sdk_lambda::Client::get_event_source_mapping)
+            .match_requests(move |r| {
+                gets.lock()
+                    .unwrap()
+                    .push(format!("get {}", r.uuid().unwrap_or_default()));
+                false
+            })
+            .then_output(|| unreachable!("the spy matches nothing")),
+    ];
+    (spies, log)
+}
+
+/// The failsafe's rules plus the rejitter's, behind the spies.
+fn failsafe_with_rejitter(
+    failsafe: &Failsafe,
+    rejitter: &[&Rule],
+) -> (Mocks, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let (spies, log) = lambda_spies();
+    let mut mocks = failsafe.mocks();
+    mocks.lambda = spies
+        .into_iter()
+        .chain(mocks.lambda)
+        .chain(rejitter.iter().map(|r| (*r).clone()))
+        .collect();
+    (mocks, log)
+}
+
+#[tokio::test]
+async fn failsafe_switches_the_rejitter_off_before_restoring_the_consumer() {
+    let failsafe = Failsafe::new(Some(("OPEN", EXECUTION, Some(snapshot("Enabled")))));
+    let list = list_rejitter_mappings(&["Enabled"]);
+    let disable = switch_rejitter(false);
+    let get = get_rejitter_mapping(&["Disabling", "Disabled"]);
+    let (mocks, log) = failsafe_with_rejitter(&failsafe, &[&list, &disable, &get]);
+    let ctx = mocks.context(rejitter_config(&[]));
+
+    let result = steps::failsafe(&ctx, EXECUTION, &caught_error())
+        .await
+        .expect("failsafe");
+
+    assert_eq!(result["restored"], true);
+    failsafe.assert_calls([1, 1, 1, 1, 1, 1, 1]);
+    support::assert_calls(&[
+        ("ListEventSourceMappings (rejitter)", &list, 1),
+        ("UpdateEventSourceMapping (rejitter off)", &disable, 1),
+        ("GetEventSourceMapping (rejitter)", &get, 2),
+    ]);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            format!("update {REJITTER_UUID} enabled=Some(false)"),
+            format!("get {REJITTER_UUID}"),
+            format!("get {REJITTER_UUID}"),
+            format!("update {UUID} enabled=Some(true)"),
+            format!("get {UUID}"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn failsafe_leaves_a_rejitter_that_is_off_alone() {
+    let failsafe = Failsafe::new(Some(("OPEN", EXECUTION, Some(snapshot("Enabled")))));
+    let list = list_rejitter_mappings(&["Disabled"]);
+    let disable = switch_rejitter(false);
+    let get = get_rejitter_mapping(&["Disabled"]);
+    let (mocks, log) = failsafe_with_rejitter(&failsafe, &[&list, &disable, &get]);
+    let ctx = mocks.context(rejitter_config(&[]));
+
+    let result = steps::failsafe(&ctx, EXECUTION, &caught_error())
+        .await
+        .expect("failsafe");
+
+    assert_eq!(result["restored"], true);
+    failsafe.assert_calls([1, 1, 1, 1, 1, 1, 1]);
+    support::assert_calls(&[
+        ("ListEventSourceMappings (rejitter)", &list, 1),
+        ("UpdateEventSourceMapping (rejitter off)", &disable, 0),
+        ("GetEventSourceMapping (rejitter)", &get, 0),
+    ]);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            format!("update {UUID} enabled=Some(true)"),
+            format!("get {UUID}"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn failsafe_on_another_executions_circuit_does_not_touch_the_rejitter() {
+    let failsafe = Failsafe::new(Some(("OPEN", OTHER_EXECUTION, Some(snapshot("Enabled")))));
+    let list = list_rejitter_mappings(&["Enabled"]);
+    let disable = switch_rejitter(false);
+    let get = get_rejitter_mapping(&["Disabled"]);
+    let (mocks, _) = failsafe_with_rejitter(&failsafe, &[&list, &disable, &get]);
+    let ctx = mocks.context(rejitter_config(&[]));
+
+    let result = steps::failsafe(&ctx, EXECUTION, &caught_error())
+        .await
+        .expect("failsafe");
+
+    assert_eq!(result["restored"], false);
+    failsafe.assert_calls([1, 1, 0, 0, 0, 1, 1]);
+    support::assert_calls(&[
+        ("ListEventSourceMappings (rejitter)", &list, 0),
+        ("UpdateEventSourceMapping (rejitter off)", &disable, 0),
+        ("GetEventSourceMapping (rejitter)", &get, 0),
+    ]);
+}
+
+#[tokio::test]
+async fn failsafe_restores_the_consumer_when_the_rejitter_has_no_single_mapping() {
+    // StartRejitter failing with MappingNotFound (or SeveralMappings) for the rejitter lands
+    // here: the consumer must still come back.
+    for states in [&[][..], &["Enabled", "Enabled"][..]] {
+        let failsafe = Failsafe::new(Some(("OPEN", EXECUTION, Some(snapshot("Enabled")))));
+        let list = list_rejitter_mappings(states);
+        let (mocks, _) = failsafe_with_rejitter(&failsafe, &[&list]);
+        let ctx = mocks.context(rejitter_config(&[]));
+
+        let result = steps::failsafe(&ctx, EXECUTION, &caught_error())
+            .await
+            .unwrap_or_else(|e| panic!("{states:?}: {e:?}"));
+
+        assert_eq!(result["restored"], true, "{states:?}");
+        failsafe.assert_calls([1, 1, 1, 1, 1, 1, 1]);
+        assert_eq!(list.num_calls(), 1);
+    }
+}
+
+#[tokio::test]
+async fn failsafe_waits_for_a_rejitter_already_switching_off() {
+    // Lambda refuses updates to a mapping in a transitional state.
+    let failsafe = Failsafe::new(Some(("OPEN", EXECUTION, Some(snapshot("Enabled")))));
+    let list = list_rejitter_mappings(&["Disabling"]);
+    let disable = switch_rejitter(false);
+    let get = get_rejitter_mapping(&["Disabling", "Disabled"]);
+    let (mocks, _) = failsafe_with_rejitter(&failsafe, &[&list, &disable, &get]);
+    let ctx = mocks.context(rejitter_config(&[]));
+
+    let result = steps::failsafe(&ctx, EXECUTION, &caught_error())
+        .await
+        .expect("failsafe");
+
+    assert_eq!(result["restored"], true);
+    failsafe.assert_calls([1, 1, 1, 1, 1, 1, 1]);
+    support::assert_calls(&[
+        ("UpdateEventSourceMapping (rejitter off)", &disable, 0),
+        ("GetEventSourceMapping (rejitter)", &get, 2),
+    ]);
 }
 
 // =============================================================================================

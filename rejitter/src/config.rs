@@ -13,6 +13,12 @@ pub enum ConfigError {
     InvalidNumber { name: &'static str, value: String },
 
     #[error(
+        "QUEUE_ARN={value:?} is not an SQS queue ARN \
+         (arn:<partition>:sqs:<region>:<12-digit account>:<queue name>): {reason}"
+    )]
+    InvalidQueueArn { value: String, reason: &'static str },
+
+    #[error(
         "the maximum delay ({max} s, MAX_DELAY_SECONDS) is above the SQS DelaySeconds limit \
          of 900 s"
     )]
@@ -24,15 +30,17 @@ pub enum ConfigError {
     )]
     MinDelayAboveMax { min: u32, max: u32 },
 
-    #[error("FIFO queues cannot delay single messages; disable the rejitter for {queue_url}")]
-    FifoQueue { queue_url: String },
+    #[error("FIFO queues cannot delay single messages; disable the rejitter for {queue_arn}")]
+    FifoQueue { queue_arn: String },
 }
 
 /// Everything the rejitter needs to know, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// The queue to re-send to (the queue the backlog came from).
-    pub queue_url: String,
+    /// The ARN of the queue to re-send to (the queue the backlog came from, and the only
+    /// `eventSourceARN` the rejitter accepts). Its URL is looked up at the first invocation
+    /// ([`crate::sender::Queue`]): a URL is not derivable from the ARN portably.
+    pub queue_arn: String,
     pub delays: DelayRange,
     /// The CloudWatch namespace of the rejitter's metrics (`METRICS_NAMESPACE`).
     pub metrics_namespace: String,
@@ -41,11 +49,12 @@ pub struct Config {
 impl Config {
     /// Builds from a lookup such as `|k| std::env::var(k).ok()`.
     ///
-    /// `QUEUE_URL` is required and must not be a FIFO queue: SQS ignores per-message delays
-    /// there, so the rejitter would re-send the backlog as one burst. `MIN_DELAY_SECONDS`
-    /// (default 0) and `MAX_DELAY_SECONDS` (default 900) bound the delays. `METRICS_NAMESPACE`
-    /// (default [`DEFAULT_METRICS_NAMESPACE`]) names the metrics' namespace. Values are trimmed;
-    /// a blank optional value means its default.
+    /// `QUEUE_ARN` is required, must be an SQS queue ARN
+    /// (`arn:<partition>:sqs:<region>:<12-digit account>:<queue name>`) and must not name a FIFO
+    /// queue: SQS ignores per-message delays there, so the rejitter would re-send the backlog as
+    /// one burst. `MIN_DELAY_SECONDS` (default 0) and `MAX_DELAY_SECONDS` (default 900) bound the
+    /// delays. `METRICS_NAMESPACE` (default [`DEFAULT_METRICS_NAMESPACE`]) names the metrics'
+    /// namespace. Values are trimmed; a blank optional value means its default.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let value = |name: &str| {
             get(name)
@@ -59,9 +68,10 @@ impl Config {
                 .map_err(|_| ConfigError::InvalidNumber { name, value: v }),
         };
 
-        let queue_url = value("QUEUE_URL").ok_or(ConfigError::Missing { name: "QUEUE_URL" })?;
-        if is_fifo_url(&queue_url) {
-            return Err(ConfigError::FifoQueue { queue_url });
+        let queue_arn = value("QUEUE_ARN").ok_or(ConfigError::Missing { name: "QUEUE_ARN" })?;
+        check_queue_arn(&queue_arn)?;
+        if queue_name(&queue_arn).ends_with(".fifo") {
+            return Err(ConfigError::FifoQueue { queue_arn });
         }
         let min = seconds("MIN_DELAY_SECONDS", 0)?;
         let max = seconds("MAX_DELAY_SECONDS", 900)?;
@@ -69,15 +79,22 @@ impl Config {
         let metrics_namespace =
             value("METRICS_NAMESPACE").unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned());
         Ok(Config {
-            queue_url,
+            queue_arn,
             delays,
             metrics_namespace,
         })
     }
 
-    /// The queue's name, the last path segment of its URL: the `QueueName` metric dimension.
+    /// The queue's name, the ARN's last field: `GetQueueUrl`'s `QueueName` and the `QueueName`
+    /// metric dimension.
     pub fn queue_name(&self) -> &str {
-        queue_name(&self.queue_url)
+        queue_name(&self.queue_arn)
+    }
+
+    /// The 12-digit account that owns the queue, the ARN's fifth field: `GetQueueUrl`'s
+    /// `QueueOwnerAWSAccountId`.
+    pub fn queue_account(&self) -> &str {
+        self.queue_arn.split(':').nth(4).unwrap_or_default()
     }
 
     /// How old a marker may be and still count as this recovery's; see
@@ -90,18 +107,63 @@ impl Config {
 /// The namespace of the rejitter's metrics unless `METRICS_NAMESPACE` says otherwise.
 pub const DEFAULT_METRICS_NAMESPACE: &str = "SqsCircuitBreaker";
 
-/// The last path segment of a queue URL (the queue name); a query, fragment or trailing slash
-/// is ignored.
-pub fn queue_name(url: &str) -> &str {
-    let path = url.split(['?', '#']).next().unwrap_or(url);
-    let path = path.trim_end_matches('/');
-    path.rsplit('/').next().unwrap_or(path)
+/// The longest SQS queue name, `.fifo` suffix included.
+pub const MAX_QUEUE_NAME_LEN: usize = 80;
+
+/// The queue name of an SQS queue ARN: its last colon-separated field.
+fn queue_name(arn: &str) -> &str {
+    arn.rsplit(':').next().unwrap_or(arn)
 }
 
-/// Whether the queue URL's last path segment (the queue name) ends in `.fifo`, as every FIFO
-/// queue name must. A query, fragment or trailing slash is ignored.
-fn is_fifo_url(url: &str) -> bool {
-    queue_name(url).ends_with(".fifo")
+/// Checks `arn:<partition>:sqs:<region>:<12 digits>:<queue name>`, where the partition and the
+/// region are lowercase letters, digits and hyphens, and the queue name is 1-80 letters,
+/// digits, `-` or `_`, optionally ending in `.fifo`.
+fn check_queue_arn(arn: &str) -> Result<(), ConfigError> {
+    let invalid = |reason| ConfigError::InvalidQueueArn {
+        value: arn.to_owned(),
+        reason,
+    };
+    let parts: Vec<&str> = arn.split(':').collect();
+    let [prefix, partition, service, region, account, name] = parts[..] else {
+        return Err(invalid("expected six colon-separated fields"));
+    };
+    if prefix != "arn" {
+        return Err(invalid("does not start with \"arn:\""));
+    }
+    if !is_identifier(partition) {
+        return Err(invalid("partition is empty or malformed"));
+    }
+    if service != "sqs" {
+        return Err(invalid("service is not \"sqs\""));
+    }
+    if !is_identifier(region) {
+        return Err(invalid("region is empty or malformed"));
+    }
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("account is not 12 digits"));
+    }
+    if !is_queue_name(name) {
+        return Err(invalid(
+            "queue name must be 1-80 letters, digits, '-' or '_', optionally ending in .fifo",
+        ));
+    }
+    Ok(())
+}
+
+/// Partition and region: lowercase letters, digits and hyphens.
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_queue_name(name: &str) -> bool {
+    let stem = name.strip_suffix(".fifo").unwrap_or(name);
+    !stem.is_empty()
+        && name.len() <= MAX_QUEUE_NAME_LEN
+        && stem
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -110,7 +172,7 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
-    const URL: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/orders";
+    const ARN: &str = "arn:aws:sqs:us-east-1:123456789012:orders";
 
     fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let env: HashMap<String, String> = pairs
@@ -122,37 +184,44 @@ mod tests {
 
     #[test]
     fn defaults_to_the_full_sqs_range() {
-        let c = from(&[("QUEUE_URL", URL)]).unwrap();
-        assert_eq!(c.queue_url, URL);
+        let c = from(&[("QUEUE_ARN", ARN)]).unwrap();
+        assert_eq!(c.queue_arn, ARN);
         assert_eq!(c.delays, DelayRange::new(0, 900).unwrap());
         assert_eq!(c.metrics_namespace, "SqsCircuitBreaker");
         assert_eq!(c.queue_name(), "orders");
+        assert_eq!(c.queue_account(), "123456789012");
         assert_eq!(c.recent_marker_window_seconds(), 1800);
     }
 
     #[test]
-    fn reads_and_trims_the_metrics_namespace() {
-        let c = from(&[("QUEUE_URL", URL), ("METRICS_NAMESPACE", " Shop/Orders ")]).unwrap();
-        assert_eq!(c.metrics_namespace, "Shop/Orders");
-        let c = from(&[("QUEUE_URL", URL), ("METRICS_NAMESPACE", " ")]).unwrap();
-        assert_eq!(c.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
+    fn the_queue_arn_is_trimmed_and_split() {
+        let c = from(&[(
+            "QUEUE_ARN",
+            " arn:aws-cn:sqs:cn-north-1:000000000000:a_b-C9 \n",
+        )])
+        .unwrap();
+        assert_eq!(c.queue_arn, "arn:aws-cn:sqs:cn-north-1:000000000000:a_b-C9");
+        assert_eq!(c.queue_name(), "a_b-C9");
+        assert_eq!(c.queue_account(), "000000000000");
+        let longest = format!("arn:aws:sqs:eu-west-1:123456789012:{}", "q".repeat(80));
+        assert_eq!(
+            from(&[("QUEUE_ARN", &longest)]).unwrap().queue_name().len(),
+            80
+        );
     }
 
     #[test]
-    fn the_queue_name_is_the_last_path_segment() {
-        assert_eq!(queue_name(URL), "orders");
-        assert_eq!(queue_name("http://localhost:4566/000000000000/q/"), "q");
-        assert_eq!(
-            queue_name("https://sqs.eu-west-1.amazonaws.com/1/q?x=1#f"),
-            "q"
-        );
-        assert_eq!(queue_name("q"), "q");
+    fn reads_and_trims_the_metrics_namespace() {
+        let c = from(&[("QUEUE_ARN", ARN), ("METRICS_NAMESPACE", " Shop/Orders ")]).unwrap();
+        assert_eq!(c.metrics_namespace, "Shop/Orders");
+        let c = from(&[("QUEUE_ARN", ARN), ("METRICS_NAMESPACE", " ")]).unwrap();
+        assert_eq!(c.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
     }
 
     #[test]
     fn reads_and_trims_the_delays() {
         let c = from(&[
-            ("QUEUE_URL", URL),
+            ("QUEUE_ARN", ARN),
             ("MIN_DELAY_SECONDS", " 30 "),
             ("MAX_DELAY_SECONDS", "120"),
         ])
@@ -164,7 +233,7 @@ mod tests {
     #[test]
     fn blank_delays_mean_their_defaults() {
         let c = from(&[
-            ("QUEUE_URL", URL),
+            ("QUEUE_ARN", ARN),
             ("MIN_DELAY_SECONDS", ""),
             ("MAX_DELAY_SECONDS", "  "),
         ])
@@ -173,17 +242,66 @@ mod tests {
     }
 
     #[test]
-    fn queue_url_is_required() {
-        let missing = Err(ConfigError::Missing { name: "QUEUE_URL" });
+    fn queue_arn_is_required() {
+        let missing = Err(ConfigError::Missing { name: "QUEUE_ARN" });
         assert_eq!(from(&[]), missing);
-        assert_eq!(from(&[("QUEUE_URL", "  ")]), missing);
+        assert_eq!(from(&[("QUEUE_ARN", "  ")]), missing);
+        // The old variable is not read any more.
+        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/orders";
+        assert_eq!(from(&[("QUEUE_URL", url)]), missing);
+    }
+
+    #[test]
+    fn a_malformed_queue_arn_is_refused_by_name_and_value() {
+        let long = format!("arn:aws:sqs:eu-west-1:123456789012:{}", "q".repeat(81));
+        let long_fifo = format!("arn:aws:sqs:eu-west-1:123456789012:{}.fifo", "q".repeat(76));
+        let cases = [
+            ("orders", "six"),
+            (
+                "https://sqs.us-east-1.amazonaws.com/123456789012/orders",
+                "six",
+            ),
+            ("arn:aws:sqs:eu-west-1:123456789012", "six"),
+            ("arn:aws:sqs:eu-west-1:123456789012:orders:extra", "six"),
+            ("arm:aws:sqs:eu-west-1:123456789012:orders", "arn:"),
+            ("arn::sqs:eu-west-1:123456789012:orders", "partition"),
+            ("arn:AWS:sqs:eu-west-1:123456789012:orders", "partition"),
+            ("arn:aws:sns:eu-west-1:123456789012:orders", "sqs"),
+            ("arn:aws:sqs::123456789012:orders", "region"),
+            ("arn:aws:sqs:eu-west-1:12345678901:orders", "12 digits"),
+            ("arn:aws:sqs:eu-west-1:1234567890123:orders", "12 digits"),
+            ("arn:aws:sqs:eu-west-1:12345678901a:orders", "12 digits"),
+            ("arn:aws:sqs:eu-west-1:123456789012:", "queue name"),
+            ("arn:aws:sqs:eu-west-1:123456789012:.fifo", "queue name"),
+            ("arn:aws:sqs:eu-west-1:123456789012:or ders", "queue name"),
+            ("arn:aws:sqs:eu-west-1:123456789012:orders/x", "queue name"),
+            (
+                "arn:aws:sqs:eu-west-1:123456789012:orders.fif",
+                "queue name",
+            ),
+            (long.as_str(), "queue name"),
+            (long_fifo.as_str(), "queue name"),
+        ];
+        for (arn, needle) in cases {
+            match from(&[("QUEUE_ARN", arn)]) {
+                Err(e @ ConfigError::InvalidQueueArn { .. }) => {
+                    let text = e.to_string();
+                    assert!(
+                        text.starts_with(&format!("QUEUE_ARN={arn:?} is not an SQS queue ARN")),
+                        "{text}"
+                    );
+                    assert!(text.contains(needle), "{arn:?}: {text}");
+                }
+                other => panic!("{arn:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]
     fn bad_numbers_are_refused_by_name() {
         for bad in ["-1", "1.5", "ten", "4294967296"] {
             assert_eq!(
-                from(&[("QUEUE_URL", URL), ("MAX_DELAY_SECONDS", bad)]),
+                from(&[("QUEUE_ARN", ARN), ("MAX_DELAY_SECONDS", bad)]),
                 Err(ConfigError::InvalidNumber {
                     name: "MAX_DELAY_SECONDS",
                     value: bad.to_owned()
@@ -195,12 +313,12 @@ mod tests {
     #[test]
     fn out_of_range_delays_are_refused() {
         assert_eq!(
-            from(&[("QUEUE_URL", URL), ("MAX_DELAY_SECONDS", "901")]),
+            from(&[("QUEUE_ARN", ARN), ("MAX_DELAY_SECONDS", "901")]),
             Err(ConfigError::MaxDelayTooLarge { max: 901 })
         );
         assert_eq!(
             from(&[
-                ("QUEUE_URL", URL),
+                ("QUEUE_ARN", ARN),
                 ("MIN_DELAY_SECONDS", "60"),
                 ("MAX_DELAY_SECONDS", "59")
             ]),
@@ -208,40 +326,36 @@ mod tests {
         );
         // The default maximum applies when only the minimum is set.
         assert_eq!(
-            from(&[("QUEUE_URL", URL), ("MIN_DELAY_SECONDS", "901")]),
+            from(&[("QUEUE_ARN", ARN), ("MIN_DELAY_SECONDS", "901")]),
             Err(ConfigError::MinDelayAboveMax { min: 901, max: 900 })
         );
     }
 
     #[test]
     fn a_fifo_queue_is_refused_with_a_clear_message() {
-        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/orders.fifo";
-        let err = from(&[("QUEUE_URL", url)]).unwrap_err();
+        let arn = "arn:aws-us-gov:sqs:us-gov-west-1:123456789012:orders.fifo";
+        let err = from(&[("QUEUE_ARN", arn)]).unwrap_err();
         assert_eq!(
             err,
             ConfigError::FifoQueue {
-                queue_url: url.to_owned()
+                queue_arn: arn.to_owned()
             }
         );
         assert_eq!(
             err.to_string(),
-            format!("FIFO queues cannot delay single messages; disable the rejitter for {url}")
+            format!("FIFO queues cannot delay single messages; disable the rejitter for {arn}")
         );
     }
 
     #[test]
     fn fifo_is_judged_by_the_queue_name_only() {
-        assert!(is_fifo_url("http://localhost:4566/000000000000/q.fifo"));
-        assert!(is_fifo_url("http://localhost:4566/000000000000/q.fifo/"));
-        assert!(is_fifo_url(
-            "https://sqs.eu-west-1.amazonaws.com/1/q.fifo?x=1"
-        ));
-        assert!(!is_fifo_url("https://sqs.eu-west-1.amazonaws.com/1/q"));
-        assert!(!is_fifo_url("https://sqs.eu-west-1.amazonaws.com/1/fifo"));
-        assert!(!is_fifo_url("https://q.fifo.example.com/1/q"));
-        assert!(!is_fifo_url(
-            "https://sqs.eu-west-1.amazonaws.com/1/q.fifo-archive"
-        ));
+        for standard in [
+            "arn:aws:sqs:eu-west-1:123456789012:fifo",
+            "arn:aws:sqs:eu-west-1:123456789012:q-fifo",
+            "arn:aws:sqs:eu-west-1:123456789012:fifo_q",
+        ] {
+            assert!(from(&[("QUEUE_ARN", standard)]).is_ok(), "{standard}");
+        }
     }
 
     #[test]
@@ -264,7 +378,7 @@ mod tests {
         fn any_valid_pair_is_accepted_as_given(max in 0u32..=900, pick in any::<proptest::sample::Index>()) {
             let min = pick.index(max as usize + 1) as u32;
             let c = from(&[
-                ("QUEUE_URL", URL),
+                ("QUEUE_ARN", ARN),
                 ("MIN_DELAY_SECONDS", &min.to_string()),
                 ("MAX_DELAY_SECONDS", &max.to_string()),
             ])
@@ -274,14 +388,15 @@ mod tests {
 
         #[test]
         fn queue_names_ending_in_fifo_are_refused(name in "[A-Za-z0-9_-]{1,75}") {
-            let standard = format!("https://sqs.us-east-1.amazonaws.com/123456789012/{name}");
+            let standard = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
             let fifo = format!("{standard}.fifo");
-            prop_assert!(from(&[("QUEUE_URL", &standard)]).is_ok());
-            let refused = matches!(
-                from(&[("QUEUE_URL", &fifo)]),
-                Err(ConfigError::FifoQueue { .. })
+            let c = from(&[("QUEUE_ARN", &standard)]).unwrap();
+            prop_assert_eq!(c.queue_name(), name.as_str());
+            prop_assert_eq!(c.queue_account(), "123456789012");
+            prop_assert_eq!(
+                from(&[("QUEUE_ARN", &fifo)]),
+                Err(ConfigError::FifoQueue { queue_arn: fifo.clone() })
             );
-            prop_assert!(refused);
         }
     }
 }

@@ -6,12 +6,18 @@
 //! 1. A record without a `messageId` could not be listed in `batchItemFailures`, so the whole
 //!    invocation fails before anything is sent: the mapping retries the batch and nothing is
 //!    re-sent twice.
-//! 2. A record this recovery already rejittered ([`crate::marker`]) is left on the queue.
-//! 3. The rest is planned ([`crate::plan::plan`], marker = the current epoch second) and each
-//!    batch sent with one `SendMessageBatch` call, up to [`MAX_CONCURRENT_SENDS`] at once.
-//! 4. `batchItemFailures` lists exactly the records not re-sent (left on the queue: already
-//!    rejittered, rejected by the plan, or not confirmed by SQS), in record order. Lambda
-//!    deletes the others, whose delayed copies are now on the queue.
+//! 2. A record whose `eventSourceARN` is not the configured `QUEUE_ARN` is left on its queue:
+//!    the mapping never delivers one, but re-sending it would move it to another queue.
+//! 3. A record this recovery already rejittered ([`crate::marker`]) is left on the queue.
+//! 4. The rest is planned ([`crate::plan::plan`], marker = the current epoch second). Before the
+//!    first send the queue's URL is looked up ([`Queue::url`], one `GetQueueUrl` call per
+//!    process); if that fails, the whole invocation fails before anything is sent (the mapping
+//!    retries the batch, and the next invocation looks the URL up again).
+//! 5. Each batch is sent with one `SendMessageBatch` call, up to [`MAX_CONCURRENT_SENDS`] at
+//!    once.
+//! 6. `batchItemFailures` lists exactly the records not re-sent (left on the queue: from
+//!    another queue, already rejittered, rejected by the plan, or not confirmed by SQS), in
+//!    record order. Lambda deletes the others, whose delayed copies are now on the queue.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +34,7 @@ use crate::delay::random_unit;
 use crate::marker::{already_rejittered, marker_of};
 use crate::metrics::{emf_line, Counts};
 use crate::plan::{plan, Outgoing};
-use crate::sender::{send_batch, SendFailure};
+use crate::sender::{send_batch, Queue, SendFailure};
 
 /// Most `SendMessageBatch` calls in flight at once in one invocation.
 pub const MAX_CONCURRENT_SENDS: usize = 4;
@@ -46,6 +52,12 @@ pub enum HandlerError {
         indexes: Vec<usize>,
         batch_size: usize,
     },
+
+    #[error(
+        "cannot look up the URL of the queue {queue_arn} (GetQueueUrl failed: {reason}); \
+         nothing was sent and the whole batch will be retried"
+    )]
+    QueueUrlUnavailable { queue_arn: String, reason: String },
 }
 
 impl HandlerError {
@@ -53,6 +65,7 @@ impl HandlerError {
     pub fn name(&self) -> &'static str {
         match self {
             HandlerError::MissingMessageId { .. } => "MissingMessageId",
+            HandlerError::QueueUrlUnavailable { .. } => "QueueUrlUnavailable",
         }
     }
 }
@@ -76,6 +89,7 @@ pub struct Outcome {
 /// Why a record stays on the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    OtherQueue,
     AlreadyRejittered,
     Rejected,
     SendFailed,
@@ -84,6 +98,7 @@ enum Kind {
 impl Kind {
     fn as_str(self) -> &'static str {
         match self {
+            Kind::OtherQueue => "other_queue",
             Kind::AlreadyRejittered => "already_rejittered",
             Kind::Rejected => "rejected",
             Kind::SendFailed => "send_failed",
@@ -100,7 +115,7 @@ struct Left {
 /// Handles one batch at `now_s` (epoch seconds, also the marker written); `draw` yields the
 /// uniform `[0, 1)` values for the delays (see [`crate::delay::random_unit`]).
 pub async fn handle(
-    sqs: &aws_sdk_sqs::Client,
+    queue: &Queue,
     config: &Config,
     records: &[SqsMessage],
     now_s: u64,
@@ -112,23 +127,41 @@ pub async fn handle(
     let max_delay = config.delays.max();
     for record in records {
         // A record without an id is planned, and so rejected, below.
+        let Some(message_id) = &record.message_id else {
+            to_send.push(record.clone());
+            continue;
+        };
+        if record.event_source_arn.as_deref() != Some(config.queue_arn.as_str()) {
+            left.push(Left {
+                message_id: message_id.clone(),
+                reason: format!(
+                    "the record comes from {}, not from QUEUE_ARN {}; not re-sent to another queue",
+                    record
+                        .event_source_arn
+                        .as_deref()
+                        .unwrap_or("an unknown queue (no eventSourceARN)"),
+                    config.queue_arn
+                ),
+                kind: Kind::OtherQueue,
+            });
+            continue;
+        }
         let marker = marker_of(record);
-        match (
-            &record.message_id,
-            already_rejittered(marker, now_s, max_delay),
-        ) {
-            (Some(message_id), true) => left.push(Left {
+        if already_rejittered(marker, now_s, max_delay) {
+            left.push(Left {
                 message_id: message_id.clone(),
                 reason: format!(
                     "already rejittered during this recovery (marker {}); left for the consumer",
                     marker.unwrap_or_default()
                 ),
                 kind: Kind::AlreadyRejittered,
-            }),
-            _ => to_send.push(record.clone()),
+            });
+        } else {
+            to_send.push(record.clone());
         }
     }
-    let skipped_already_rejittered = left.len();
+    let other_queue = left.iter().filter(|l| l.kind == Kind::OtherQueue).count();
+    let skipped_already_rejittered = left.len() - other_queue;
 
     let (batches, rejected) = plan(&to_send, &config.delays, &now_s.to_string(), draw);
     // Before any send: a record that cannot be listed fails the whole batch.
@@ -142,7 +175,7 @@ pub async fn handle(
                 .collect(),
             batch_size,
         };
-        log_error(&error);
+        log_error(&error, batch_size);
         return Err(error);
     }
     left.extend(rejected.iter().filter_map(|r| {
@@ -155,7 +188,20 @@ pub async fn handle(
 
     let planned: usize = batches.iter().map(Vec::len).sum();
     let batch_count = batches.len();
-    let send_failures = send_all(sqs, &config.queue_url, batches).await;
+    let send_failures = if batches.is_empty() {
+        Vec::new()
+    } else {
+        // Before any send: without the URL nothing can be sent, so the batch is retried.
+        let queue_url = queue.url().await.map_err(|e| {
+            let error = HandlerError::QueueUrlUnavailable {
+                queue_arn: e.queue_arn,
+                reason: e.message,
+            };
+            log_error(&error, batch_size);
+            error
+        })?;
+        send_all(queue.client(), queue_url, batches).await
+    };
     let failed_sends = send_failures.len();
     left.extend(send_failures.into_iter().map(|f| Left {
         message_id: f.message_id,
@@ -179,7 +225,7 @@ pub async fn handle(
             Kind::AlreadyRejittered => {
                 tracing::info!(message_id, outcome, reason, "record left on the queue")
             }
-            Kind::Rejected | Kind::SendFailed => {
+            Kind::OtherQueue | Kind::Rejected | Kind::SendFailed => {
                 tracing::warn!(message_id, outcome, reason, "record left on the queue")
             }
         }
@@ -188,7 +234,7 @@ pub async fn handle(
     let counts = Counts {
         rejittered: planned.saturating_sub(failed_sends),
         batches: batch_count,
-        failures: rejected.len() + failed_sends,
+        failures: other_queue + rejected.len() + failed_sends,
         skipped_already_rejittered,
     };
     tracing::info!(
@@ -210,14 +256,14 @@ pub async fn handle(
 /// [`handle`] with the real clock and random draws, then one EMF metrics line on stdout. A
 /// failed invocation counts all its records as failures.
 pub async fn invoke(
-    sqs: &aws_sdk_sqs::Client,
+    queue: &Queue,
     config: &Config,
     event: SqsEvent,
 ) -> Result<SqsBatchResponse, HandlerError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let result = handle(sqs, config, &event.records, now.as_secs(), random_unit).await;
+    let result = handle(queue, config, &event.records, now.as_secs(), random_unit).await;
     let counts = match &result {
         Ok(outcome) => outcome.counts,
         Err(_) => Counts {
@@ -282,13 +328,10 @@ async fn send_all(
     failures
 }
 
-fn log_error(error: &HandlerError) {
+fn log_error(error: &HandlerError, batch_size: usize) {
     let error_type = error.name();
     match error {
-        HandlerError::MissingMessageId {
-            indexes,
-            batch_size,
-        } => {
+        HandlerError::MissingMessageId { indexes, .. } => {
             // One line per bad record so each is searchable on its own.
             for &record_index in indexes {
                 tracing::error!(
@@ -299,6 +342,15 @@ fn log_error(error: &HandlerError) {
                 );
             }
             tracing::error!(batch_size, error_type, error = %error, "invocation failed");
+        }
+        HandlerError::QueueUrlUnavailable { queue_arn, .. } => {
+            tracing::error!(
+                batch_size,
+                error_type,
+                queue_arn = %queue_arn,
+                error = %error,
+                "invocation failed"
+            );
         }
     }
 }

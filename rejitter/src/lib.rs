@@ -4,7 +4,8 @@
 //! rejitter Lambda reads it and re-sends each message with a random `DelaySeconds`, turning the
 //! burst into a trickle. A pure core decides everything about that re-send ([`plan::plan`],
 //! [`marker`], [`metrics`], and the modules they use) with no AWS SDK and no I/O, so it can be
-//! tested exhaustively; [`sender`] is the only SQS adapter and [`handler`] wires one invocation.
+//! tested exhaustively; [`sender`] is the only SQS adapter (it also looks up the queue's URL
+//! from its ARN, once per process) and [`handler`] wires one invocation.
 //!
 //! Standard queues only: FIFO queues cannot delay single messages ([`config`]).
 
@@ -28,3 +29,4 @@ pub use handler::{handle, HandlerError, Outcome};
 pub use marker::already_rejittered;
 pub use metrics::{emf_line, Counts};
 pub use plan::{plan, Outgoing, RejectReason, Rejected};
+pub use sender::{Queue, QueueUrlError};

@@ -1,8 +1,11 @@
 //! Lambda entry point: read the configuration once, then hand each batch to the handler.
+//!
+//! Init makes no network call: the queue's URL is looked up at the first invocation that sends
+//! ([`rejitter::Queue`]) and kept for the life of the process.
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use rejitter::{handler, logging, Config};
+use rejitter::{handler, logging, Config, Queue};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,7 +16,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_lookup(|name| std::env::var(name).ok())
         .inspect_err(|error| tracing::error!(error = %error, "invalid configuration"))?;
     tracing::info!(
-        queue_url = %config.queue_url,
+        queue_arn = %config.queue_arn,
         min_delay_seconds = config.delays.min(),
         max_delay_seconds = config.delays.max(),
         recent_marker_window_seconds = config.recent_marker_window_seconds(),
@@ -22,9 +25,10 @@ async fn main() -> Result<(), Error> {
     );
 
     let sqs = aws_sdk_sqs::Client::new(&aws_config::load_from_env().await);
-    let (sqs, config) = (&sqs, &config);
+    let queue = Queue::new(sqs, &config);
+    let (queue, config) = (&queue, &config);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        handler::invoke(sqs, config, event.payload).await
+        handler::invoke(queue, config, event.payload).await
     }))
     .await
 }

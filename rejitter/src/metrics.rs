@@ -14,8 +14,8 @@ pub struct Counts {
     pub rejittered: usize,
     /// `SendMessageBatch` calls made.
     pub batches: usize,
-    /// Records not re-sent because they were refused by the plan or by SQS, or the invocation
-    /// failed as a whole.
+    /// Records not re-sent because they came from another queue, were refused by the plan or by
+    /// SQS, or the invocation failed as a whole.
     pub failures: usize,
     /// Records left on the queue because this recovery already rejittered them.
     pub skipped_already_rejittered: usize,

@@ -1,5 +1,9 @@
-//! The SQS adapter: sends one planned batch with one `SendMessageBatch` call and says which
-//! messages were not re-sent.
+//! The SQS adapter: finds the queue's URL once, then sends each planned batch with one
+//! `SendMessageBatch` call and says which messages were not re-sent.
+//!
+//! The configuration names the queue by its ARN; [`Queue`] turns that into the URL the SQS API
+//! needs with one `GetQueueUrl` call, the first time a batch is sent, and keeps it for the life
+//! of the process. Nothing is looked up at init, so the cold start makes no network call.
 //!
 //! A message counts as re-sent only when SQS lists its entry as successful. Everything else
 //! (an entry SQS lists as failed or does not mention, an entry that cannot be built, a call
@@ -10,15 +14,125 @@ use std::collections::{HashMap, HashSet};
 
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{BuildError, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError;
 use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError;
 use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
     SendMessageBatchRequestEntry,
 };
 use aws_smithy_types::Blob;
+use tokio::sync::OnceCell;
 
 use crate::attributes::{AttributeValue, OutAttribute};
+use crate::config::Config;
 use crate::plan::Outgoing;
+
+/// The SQS client and the queue the rejitter re-sends to, named by its ARN.
+///
+/// Build it once per process and share it across invocations: the queue's URL is looked up
+/// with one `GetQueueUrl` call (`QueueName` and `QueueOwnerAWSAccountId` from the ARN) the first
+/// time [`Queue::url`] is awaited, and kept. A failed lookup is not kept; the next call tries
+/// again.
+#[derive(Debug)]
+pub struct Queue {
+    client: aws_sdk_sqs::Client,
+    arn: String,
+    name: String,
+    account: String,
+    url: OnceCell<String>,
+}
+
+impl Queue {
+    /// The queue of `config` (`QUEUE_ARN`), reached through `client`. Makes no call.
+    pub fn new(client: aws_sdk_sqs::Client, config: &Config) -> Queue {
+        Queue {
+            client,
+            arn: config.queue_arn.clone(),
+            name: config.queue_name().to_owned(),
+            account: config.queue_account().to_owned(),
+            url: OnceCell::new(),
+        }
+    }
+
+    pub fn client(&self) -> &aws_sdk_sqs::Client {
+        &self.client
+    }
+
+    /// The queue's ARN.
+    pub fn arn(&self) -> &str {
+        &self.arn
+    }
+
+    /// The queue's URL if it was already looked up.
+    pub fn cached_url(&self) -> Option<&str> {
+        self.url.get().map(String::as_str)
+    }
+
+    /// The queue's URL: the cached one, or the result of one `GetQueueUrl` call, cached on
+    /// success. A failure is logged here, classified as transient or not.
+    pub async fn url(&self) -> Result<&str, QueueUrlError> {
+        let url = self
+            .url
+            // Boxed: the SDK call's future is deep, and inlining it in every invocation's
+            // future overflows the compiler's layout depth limit in main.
+            .get_or_try_init(|| Box::pin(self.lookup()))
+            .await?;
+        Ok(url.as_str())
+    }
+
+    /// One `GetQueueUrl` call, logged.
+    async fn lookup(&self) -> Result<String, QueueUrlError> {
+        let url = self.get_queue_url().await.inspect_err(|e| {
+            tracing::error!(
+                operation = "GetQueueUrl",
+                queue_arn = %self.arn,
+                transient = e.transient,
+                error = %e.message,
+                "GetQueueUrl call failed; nothing is sent"
+            )
+        })?;
+        tracing::info!(queue_arn = %self.arn, queue_url = %url, "queue URL resolved");
+        Ok(url)
+    }
+
+    async fn get_queue_url(&self) -> Result<String, QueueUrlError> {
+        let failed = |message: String, transient: bool| QueueUrlError {
+            queue_arn: self.arn.clone(),
+            message,
+            transient,
+        };
+        let output = self
+            .client
+            .get_queue_url()
+            .queue_name(&self.name)
+            .queue_owner_aws_account_id(&self.account)
+            .send()
+            .await
+            .map_err(|err| {
+                let (message, transient) =
+                    describe(&err, |e| matches!(e, GetQueueUrlError::RequestThrottled(_)));
+                failed(message, transient)
+            })?;
+        match output.queue_url() {
+            Some(url) if !url.trim().is_empty() => Ok(url.to_owned()),
+            _ => Err(failed(
+                "the GetQueueUrl response has no QueueUrl".to_owned(),
+                false,
+            )),
+        }
+    }
+}
+
+/// Why the queue's URL could not be looked up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("GetQueueUrl failed for {queue_arn}: {message}")]
+pub struct QueueUrlError {
+    pub queue_arn: String,
+    /// The SQS error code and message, or the SDK's description of the failure.
+    pub message: String,
+    /// Throttling, a 5xx, a timeout or a network failure.
+    pub transient: bool,
+}
 
 /// A message that was not re-sent, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +178,13 @@ pub async fn send_batch(
     {
         Ok(output) => output,
         Err(err) => {
-            let (message, transient) = describe(&err);
+            let (message, transient) = describe(&err, |e| {
+                matches!(
+                    e,
+                    SendMessageBatchError::RequestThrottled(_)
+                        | SendMessageBatchError::KmsThrottled(_)
+                )
+            });
             tracing::error!(
                 operation = "SendMessageBatch",
                 entries = sent.len(),
@@ -143,9 +263,13 @@ pub fn message_attribute(attribute: &OutAttribute) -> Result<MessageAttributeVal
     .build()
 }
 
-/// A readable message for a failed call, and whether it is transient (throttling, a 5xx, a
-/// timeout or a network failure), the same split as the controller's.
-fn describe(err: &SdkError<SendMessageBatchError, HttpResponse>) -> (String, bool) {
+/// A readable message for a failed call, and whether it is transient (throttling as told by
+/// `throttled` or by the error code, a 5xx, a timeout or a network failure), the same split as
+/// the controller's.
+fn describe<E>(err: &SdkError<E, HttpResponse>, throttled: impl Fn(&E) -> bool) -> (String, bool)
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
     let message = match err.as_service_error() {
         Some(service) if service.code().is_some() => format!(
             "{}: {}",
@@ -159,18 +283,17 @@ fn describe(err: &SdkError<SendMessageBatchError, HttpResponse>) -> (String, boo
             true
         }
         SdkError::ServiceError(service) => {
-            matches!(
-                service.err(),
-                SendMessageBatchError::RequestThrottled(_) | SendMessageBatchError::KmsThrottled(_)
-            ) || matches!(
-                service.err().code(),
-                Some(
-                    "ThrottlingException"
-                        | "ServiceUnavailable"
-                        | "InternalFailure"
-                        | "InternalError"
+            throttled(service.err())
+                || matches!(
+                    service.err().code(),
+                    Some(
+                        "ThrottlingException"
+                            | "ServiceUnavailable"
+                            | "InternalFailure"
+                            | "InternalError"
+                    )
                 )
-            ) || service.raw().status().is_server_error()
+                || service.raw().status().is_server_error()
         }
         _ => false,
     };

@@ -7,6 +7,7 @@ use aws_sdk_sqs::operation::send_message_batch::{SendMessageBatchError, SendMess
 use aws_sdk_sqs::types::MessageSystemAttributeNameForSends;
 use aws_smithy_mocks::MockResponse;
 use aws_smithy_types::Blob;
+use rejitter::handler::invoke;
 use rejitter::{delay::random_unit, handle, Counts, HandlerError, MARKER};
 use serde_json::json;
 use support::*;
@@ -16,7 +17,7 @@ async fn twenty_five_records_are_sent_in_three_exact_batches() {
     let seen = Seen::default();
     let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
     let outcome = handle(
-        &client(&rule),
+        &queue(&rule),
         &config(),
         &records(numbered(25)),
         NOW,
@@ -99,7 +100,7 @@ async fn a_partial_failure_lists_exactly_the_refused_record() {
         MockResponse::Output(output(input, refuse))
     });
     let outcome = handle(
-        &client(&rule),
+        &queue(&rule),
         &config(),
         &records(numbered(25)),
         NOW,
@@ -136,7 +137,7 @@ async fn a_failed_call_lists_its_whole_batch() {
         }
     });
     let outcome = handle(
-        &client(&rule),
+        &queue(&rule),
         &config(),
         &records(numbered(25)),
         NOW,
@@ -172,7 +173,7 @@ async fn entries_the_response_does_not_confirm_are_listed() {
         )
     });
     let outcome = handle(
-        &client(&rule),
+        &queue(&rule),
         &config(),
         &records(numbered(2)),
         NOW,
@@ -197,7 +198,7 @@ async fn a_record_with_a_recent_marker_is_left_for_the_consumer() {
         with_marker(record_json(2), &old),
         with_marker(record_json(3), "not a time"),
     ]);
-    let outcome = handle(&client(&rule), &config(), &input, NOW, random_unit)
+    let outcome = handle(&queue(&rule), &config(), &input, NOW, random_unit)
         .await
         .expect("handled");
 
@@ -230,11 +231,15 @@ async fn a_record_with_a_recent_marker_is_left_for_the_consumer() {
 async fn only_already_rejittered_records_need_no_call() {
     let seen = Seen::default();
     let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
+    let lookup = lookup_rule();
+    let queue = queue_with(&[&lookup, &rule]);
     let input = records(vec![with_marker(record_json(0), &NOW.to_string())]);
-    let outcome = handle(&client(&rule), &config(), &input, NOW, random_unit)
+    let outcome = handle(&queue, &config(), &input, NOW, random_unit)
         .await
         .expect("handled");
     assert_eq!(rule.num_calls(), 0);
+    assert_eq!(lookup.num_calls(), 0, "nothing to send, no URL needed");
+    assert_eq!(queue.cached_url(), None);
     assert_eq!(failure_ids(&outcome.response), ["id-0"]);
     assert_eq!(outcome.counts.batches, 0);
 }
@@ -251,7 +256,7 @@ async fn a_record_without_a_body_is_listed() {
         .unwrap()
         .remove("dataType");
     let input = records(vec![record_json(0), no_body, bad_attribute]);
-    let outcome = handle(&client(&rule), &config(), &input, NOW, random_unit)
+    let outcome = handle(&queue(&rule), &config(), &input, NOW, random_unit)
         .await
         .expect("handled");
 
@@ -280,8 +285,9 @@ async fn a_record_without_a_message_id_fails_the_invocation_before_any_send() {
     // Even one that would be skipped as already rejittered cannot be listed.
     values[3] = with_marker(record_json(3), &NOW.to_string());
     values[3].as_object_mut().unwrap().remove("messageId");
+    let lookup = lookup_rule();
     let error = handle(
-        &client(&rule),
+        &queue_with(&[&lookup, &rule]),
         &config(),
         &records(values),
         NOW,
@@ -291,6 +297,7 @@ async fn a_record_without_a_message_id_fails_the_invocation_before_any_send() {
     .expect_err("cannot list a record without an id");
 
     assert_eq!(rule.num_calls(), 0);
+    assert_eq!(lookup.num_calls(), 0);
     assert_eq!(
         error,
         HandlerError::MissingMessageId {
@@ -300,4 +307,154 @@ async fn a_record_without_a_message_id_fails_the_invocation_before_any_send() {
     );
     let diagnostic: lambda_runtime::Diagnostic = error.into();
     assert_eq!(diagnostic.error_type, "MissingMessageId");
+}
+
+#[tokio::test]
+async fn the_queue_url_is_looked_up_once_for_the_life_of_the_process() {
+    let seen = Seen::default();
+    let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
+    let lookup = lookup_rule();
+    // One handler state for both invocations, as in main.
+    let queue = queue_with(&[&lookup, &rule]);
+    let config = config();
+    assert_eq!(
+        queue.cached_url(),
+        None,
+        "no call before the first invocation"
+    );
+    assert_eq!(lookup.num_calls(), 0);
+
+    let first = handle(&queue, &config, &records(numbered(3)), NOW, random_unit)
+        .await
+        .expect("handled");
+    assert_eq!(lookup.num_calls(), 1);
+    assert_eq!(queue.cached_url(), Some(QUEUE_URL));
+    let second = invoke(
+        &queue,
+        &config,
+        serde_json::from_value(json!({ "Records": numbered(12) })).unwrap(),
+    )
+    .await
+    .expect("handled");
+
+    assert_eq!(lookup.num_calls(), 1, "the URL is cached");
+    assert_eq!(rule.num_calls(), 3);
+    assert!(first.response.batch_item_failures.is_empty());
+    assert!(second.batch_item_failures.is_empty());
+    // The URL SQS answered, not one built from the ARN.
+    for request in seen.lock().unwrap().iter() {
+        assert_eq!(request.queue_url(), Some(QUEUE_URL));
+    }
+}
+
+#[tokio::test]
+async fn a_failed_lookup_fails_the_invocation_before_any_send_and_is_not_cached() {
+    let seen = Seen::default();
+    let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
+    let lookup = lookup_rule_failing_once();
+    let queue = queue_with(&[&lookup, &rule]);
+    let config = config();
+
+    let error = handle(&queue, &config, &records(numbered(12)), NOW, random_unit)
+        .await
+        .expect_err("no URL, nothing can be sent");
+    assert_eq!(lookup.num_calls(), 1);
+    assert_eq!(rule.num_calls(), 0, "no SendMessageBatch call");
+    assert_eq!(queue.cached_url(), None, "the failure is not cached");
+    assert_eq!(
+        error,
+        HandlerError::QueueUrlUnavailable {
+            queue_arn: QUEUE_ARN.to_owned(),
+            reason: "AWS.SimpleQueueService.NonExistentQueue: The specified queue does not exist."
+                .to_owned()
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "cannot look up the URL of the queue {QUEUE_ARN} (GetQueueUrl failed: \
+             AWS.SimpleQueueService.NonExistentQueue: The specified queue does not exist.); \
+             nothing was sent and the whole batch will be retried"
+        )
+    );
+    let diagnostic: lambda_runtime::Diagnostic = error.into();
+    assert_eq!(diagnostic.error_type, "QueueUrlUnavailable");
+
+    // The mapping retries the batch; this time the lookup succeeds.
+    let outcome = handle(&queue, &config, &records(numbered(12)), NOW, random_unit)
+        .await
+        .expect("handled");
+    assert_eq!(lookup.num_calls(), 2);
+    assert_eq!(rule.num_calls(), 2);
+    assert_eq!(queue.cached_url(), Some(QUEUE_URL));
+    assert!(outcome.response.batch_item_failures.is_empty());
+}
+
+#[tokio::test]
+async fn a_record_from_another_queue_is_listed_and_not_re_sent() {
+    let seen = Seen::default();
+    let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
+    let mut other = record_json(1);
+    other["eventSourceARN"] = json!("arn:aws:sqs:us-east-2:123456789012:payments");
+    let mut other_account = record_json(2);
+    other_account["eventSourceARN"] = json!("arn:aws:sqs:us-east-2:210987654321:orders");
+    let mut unknown = record_json(3);
+    unknown.as_object_mut().unwrap().remove("eventSourceARN");
+    // From another queue and already rejittered: still counted as from another queue.
+    let mut marked = with_marker(record_json(4), &NOW.to_string());
+    marked["eventSourceARN"] = json!("arn:aws:sqs:us-east-2:123456789012:payments");
+    let input = records(vec![
+        record_json(0),
+        other,
+        other_account,
+        unknown,
+        marked,
+        record_json(5),
+    ]);
+    let outcome = handle(&queue(&rule), &config(), &input, NOW, random_unit)
+        .await
+        .expect("handled");
+
+    assert_eq!(
+        failure_ids(&outcome.response),
+        ["id-1", "id-2", "id-3", "id-4"]
+    );
+    assert_eq!(
+        outcome.counts,
+        Counts {
+            rejittered: 2,
+            batches: 1,
+            failures: 4,
+            skipped_already_rejittered: 0
+        }
+    );
+    let requests = requests(&seen);
+    assert_eq!(requests.len(), 1);
+    let bodies: Vec<&str> = requests[0]
+        .entries()
+        .iter()
+        .map(|e| e.message_body())
+        .collect();
+    assert_eq!(bodies, [body(0), body(5)]);
+}
+
+#[tokio::test]
+async fn only_records_from_another_queue_need_no_call() {
+    let seen = Seen::default();
+    let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
+    let lookup = lookup_rule();
+    let mut other = record_json(0);
+    other["eventSourceARN"] = json!("arn:aws:sqs:eu-west-1:123456789012:orders");
+    let outcome = handle(
+        &queue_with(&[&lookup, &rule]),
+        &config(),
+        &records(vec![other]),
+        NOW,
+        random_unit,
+    )
+    .await
+    .expect("handled");
+    assert_eq!((lookup.num_calls(), rule.num_calls()), (0, 0));
+    assert_eq!(failure_ids(&outcome.response), ["id-0"]);
+    assert_eq!(outcome.counts.failures, 1);
 }

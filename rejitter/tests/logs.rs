@@ -5,9 +5,6 @@
 
 mod support;
 
-use std::io;
-use std::sync::{Arc, Mutex};
-
 use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError;
 use aws_smithy_mocks::MockResponse;
 use rejitter::{delay::random_unit, handle, logging};
@@ -15,40 +12,6 @@ use serde_json::{json, Value};
 use support::*;
 use tracing::instrument::WithSubscriber;
 use tracing_subscriber::EnvFilter;
-
-/// Collects everything the subscriber writes.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Capture {
-    fn lines(&self) -> Vec<Value> {
-        let bytes = self.0.lock().expect("lock").clone();
-        String::from_utf8(bytes)
-            .expect("utf8")
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
-            .collect()
-    }
-}
 
 #[tokio::test]
 async fn logs_each_record_left_and_one_line_per_invocation() {
@@ -60,22 +23,24 @@ async fn logs_each_record_left_and_one_line_per_invocation() {
             MockResponse::Output(output(input, &["m1"]))
         }
     });
-    let mut values = numbered(12);
+    let mut values = numbered(13);
     values[0] = with_marker(record_json(0), &NOW.to_string());
+    values[12]["eventSourceARN"] = json!("arn:aws:sqs:us-east-2:123456789012:payments");
     let capture = Capture::default();
     let subscriber = logging::subscriber(EnvFilter::new("info"), capture.clone());
-    handle(
-        &client(&rule),
-        &config(),
-        &records(values),
-        NOW,
-        random_unit,
-    )
-    .with_subscriber(subscriber)
-    .await
-    .expect("handled");
+    handle(&queue(&rule), &config(), &records(values), NOW, random_unit)
+        .with_subscriber(subscriber)
+        .await
+        .expect("handled");
 
     let lines = capture.lines();
+    let resolved: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "queue URL resolved")
+        .collect();
+    assert_eq!(resolved.len(), 1, "{lines:#?}");
+    assert_eq!(resolved[0]["queue_arn"], QUEUE_ARN);
+    assert_eq!(resolved[0]["queue_url"], QUEUE_URL);
     let messages: Vec<&str> = lines
         .iter()
         .map(|l| l["message"].as_str().unwrap())
@@ -114,14 +79,23 @@ async fn logs_each_record_left_and_one_line_per_invocation() {
         })
         .collect();
     // Record 0 is skipped; records 1..=10 go in batch 1 (entry m1 is record 2, refused), record
-    // 11 alone in batch 2 (the failed call).
+    // 11 alone in batch 2 (the failed call); record 12 comes from another queue.
     assert_eq!(
         left,
         [
             ("INFO", "id-0", "already_rejittered"),
             ("WARN", "id-2", "send_failed"),
             ("WARN", "id-11", "send_failed"),
+            ("WARN", "id-12", "other_queue"),
         ]
+    );
+    let other = lines.iter().find(|l| l["message_id"] == "id-12").unwrap();
+    assert_eq!(
+        other["reason"],
+        format!(
+            "the record comes from arn:aws:sqs:us-east-2:123456789012:payments, not from \
+             QUEUE_ARN {QUEUE_ARN}; not re-sent to another queue"
+        )
     );
     let refused = lines.iter().find(|l| l["message_id"] == "id-2").unwrap();
     assert_eq!(
@@ -136,8 +110,8 @@ async fn logs_each_record_left_and_one_line_per_invocation() {
     assert_eq!(done.len(), 1);
     assert_eq!(
         *done[0],
-        json!({"level": "INFO", "message": "invocation done", "records": 12, "rejittered": 9,
-               "batches": 2, "failures": 2, "skipped_already_rejittered": 1,
-               "batch_item_failures": 3, "pass": NOW})
+        json!({"level": "INFO", "message": "invocation done", "records": 13, "rejittered": 9,
+               "batches": 2, "failures": 3, "skipped_already_rejittered": 1,
+               "batch_item_failures": 4, "pass": NOW})
     );
 }

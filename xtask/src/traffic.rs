@@ -62,8 +62,19 @@ pub async fn processed_ids(
     logs: &aws_sdk_cloudwatchlogs::Client,
     function_name: &str,
 ) -> Result<HashSet<String>> {
+    Ok(processed_log(logs, function_name)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// Every "processed" line's message id, repeats included (a repeat is a duplicate delivery).
+pub async fn processed_log(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    function_name: &str,
+) -> Result<Vec<String>> {
     let group = format!("/aws/lambda/{function_name}");
-    let mut ids = HashSet::new();
+    let mut ids = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let out = match logs
@@ -85,7 +96,7 @@ pub async fn processed_ids(
         };
         for event in out.events() {
             if let Some(id) = event.message().and_then(processed_message_id) {
-                ids.insert(id);
+                ids.push(id);
             }
         }
         match out.next_token() {

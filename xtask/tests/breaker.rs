@@ -355,3 +355,80 @@ fn a_poison_message_reaches_the_dlq_while_the_circuit_closes() -> Result<()> {
         Ok(())
     })
 }
+
+#[test]
+#[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
+fn the_rejitter_spreads_the_backlog_before_the_consumer_returns() -> Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let (runtime, d) = deploy(
+        vec![],
+        vec![
+            ("RejitterEnabled", "true".into()),
+            ("MinDelaySeconds", "2".into()),
+            ("MaxDelaySeconds", "10".into()),
+            ("RejitterMaxSeconds", "120".into()),
+        ],
+    )?;
+    runtime.block_on(async {
+        d.outage(true).await?;
+        let sent = traffic::send(&d.sqs, d.queue(), "backlog", 200).await?;
+        let execution = d.start_alarm_execution().await?;
+        eventually(
+            "the mapping to be Disabled",
+            Duration::from_secs(60),
+            || async { Ok((d.mapping_state().await? == "Disabled").then_some(())) },
+        )
+        .await?;
+        d.outage(false).await?;
+
+        // While the workflow runs, the backlog must turn into delayed messages.
+        let mut most_delayed = 0;
+        let end = loop {
+            let depth = status::queue_depth(&d.sqs, d.queue()).await?;
+            most_delayed = most_delayed.max(depth.delayed);
+            let status = breaker::status(&d.sfn, &execution).await?;
+            if status != ExecutionStatus::Running {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let states = breaker::visited_states(&d.sfn, &execution).await?;
+        ensure!(end == ExecutionStatus::Succeeded, "{end:?}: {states:?}");
+        for phase in [
+            "StartRejitter",
+            "CheckBacklog",
+            "StopRejitter",
+            "CircuitClosed",
+        ] {
+            ensure!(
+                states.iter().any(|s| s == phase),
+                "{phase} missing: {states:?}"
+            );
+        }
+        ensure!(most_delayed > 0, "the rejitter delayed nothing");
+
+        // Every message processed exactly once: the probe's, and the 199 re-sent ones (new
+        // SQS ids), with no message processed twice.
+        let processed = eventually(
+            "the spread backlog to be processed",
+            Duration::from_secs(120),
+            || async {
+                let log = traffic::processed_log(&d.logs, d.function()).await?;
+                let depth = status::queue_depth(&d.sqs, d.queue()).await?;
+                Ok((log.len() >= sent.len() && depth.total() == 0).then_some(log))
+            },
+        )
+        .await?;
+        let distinct: HashSet<&String> = processed.iter().collect();
+        ensure!(
+            processed.len() == sent.len() && distinct.len() == sent.len(),
+            "{} processed ({} distinct) for {} sent",
+            processed.len(),
+            distinct.len(),
+            sent.len()
+        );
+        let dead = status::queue_depth(&d.sqs, &d.example["DeadLetterQueueUrl"]).await?;
+        ensure!(dead.total() == 0, "nothing may reach the DLQ: {dead:?}");
+        Ok(())
+    })
+}

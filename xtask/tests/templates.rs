@@ -34,10 +34,13 @@ const NOT_RETRYABLE: [&str; 4] = [
 ];
 
 /// Every Task, the `step` it sends the controller, and where it goes on success.
-const TASKS: [(&str, &str, &str); 6] = [
+const TASKS: [(&str, &str, &str); 9] = [
     ("OpenCircuit", "open", "IsCircuitOpen"),
     ("Probe", "probe", "ProbeVerdict"),
     ("NextBackoff", "backoff", "BackoffOrGiveUp"),
+    ("StartRejitter", "start_rejitter", "WaitForBacklog"),
+    ("CheckBacklog", "check_backlog", "BacklogSpread"),
+    ("StopRejitter", "stop_rejitter", "CloseCircuit"),
     ("CloseCircuit", "close", "CircuitClosed"),
     ("GiveUp", "give_up", "CircuitGaveUp"),
     ("Failsafe", "failsafe", "FailsafeRestoredConsumer"),
@@ -52,7 +55,7 @@ type Choice = (
 );
 
 /// Every Choice.
-const CHOICES: [Choice; 3] = [
+const CHOICES: [Choice; 4] = [
     (
         "IsCircuitOpen",
         "$.circuit.status",
@@ -68,8 +71,18 @@ const CHOICES: [Choice; 3] = [
         "$.circuit.next",
         &[
             ("Close", "CloseCircuit"),
+            ("Rejitter", "StartRejitter"),
             ("Backoff", "NextBackoff"),
             ("GiveUp", "GiveUp"),
+        ],
+        "UnexpectedState",
+    ),
+    (
+        "BacklogSpread",
+        "$.circuit.next",
+        &[
+            ("WaitForBacklog", "WaitForBacklog"),
+            ("Close", "StopRejitter"),
         ],
         "UnexpectedState",
     ),
@@ -345,7 +358,15 @@ fn workflow_follows_the_controller_contract() {
         }
     }
     let circuit_payload = json!({"step": "", "circuit.$": "$.circuit"});
-    for name in ["Probe", "NextBackoff", "CloseCircuit", "GiveUp"] {
+    for name in [
+        "Probe",
+        "NextBackoff",
+        "StartRejitter",
+        "CheckBacklog",
+        "StopRejitter",
+        "CloseCircuit",
+        "GiveUp",
+    ] {
         let mut payload = state(name)["Parameters"].clone();
         payload["step"] = json!("");
         assert_eq!(payload, circuit_payload, "{name} sends the circuit");
@@ -398,6 +419,9 @@ fn workflow_follows_the_controller_contract() {
     assert_eq!(wait["Type"], "Wait");
     assert_eq!(wait["SecondsPath"], "$.circuit.wait_seconds");
     assert_eq!(wait["Next"], "Probe");
+    let wait = state("WaitForBacklog");
+    assert_eq!(wait["Type"], "Wait");
+    assert_eq!(wait["Next"], "CheckBacklog");
 
     let unexpected = state("UnexpectedState");
     assert_eq!(unexpected["Type"], "Pass");
@@ -423,7 +447,7 @@ fn workflow_follows_the_controller_contract() {
         .chain(CHOICES.iter().map(|c| c.0))
         .chain(SUCCEEDS)
         .chain(FAILS.iter().map(|f| f.0))
-        .chain(["WaitBeforeProbe", "UnexpectedState"])
+        .chain(["WaitBeforeProbe", "WaitForBacklog", "UnexpectedState"])
         .collect();
     let actual: BTreeSet<&str> = states.keys().map(String::as_str).collect();
     assert_eq!(
@@ -505,7 +529,12 @@ fn structure_check_catches_broken_workflows() {
         (
             "UnexpectedState is unreachable",
             problems_after(|d| {
-                for choice in ["IsCircuitOpen", "ProbeVerdict", "BackoffOrGiveUp"] {
+                for choice in [
+                    "IsCircuitOpen",
+                    "ProbeVerdict",
+                    "BackoffOrGiveUp",
+                    "BacklogSpread",
+                ] {
                     d["States"][choice]["Default"] = json!("CircuitClosed");
                     for rule in d["States"][choice]["Choices"].as_array_mut().unwrap() {
                         if rule["Next"] == "UnexpectedState" {
@@ -950,8 +979,10 @@ fn template_grants_nothing_mutating_on_everything() -> Result<()> {
         arns == [
             "arn:aws:lambda:us-east-1:123456789012:function:ConsumerFunctionName",
             "arn:aws:lambda:us-east-1:123456789012:function:ConsumerFunctionName:*",
+            // The rejitter's own function (its ARN is known only at deploy time).
+            "<resolved at deploy time>",
         ],
-        "the mapping update is scoped to the consumer's mappings: {arns:?}"
+        "the mapping update is scoped to the consumer's and the rejitter's mappings: {arns:?}"
     );
     let put = by_action("cloudwatch:PutMetricData");
     ensure!(
@@ -1017,6 +1048,8 @@ fn template_wires_the_workflow_and_the_controller() -> Result<()> {
         "HEALTH_CHECK_FUNCTION",
         "RETENTION_MARGIN_SECONDS",
         "SETTLE_TIMEOUT_SECONDS",
+        "REJITTER_FUNCTION_NAME",
+        "REJITTER_MAX_SECONDS",
         "RUST_LOG",
     ]
     .map(String::from)

@@ -71,10 +71,19 @@ pub async fn get(
 
 /// Disables the mapping. Only `Enabled` changes: the rest of its configuration stays.
 pub async fn disable(lambda: &aws_sdk_lambda::Client, uuid: &str) -> Result<(), StepError> {
+    set_enabled(lambda, uuid, false).await
+}
+
+/// Switches the mapping on or off, changing nothing else.
+pub async fn set_enabled(
+    lambda: &aws_sdk_lambda::Client,
+    uuid: &str,
+    enabled: bool,
+) -> Result<(), StepError> {
     lambda
         .update_event_source_mapping()
         .uuid(uuid)
-        .enabled(false)
+        .enabled(enabled)
         .send()
         .await
         .map_err(|e| StepError::aws("UpdateEventSourceMapping", e))?;

@@ -46,6 +46,21 @@ pub async fn describe(
     })
 }
 
+/// The approximate number of visible messages.
+pub async fn visible_messages(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64, StepError> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .map_err(|e| StepError::aws("GetQueueAttributes", e))?;
+    out.attributes()
+        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| StepError::Fatal(format!("{url} reported no ApproximateNumberOfMessages")))
+}
+
 /// Receives at most one message with all its attributes, hidden for `visibility_seconds`.
 pub async fn receive_one(
     sqs: &aws_sdk_sqs::Client,

@@ -143,6 +143,10 @@ pub struct Config {
     pub health_check_function: Option<String>,
     pub retention_margin_seconds: u32,
     pub settle_timeout_seconds: u32,
+    /// The rejitter function; None skips the rejitter phase.
+    pub rejitter_function: Option<String>,
+    /// Longest the rejitter phase may run before the circuit closes anyway.
+    pub rejitter_max_seconds: u32,
 }
 
 impl Config {
@@ -200,6 +204,8 @@ impl Config {
             health_check_function,
             retention_margin_seconds: env.seconds("RETENTION_MARGIN_SECONDS", 3600)?,
             settle_timeout_seconds: env.seconds("SETTLE_TIMEOUT_SECONDS", 60)?,
+            rejitter_function: env.optional("REJITTER_FUNCTION_NAME"),
+            rejitter_max_seconds: env.seconds("REJITTER_MAX_SECONDS", 900)?,
         })
     }
 
@@ -318,6 +324,8 @@ mod tests {
                 health_check_function: None,
                 retention_margin_seconds: 3600,
                 settle_timeout_seconds: 60,
+                rejitter_function: None,
+                rejitter_max_seconds: 900,
             }
         );
         assert!(!c.queue_is_fifo());

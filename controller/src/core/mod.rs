@@ -6,6 +6,7 @@
 //! exhaustively without mocks.
 
 pub mod alarm_event;
+pub mod backlog;
 pub mod backoff;
 pub mod config;
 pub mod policy;
@@ -13,11 +14,12 @@ pub mod retention;
 pub mod verdict;
 
 pub use alarm_event::{alarm_transition, AlarmTransition, InvalidEvent};
+pub use backlog::after_backlog_check;
 pub use backoff::Backoff;
 pub use config::{Config, ConfigError, QueueArn};
 pub use policy::{
-    after_probe, exhausted, EmptyQueuePolicy, GiveUpPolicy, Limits, Next, ProbeOutcome,
-    UnknownPolicy,
+    after_probe, exhausted, with_rejitter, EmptyQueuePolicy, GiveUpPolicy, Limits, Next,
+    ProbeOutcome, UnknownPolicy,
 };
 pub use retention::{must_give_up, oldest_sent_ms, retention_deadline_ms};
 pub use verdict::{judge, ProbeInvocation, Verdict};

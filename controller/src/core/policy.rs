@@ -118,6 +118,19 @@ pub enum Next {
     Close,
     Backoff,
     GiveUp,
+    /// Spread the backlog with the rejitter before closing.
+    Rejitter,
+    /// The rejitter is still turning visible messages into delayed ones.
+    WaitForBacklog,
+}
+
+/// A healthy probe with a rejitter configured spreads the backlog before closing; an empty
+/// queue (or a passed health check on one) has no backlog to spread.
+pub fn with_rejitter(next: Next, outcome: &ProbeOutcome, rejitter: bool) -> Next {
+    match (next, outcome) {
+        (Next::Close, ProbeOutcome::Healthy) if rejitter => Next::Rejitter,
+        _ => next,
+    }
 }
 
 /// What a probe round found.
@@ -332,5 +345,30 @@ mod tests {
                 prop_assert!(exhausted(&l, attempts, opened, now + 1));
             }
         }
+    }
+
+    #[test]
+    fn only_a_healthy_probe_goes_through_the_rejitter() {
+        use super::with_rejitter;
+        assert_eq!(
+            with_rejitter(Next::Close, &ProbeOutcome::Healthy, true),
+            Next::Rejitter
+        );
+        assert_eq!(
+            with_rejitter(Next::Close, &ProbeOutcome::Healthy, false),
+            Next::Close
+        );
+        assert_eq!(
+            with_rejitter(Next::Close, &ProbeOutcome::Empty, true),
+            Next::Close
+        );
+        assert_eq!(
+            with_rejitter(Next::Close, &ProbeOutcome::HealthCheckPassed, true),
+            Next::Close
+        );
+        assert_eq!(
+            with_rejitter(Next::Backoff, &ProbeOutcome::Failed, true),
+            Next::Backoff
+        );
     }
 }

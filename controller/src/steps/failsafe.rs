@@ -27,6 +27,8 @@ pub async fn failsafe(ctx: &Context, execution: &str, error: &Value) -> Result<V
         let store = ctx.store();
         if let Some(record) = store.get(&found.uuid).await? {
             if record.owner == execution && record.state == OPEN {
+                // The rejitter must not keep re-sending once the consumer is back.
+                super::ensure_rejitter_off(ctx, &ctx.config.queue_arn).await?;
                 let snapshot = record.snapshot.unwrap_or_else(|| found.clone());
                 mapping::restore(lambda, &snapshot).await?;
                 mapping::wait_for_state(

@@ -6,6 +6,7 @@ mod close;
 mod failsafe;
 mod open;
 mod probe;
+mod rejitter;
 
 use crate::adapters::signals::{Detail, Signals};
 use crate::adapters::store::Store;
@@ -23,6 +24,7 @@ pub use close::{close, give_up};
 pub use failsafe::failsafe;
 pub use open::open;
 pub use probe::probe;
+pub use rejitter::{check_backlog, ensure_rejitter_off, start_rejitter, stop_rejitter};
 
 /// What the state machine sends: `{"step": "...", ...}`.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +46,15 @@ pub enum Request {
     GiveUp {
         circuit: Circuit,
     },
+    StartRejitter {
+        circuit: Circuit,
+    },
+    CheckBacklog {
+        circuit: Circuit,
+    },
+    StopRejitter {
+        circuit: Circuit,
+    },
     Failsafe {
         execution: String,
         #[serde(default)]
@@ -59,6 +70,9 @@ impl Request {
             Request::Backoff { .. } => "backoff",
             Request::Close { .. } => "close",
             Request::GiveUp { .. } => "give_up",
+            Request::StartRejitter { .. } => "start_rejitter",
+            Request::CheckBacklog { .. } => "check_backlog",
+            Request::StopRejitter { .. } => "stop_rejitter",
             Request::Failsafe { .. } => "failsafe",
         }
     }
@@ -69,7 +83,10 @@ impl Request {
             Request::Probe { circuit }
             | Request::Backoff { circuit }
             | Request::Close { circuit }
-            | Request::GiveUp { circuit } => &circuit.execution,
+            | Request::GiveUp { circuit }
+            | Request::StartRejitter { circuit }
+            | Request::CheckBacklog { circuit }
+            | Request::StopRejitter { circuit } => &circuit.execution,
         }
     }
 }
@@ -133,6 +150,9 @@ pub async fn run(ctx: &Context, request: Request) -> Result<Value, StepError> {
         Request::Backoff { circuit } => backoff(ctx, circuit).await?,
         Request::Close { circuit } => close(ctx, circuit).await?,
         Request::GiveUp { circuit } => give_up(ctx, circuit).await?,
+        Request::StartRejitter { circuit } => start_rejitter(ctx, circuit).await?,
+        Request::CheckBacklog { circuit } => check_backlog(ctx, circuit).await?,
+        Request::StopRejitter { circuit } => stop_rejitter(ctx, circuit).await?,
         Request::Failsafe { execution, error } => {
             return failsafe(ctx, &execution, &error).await;
         }

@@ -42,6 +42,7 @@ pub async fn open(ctx: &Context, event: &Value, execution: &str) -> Result<Circu
         wait_seconds: 0,
         next: None,
         reason: format!("alarm {}: {}", transition.alarm_name, transition.reason),
+        rejitter: None,
     };
 
     let store = ctx.store();

@@ -5,7 +5,8 @@ use crate::adapters::signals::Transition;
 use crate::adapters::{consumer, queue};
 use crate::circuit::Circuit;
 use crate::core::{
-    after_probe, judge, must_give_up, retention_deadline_ms, Next, ProbeInvocation, ProbeOutcome,
+    after_probe, judge, must_give_up, retention_deadline_ms, with_rejitter, Next, ProbeInvocation,
+    ProbeOutcome,
 };
 use crate::error::StepError;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -28,7 +29,11 @@ pub async fn probe(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepE
 
     circuit.attempt += 1;
     let (outcome, reason) = probe_once(ctx, &mut circuit).await?;
-    circuit.next = Some(after_probe(&outcome, ctx.config.empty_queue));
+    circuit.next = Some(with_rejitter(
+        after_probe(&outcome, ctx.config.empty_queue),
+        &outcome,
+        ctx.config.rejitter_function.is_some(),
+    ));
     circuit.reason = reason;
     tracing::info!(
         attempt = circuit.attempt,

@@ -16,7 +16,7 @@ use aws_sdk_lambda::types::{
 };
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use controller::adapters::Clients;
-use controller::circuit::{Circuit, MappingSnapshot, OpenStatus};
+use controller::circuit::{Circuit, MappingSnapshot, OpenStatus, RejitterPhase};
 use controller::core::Config;
 use controller::steps::Context;
 use serde_json::{json, Value};
@@ -42,6 +42,12 @@ pub const EXECUTION: &str =
     "arn:aws:states:us-east-1:123456789012:execution:orders-breaker:0f6c7a52-run-1";
 pub const OTHER_EXECUTION: &str = "other";
 pub const EVENT_SOURCE: &str = "sqs-circuit-breaker";
+/// The rejitter and its own mapping on the consumer's queue.
+pub const REJITTER_FUNCTION: &str = "orders-rejitter";
+pub const REJITTER_FUNCTION_ARN: &str =
+    "arn:aws:lambda:us-east-1:123456789012:function:orders-rejitter";
+pub const REJITTER_UUID: &str = "a3c1f0d2-5b7e-4c19-9e2a-1f4d8b6c0e77";
+pub const REJITTER_MAX_SECONDS: u32 = 60;
 
 /// The fixed clock: epoch milliseconds.
 pub const NOW_MS: u64 = 1_780_000_000_000;
@@ -206,6 +212,31 @@ pub fn circuit() -> Circuit {
         wait_seconds: 10,
         next: Some(controller::core::Next::Backoff),
         reason: "alarm orders-consumer-errors: Threshold Crossed".into(),
+        rejitter: None,
+    }
+}
+
+/// The configuration with the rejitter phase on (`REJITTER_MAX_SECONDS` of it at most).
+pub fn rejitter_config(extra: &[(&str, &str)]) -> Config {
+    let max = REJITTER_MAX_SECONDS.to_string();
+    let mut all: Vec<(&str, &str)> = extra.to_vec();
+    all.push(("REJITTER_FUNCTION_NAME", REJITTER_FUNCTION));
+    all.push(("REJITTER_MAX_SECONDS", &max));
+    config(&all)
+}
+
+/// The circuit after a healthy probe, in the rejitter phase started at `started_at_ms`.
+pub fn rejittering(started_at_ms: u64, empty_readings: u32) -> Circuit {
+    Circuit {
+        attempt: 2,
+        next: Some(controller::core::Next::WaitForBacklog),
+        reason: "message processed".into(),
+        rejitter: Some(RejitterPhase {
+            mapping: REJITTER_UUID.into(),
+            started_at_ms,
+            empty_readings,
+        }),
+        ..circuit()
     }
 }
 
@@ -344,6 +375,85 @@ pub fn restore_mapping() -> Rule {
         })
 }
 
+/// ListEventSourceMappings for the queue and the rejitter, answering one mapping per state
+/// (the first one is `REJITTER_UUID`).
+pub fn list_rejitter_mappings(states: &[&str]) -> Rule {
+    use aws_sdk_lambda::operation::list_event_source_mappings::ListEventSourceMappingsOutput;
+    let states: Vec<String> = states.iter().map(|s| s.to_string()).collect();
+    mock!(aws_sdk_lambda::Client::list_event_source_mappings)
+        .match_requests(|r| {
+            r.event_source_arn() == Some(QUEUE_ARN)
+                && r.function_name() == Some(REJITTER_FUNCTION)
+                && r.marker().is_none()
+        })
+        .then_output(move || {
+            let mappings = states
+                .iter()
+                .enumerate()
+                .map(|(i, state)| {
+                    let uuid = if i == 0 {
+                        REJITTER_UUID.to_string()
+                    } else {
+                        format!("{REJITTER_UUID}-{i}")
+                    };
+                    EventSourceMappingConfiguration::builder()
+                        .uuid(uuid)
+                        .function_arn(REJITTER_FUNCTION_ARN)
+                        .event_source_arn(QUEUE_ARN)
+                        .state(state)
+                        .batch_size(10)
+                        .build()
+                })
+                .collect();
+            ListEventSourceMappingsOutput::builder()
+                .set_event_source_mappings(Some(mappings))
+                .build()
+        })
+}
+
+/// GetEventSourceMapping of the rejitter's mapping answering the states in turn, the last one
+/// from then on.
+pub fn get_rejitter_mapping(states: &[&str]) -> Rule {
+    use aws_sdk_lambda::operation::get_event_source_mapping::GetEventSourceMappingOutput;
+    let mut sequence = mock!(aws_sdk_lambda::Client::get_event_source_mapping)
+        .match_requests(|r| r.uuid() == Some(REJITTER_UUID))
+        .sequence();
+    for state in states {
+        let state = state.to_string();
+        sequence = sequence.output(move || {
+            GetEventSourceMappingOutput::builder()
+                .uuid(REJITTER_UUID)
+                .function_arn(REJITTER_FUNCTION_ARN)
+                .event_source_arn(QUEUE_ARN)
+                .state(&state)
+                .batch_size(10)
+                .build()
+        });
+    }
+    sequence.repeatedly().build()
+}
+
+/// UpdateEventSourceMapping of the rejitter's mapping that sets Enabled to `enabled` and
+/// nothing else.
+pub fn switch_rejitter(enabled: bool) -> Rule {
+    use aws_sdk_lambda::operation::update_event_source_mapping::{
+        UpdateEventSourceMappingInput, UpdateEventSourceMappingOutput,
+    };
+    let only_enabled = UpdateEventSourceMappingInput::builder()
+        .uuid(REJITTER_UUID)
+        .enabled(enabled)
+        .build()
+        .expect("valid input");
+    mock!(aws_sdk_lambda::Client::update_event_source_mapping)
+        .match_requests(move |r| *r == only_enabled)
+        .then_output(move || {
+            UpdateEventSourceMappingOutput::builder()
+                .uuid(REJITTER_UUID)
+                .state(if enabled { "Enabling" } else { "Disabling" })
+                .build()
+        })
+}
+
 /// GetFunctionConfiguration of the mapping's function (qualifier included).
 pub fn function_configuration() -> Rule {
     use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
@@ -414,6 +524,22 @@ pub fn queue_attributes() -> Rule {
                     QueueAttributeName::MessageRetentionPeriod,
                     RETENTION_SECONDS.to_string(),
                 )
+                .build()
+        })
+}
+
+/// GetQueueAttributes of the queue's ApproximateNumberOfMessages, answering `visible`.
+pub fn visible_messages(visible: &'static str) -> Rule {
+    use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
+    use aws_sdk_sqs::types::QueueAttributeName;
+    mock!(aws_sdk_sqs::Client::get_queue_attributes)
+        .match_requests(|r| {
+            r.queue_url() == Some(QUEUE_URL)
+                && r.attribute_names() == [QueueAttributeName::ApproximateNumberOfMessages]
+        })
+        .then_output(move || {
+            GetQueueAttributesOutput::builder()
+                .attributes(QueueAttributeName::ApproximateNumberOfMessages, visible)
                 .build()
         })
 }

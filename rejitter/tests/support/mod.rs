@@ -1,25 +1,33 @@
 //! Shared fixtures for the handler tests: a test configuration, SQS records in the shape the
-//! event source mapping delivers, and a `SendMessageBatch` mock rule that records every request.
+//! event source mapping delivers, a `GetQueueUrl` mock rule answering [`QUEUE_URL`] for
+//! [`QUEUE_ARN`], and a `SendMessageBatch` mock rule that records every request.
 //!
 //! Retries are disabled so that one SDK call is one rule call.
 
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::io;
 use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::operation::get_queue_url::{
+    GetQueueUrlError, GetQueueUrlInput, GetQueueUrlOutput,
+};
 use aws_sdk_sqs::operation::send_message_batch::{
     SendMessageBatchError, SendMessageBatchInput, SendMessageBatchOutput,
 };
-use aws_sdk_sqs::types::error::RequestThrottled;
+use aws_sdk_sqs::types::error::{QueueDoesNotExist, RequestThrottled};
 use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
-use aws_smithy_mocks::{mock, mock_client, MockResponse, Rule, RuleMode};
+use aws_smithy_mocks::{mock, mock_client, MockResponse, Rule, RuleBuilder, RuleMode};
 use aws_smithy_types::error::ErrorMetadata;
-use rejitter::{Config, MARKER};
+use rejitter::{Config, Queue, MARKER};
 use serde_json::{json, Value};
 
-pub const QUEUE_URL: &str = "https://sqs.us-east-2.amazonaws.com/123456789012/orders";
+pub const QUEUE_ARN: &str = "arn:aws:sqs:us-east-2:123456789012:orders";
+/// What `GetQueueUrl` answers for [`QUEUE_ARN`]: not the AWS form, as from a local emulator,
+/// so a URL built from the ARN would not match.
+pub const QUEUE_URL: &str = "http://sqs.local:4566/123456789012/orders";
 pub const NOW: u64 = 1_700_000_000;
 pub const TRACE: &str =
     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
@@ -28,7 +36,7 @@ pub const BLOB: [u8; 4] = [1, 2, 3, 255];
 
 pub fn config() -> Config {
     let env = HashMap::from([
-        ("QUEUE_URL", QUEUE_URL),
+        ("QUEUE_ARN", QUEUE_ARN),
         ("MIN_DELAY_SECONDS", "10"),
         ("MAX_DELAY_SECONDS", "20"),
     ]);
@@ -64,7 +72,7 @@ pub fn record_json(i: usize) -> Value {
         },
         "md5OfBody": "098f6bcd4621d373cade4e832627b4f6",
         "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-2:123456789012:orders",
+        "eventSourceARN": QUEUE_ARN,
         "awsRegion": "us-east-2"
     })
 }
@@ -160,9 +168,62 @@ pub fn throttled() -> RequestThrottled {
         .build()
 }
 
-pub fn client(rule: &Rule) -> aws_sdk_sqs::Client {
-    mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [rule], |c| c
-        .retry_config(aws_smithy_types::retry::RetryConfig::disabled()))
+/// A `GetQueueUrl` rule answering [`QUEUE_URL`].
+pub fn lookup_rule() -> Rule {
+    lookup().then_output(|| GetQueueUrlOutput::builder().queue_url(QUEUE_URL).build())
+}
+
+/// A `GetQueueUrl` rule that fails once with `QueueDoesNotExist`, then answers [`QUEUE_URL`]
+/// once.
+pub fn lookup_rule_failing_once() -> Rule {
+    lookup()
+        .sequence()
+        .error(|| GetQueueUrlError::QueueDoesNotExist(queue_does_not_exist()))
+        .output(|| GetQueueUrlOutput::builder().queue_url(QUEUE_URL).build())
+        .build()
+}
+
+/// `GetQueueUrl` for the name and owner account of [`QUEUE_ARN`] only: another request matches
+/// no rule, so its call fails.
+fn lookup() -> RuleBuilder<GetQueueUrlInput, GetQueueUrlOutput, GetQueueUrlError> {
+    mock!(aws_sdk_sqs::Client::get_queue_url).match_requests(|input| {
+        input.queue_name() == Some("orders")
+            && input.queue_owner_aws_account_id() == Some("123456789012")
+    })
+}
+
+/// What SQS answers for a queue name it does not know (code and message as parsed).
+pub fn queue_does_not_exist() -> QueueDoesNotExist {
+    QueueDoesNotExist::builder()
+        .message("The specified queue does not exist.")
+        .meta(
+            ErrorMetadata::builder()
+                .code("AWS.SimpleQueueService.NonExistentQueue")
+                .message("The specified queue does not exist.")
+                .build(),
+        )
+        .build()
+}
+
+/// A client answering with `rules` (any order).
+pub fn client_with(rules: &[&Rule]) -> aws_sdk_sqs::Client {
+    mock_client!(
+        aws_sdk_sqs,
+        RuleMode::MatchAny,
+        rules.iter().copied(),
+        |c| c.retry_config(aws_smithy_types::retry::RetryConfig::disabled())
+    )
+}
+
+/// The test queue ([`config`]) on a client answering with `rules` (any order).
+pub fn queue_with(rules: &[&Rule]) -> Queue {
+    Queue::new(client_with(rules), &config())
+}
+
+/// The test queue on a client answering `SendMessageBatch` with `rule` and `GetQueueUrl` with
+/// [`lookup_rule`].
+pub fn queue(rule: &Rule) -> Queue {
+    queue_with(&[&lookup_rule(), rule])
 }
 
 /// The requests sorted by their first body, so batch order does not depend on scheduling.
@@ -179,4 +240,39 @@ pub fn failure_ids(response: &SqsBatchResponse) -> Vec<&str> {
         .iter()
         .map(|f| f.item_identifier.as_str())
         .collect()
+}
+
+/// Collects everything a log subscriber writes (see `rejitter::logging::subscriber`).
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Capture {
+    /// The JSON lines written so far.
+    pub fn lines(&self) -> Vec<Value> {
+        let bytes = self.0.lock().expect("lock").clone();
+        String::from_utf8(bytes)
+            .expect("utf8")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
+            .collect()
+    }
 }
