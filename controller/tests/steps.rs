@@ -438,6 +438,8 @@ impl Probe {
                 self.receive.clone(),
                 self.delete.clone(),
                 self.release.clone(),
+                // An empty receive asks how many are hidden; by default none.
+                hidden_messages("0"),
             ],
             lambda: vec![self.health.clone(), self.invoke.clone()],
             cloudwatch: vec![self.put_metric.clone()],
@@ -690,6 +692,26 @@ async fn probe_on_an_empty_queue_follows_the_empty_queue_policy() {
         // Recorded, but no event: nothing was learnt about the consumer.
         probe.assert_calls([0, 1, 0, 0, 0, 1, 0, 0]);
     }
+}
+
+#[tokio::test]
+async fn probe_with_only_hidden_messages_backs_off_even_when_policy_is_close() {
+    let probe = empty_queue_probe("OnlyHidden");
+    let hidden = hidden_messages("3");
+    let mut mocks = probe.mocks();
+    mocks.sqs.insert(0, hidden.clone());
+    let ctx = mocks.context(config(&[("EMPTY_QUEUE_POLICY", "close")]));
+
+    let circuit = steps::probe(&ctx, circuit()).await.expect("probed");
+
+    assert_eq!(circuit.next, Some(Next::Backoff));
+    assert!(
+        circuit.reason.contains("6 in flight or delayed"),
+        "{}",
+        circuit.reason
+    );
+    assert_eq!(hidden.num_calls(), 1);
+    probe.assert_calls([0, 1, 0, 0, 0, 1, 0, 0]);
 }
 
 #[tokio::test]

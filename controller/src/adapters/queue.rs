@@ -61,6 +61,26 @@ pub async fn visible_messages(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u6
         .ok_or_else(|| StepError::Fatal(format!("{url} reported no ApproximateNumberOfMessages")))
 }
 
+/// Messages in flight or delayed: not visible now, but still in the queue.
+pub async fn hidden_messages(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64, StepError> {
+    let names = [
+        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+    ];
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .set_attribute_names(Some(names.to_vec()))
+        .send()
+        .await
+        .map_err(|e| StepError::aws("GetQueueAttributes", e))?;
+    Ok(names
+        .iter()
+        .filter_map(|name| out.attributes().and_then(|a| a.get(name)))
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum())
+}
+
 /// Receives at most one message with all its attributes, hidden for `visibility_seconds`.
 pub async fn receive_one(
     sqs: &aws_sdk_sqs::Client,

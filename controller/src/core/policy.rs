@@ -141,6 +141,9 @@ pub enum ProbeOutcome {
     Failed,
     /// No message to probe with.
     Empty,
+    /// No visible message, but some are in flight or delayed: typically the consumer's own
+    /// failed batches, hidden for the visibility timeout. Not empty: they come back.
+    OnlyHidden,
     /// Queue empty, policy health-check-only, and the health check failed.
     HealthCheckFailed,
     /// Queue empty, policy health-check-only, and the health check passed.
@@ -156,7 +159,9 @@ pub enum ProbeOutcome {
 pub fn after_probe(outcome: &ProbeOutcome, empty: EmptyQueuePolicy) -> Next {
     match outcome {
         ProbeOutcome::Healthy | ProbeOutcome::HealthCheckPassed => Next::Close,
-        ProbeOutcome::Failed | ProbeOutcome::HealthCheckFailed => Next::Backoff,
+        ProbeOutcome::Failed | ProbeOutcome::HealthCheckFailed | ProbeOutcome::OnlyHidden => {
+            Next::Backoff
+        }
         ProbeOutcome::Empty => match empty {
             EmptyQueuePolicy::Close => Next::Close,
             EmptyQueuePolicy::Wait | EmptyQueuePolicy::HealthCheckOnly => Next::Backoff,
@@ -370,5 +375,19 @@ mod tests {
             with_rejitter(Next::Backoff, &ProbeOutcome::Failed, true),
             Next::Backoff
         );
+    }
+
+    #[test]
+    fn hidden_messages_are_waited_for_whatever_the_empty_queue_policy() {
+        for policy in [
+            EmptyQueuePolicy::Close,
+            EmptyQueuePolicy::Wait,
+            EmptyQueuePolicy::HealthCheckOnly,
+        ] {
+            assert_eq!(
+                after_probe(&ProbeOutcome::OnlyHidden, policy),
+                Next::Backoff
+            );
+        }
     }
 }

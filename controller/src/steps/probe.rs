@@ -46,7 +46,7 @@ pub async fn probe(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepE
     let transition = match outcome {
         ProbeOutcome::Healthy | ProbeOutcome::HealthCheckPassed => Some(Transition::ProbeSucceeded),
         ProbeOutcome::Failed | ProbeOutcome::HealthCheckFailed => Some(Transition::ProbeFailed),
-        ProbeOutcome::Empty => None,
+        ProbeOutcome::Empty | ProbeOutcome::OnlyHidden => None,
     };
     ctx.store()
         .record_probe(
@@ -87,10 +87,20 @@ async fn probe_once(
     let Some(message) =
         queue::receive_one(sqs, &circuit.queue_url, circuit.probe_visibility_seconds).await?
     else {
-        return Ok(if health_checked {
-            (
+        if health_checked {
+            return Ok((
                 ProbeOutcome::HealthCheckPassed,
-                "queue empty; health check passed".into(),
+                "no visible message; health check passed".into(),
+            ));
+        }
+        // Right after the circuit opens, the consumer's last failed batches are typically
+        // hidden for the visibility timeout: that queue is not empty, and closing on it would
+        // re-enable a consumer that is still failing.
+        let hidden = queue::hidden_messages(sqs, &circuit.queue_url).await?;
+        return Ok(if hidden > 0 {
+            (
+                ProbeOutcome::OnlyHidden,
+                format!("no visible message; {hidden} in flight or delayed: waiting for them"),
             )
         } else {
             (

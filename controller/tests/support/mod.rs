@@ -544,6 +544,33 @@ pub fn visible_messages(visible: &'static str) -> Rule {
         })
 }
 
+/// GetQueueAttributes for the in-flight and delayed counts, each reporting `count`.
+pub fn hidden_messages(count: &'static str) -> Rule {
+    use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
+    use aws_sdk_sqs::types::QueueAttributeName;
+    mock!(aws_sdk_sqs::Client::get_queue_attributes)
+        .match_requests(|r| {
+            r.queue_url() == Some(QUEUE_URL)
+                && r.attribute_names()
+                    == [
+                        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                        QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+                    ]
+        })
+        .then_output(move || {
+            GetQueueAttributesOutput::builder()
+                .attributes(
+                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                    count,
+                )
+                .attributes(
+                    QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+                    count,
+                )
+                .build()
+        })
+}
+
 /// The probe message: system attributes and message attributes of every kind.
 pub fn probe_message(sent_ms: u64) -> aws_sdk_sqs::types::Message {
     use aws_sdk_sqs::primitives::Blob;
