@@ -54,8 +54,16 @@ pub struct Circuit {
     pub probe_visibility_seconds: u32,
     /// Probes made so far.
     pub attempt: u32,
+    /// The last probe's outcome (`Healthy`, `Failed`, `OnlyHidden`, `Empty`, ...), for people
+    /// and tools reading the execution.
+    #[serde(default)]
+    pub last_probe: String,
     /// How long `WaitBeforeProbe` waits next.
     pub wait_seconds: u32,
+    /// The upper end of the jitter window `wait_seconds` was drawn from: it doubles per probe
+    /// up to the cap, while the draw itself may be shorter than the previous one.
+    #[serde(default)]
+    pub backoff_ceiling_seconds: u32,
     /// The decision the next Choice state reads.
     pub next: Option<Next>,
     /// Why the last decision was made, for people reading the execution.

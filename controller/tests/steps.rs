@@ -152,6 +152,7 @@ async fn open_disables_the_mapping_and_opens_the_circuit() {
         "wait_seconds {} outside [1, {BACKOFF_BASE}]",
         circuit.wait_seconds
     );
+    assert_eq!(circuit.backoff_ceiling_seconds, BACKOFF_BASE);
     assert_eq!(circuit.next, None);
     assert!(circuit.reason.contains(ALARM) && circuit.reason.contains("Threshold Crossed"));
     let details = details.lock().unwrap();
@@ -292,6 +293,25 @@ async fn open_leaves_a_mapping_disabled_by_an_operator_alone() {
     assert_eq!(circuit.mapping.state, "Disabled");
     // The lock was taken and given back (CLOSED, trip uncounted); the mapping never touched.
     open.assert_calls([1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
+}
+
+#[tokio::test]
+async fn open_waits_for_a_mapping_that_is_being_updated_or_enabled() {
+    for state in ["Updating", "Enabling", "Creating"] {
+        let open = Open {
+            list: list_mappings(&[state]),
+            ..Open::happy()
+        };
+        let err = open.run(&alarm()).await.expect_err("not settled yet");
+        match &err {
+            StepError::MappingNotSettled { wanted, actual, .. } => {
+                assert_eq!((wanted.as_str(), actual.as_str()), ("Enabled", state));
+            }
+            other => panic!("expected MappingNotSettled, got {other:?}"),
+        }
+        // Retried by the state machine; nothing taken or touched meanwhile.
+        open.assert_calls([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
 }
 
 #[tokio::test]
@@ -543,6 +563,7 @@ fn invoke_consumer(function_error: Option<&'static str>, payload: &'static str) 
 
 fn probe_with_message(
     invoke: Rule,
+    invoke_fails: bool,
     verdict: &'static str,
     event: &'static str,
     metric: &'static str,
@@ -552,7 +573,13 @@ fn probe_with_message(
         receive: receive(Some(probe_message(SENT_MS))),
         invoke,
         delete: delete_message(),
-        release: release_message(),
+        // A failed probe's message (circuit() has made 1 probe, this is the 2nd) hides for
+        // the next backoff window, min(cap, base * 2^2); a step that fails gives it back.
+        release: release_message(if verdict == "Failed" && !invoke_fails {
+            (BACKOFF_BASE * 4) as i32
+        } else {
+            0
+        }),
         record: record_probe(verdict),
         put_event: put_event(event),
         put_metric: put_metric(metric),
@@ -563,6 +590,7 @@ fn probe_with_message(
 async fn probe_healthy_deletes_the_message_and_closes() {
     let probe = probe_with_message(
         invoke_consumer(None, r#"{"batchItemFailures":[]}"#),
+        false,
         "Healthy",
         "Probe Succeeded",
         "ProbeSucceeded",
@@ -574,6 +602,7 @@ async fn probe_healthy_deletes_the_message_and_closes() {
     // health, receive, invoke, delete, release, record, event, metric
     probe.assert_calls([0, 1, 1, 1, 0, 1, 1, 1]);
     assert_eq!(circuit.next, Some(Next::Close));
+    assert_eq!(circuit.last_probe, "Healthy");
     assert_eq!(circuit.attempt, 2);
     assert_eq!(circuit.oldest_sent_ms, SENT_MS);
     assert!(circuit.reason.contains(MESSAGE_ID), "{}", circuit.reason);
@@ -585,6 +614,7 @@ async fn probe_healthy_deletes_the_message_and_closes() {
 async fn probe_keeps_an_older_anchor_than_the_message() {
     let probe = probe_with_message(
         invoke_consumer(None, ""),
+        false,
         "Healthy",
         "Probe Succeeded",
         "ProbeSucceeded",
@@ -604,6 +634,7 @@ async fn probe_with_a_function_error_releases_the_message_and_backs_off() {
             Some("Unhandled"),
             r#"{"errorType":"Error","errorMessage":"database unreachable"}"#,
         ),
+        false,
         "Failed",
         "Probe Failed",
         "ProbeFailed",
@@ -614,6 +645,7 @@ async fn probe_with_a_function_error_releases_the_message_and_backs_off() {
 
     probe.assert_calls([0, 1, 1, 0, 1, 1, 1, 1]);
     assert_eq!(circuit.next, Some(Next::Backoff));
+    assert_eq!(circuit.last_probe, "Failed");
     assert_eq!(circuit.attempt, 2);
     assert!(circuit.reason.contains("Unhandled"), "{}", circuit.reason);
 }
@@ -625,6 +657,7 @@ async fn probe_reported_as_a_batch_item_failure_is_failed() {
             None,
             r#"{"batchItemFailures":[{"itemIdentifier":"059f36b4-87a3-44ab-83d2-661975830a7d"}]}"#,
         ),
+        false,
         "Failed",
         "Probe Failed",
         "ProbeFailed",
@@ -649,7 +682,7 @@ async fn probe_releases_the_message_when_invoke_fails() {
                     .build(),
             )
         });
-    let probe = probe_with_message(invoke, "Failed", "Probe Failed", "ProbeFailed");
+    let probe = probe_with_message(invoke, true, "Failed", "Probe Failed", "ProbeFailed");
     let ctx = probe.mocks().context(config(&[]));
 
     let err = steps::probe(&ctx, circuit()).await.expect_err("throttled");
@@ -669,7 +702,7 @@ fn empty_queue_probe(verdict: &'static str) -> Probe {
         receive: receive(None),
         invoke: invoke_consumer(None, ""),
         delete: delete_message(),
-        release: release_message(),
+        release: release_message(0),
         record: record_probe(verdict),
         put_event: put_event("Probe Succeeded"),
         put_metric: put_metric("ProbeSucceeded"),
@@ -705,6 +738,7 @@ async fn probe_with_only_hidden_messages_backs_off_even_when_policy_is_close() {
     let circuit = steps::probe(&ctx, circuit()).await.expect("probed");
 
     assert_eq!(circuit.next, Some(Next::Backoff));
+    assert_eq!(circuit.last_probe, "OnlyHidden");
     assert!(
         circuit.reason.contains("6 in flight or delayed"),
         "{}",
@@ -773,6 +807,7 @@ async fn probe_with_a_passing_health_check_and_an_empty_queue_closes() {
 async fn probe_past_the_retention_deadline_gives_up_without_touching_the_queue() {
     let probe = probe_with_message(
         invoke_consumer(None, ""),
+        false,
         "Healthy",
         "Probe Succeeded",
         "ProbeSucceeded",
@@ -794,6 +829,7 @@ async fn probe_past_the_retention_deadline_gives_up_without_touching_the_queue()
 async fn probe_healthy_with_a_rejitter_spreads_the_backlog_first() {
     let probe = probe_with_message(
         invoke_consumer(None, r#"{"batchItemFailures":[]}"#),
+        false,
         "Healthy",
         "Probe Succeeded",
         "ProbeSucceeded",
@@ -824,6 +860,7 @@ async fn probe_on_an_empty_queue_with_a_rejitter_closes() {
 async fn probe_failed_with_a_rejitter_still_backs_off() {
     let probe = probe_with_message(
         invoke_consumer(Some("Unhandled"), r#"{"errorMessage":"db down"}"#),
+        false,
         "Failed",
         "Probe Failed",
         "ProbeFailed",
@@ -874,13 +911,13 @@ async fn backoff_gives_up_when_open_too_long() {
 
 #[tokio::test]
 async fn backoff_waits_no_longer_than_the_cap() {
-    for (attempt, random, want) in [
-        (1, 0.5, 5),
-        (2, 1.0, 20),
-        (3, 0.999, 40),
-        (5, 1.0, BACKOFF_CAP),
-        (30, 1.0, BACKOFF_CAP),
-        (4, 0.0, 1),
+    for (attempt, random, want, ceiling) in [
+        (1, 0.5, 5, 10),
+        (2, 1.0, 20, 20),
+        (3, 0.999, 40, 40),
+        (5, 1.0, BACKOFF_CAP, BACKOFF_CAP),
+        (30, 1.0, BACKOFF_CAP, BACKOFF_CAP),
+        (4, 0.0, 1, BACKOFF_CAP),
     ] {
         let ctx =
             Mocks::default().context_with(config(&[("MAX_PROBE_ATTEMPTS", "100")]), NOW_MS, random);
@@ -893,6 +930,11 @@ async fn backoff_waits_no_longer_than_the_cap() {
             "attempt {attempt}, random {random}"
         );
         assert!((1..=BACKOFF_CAP).contains(&circuit.wait_seconds));
+        // The window the wait was drawn from, which the console and the demo show.
+        assert_eq!(
+            circuit.backoff_ceiling_seconds, ceiling,
+            "attempt {attempt}"
+        );
         assert_eq!(circuit.attempt, attempt, "backoff does not count probes");
     }
 }

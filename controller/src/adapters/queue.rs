@@ -114,11 +114,16 @@ pub async fn delete(sqs: &aws_sdk_sqs::Client, url: &str, receipt: &str) -> Resu
 
 /// Makes a message visible again at once; its receive count has already grown, so the
 /// queue's redrive policy still applies to it.
-pub async fn release(sqs: &aws_sdk_sqs::Client, url: &str, receipt: &str) -> Result<(), StepError> {
+pub async fn release(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    receipt: &str,
+    hide_seconds: u32,
+) -> Result<(), StepError> {
     sqs.change_message_visibility()
         .queue_url(url)
         .receipt_handle(receipt)
-        .visibility_timeout(0)
+        .visibility_timeout(hide_seconds.min(crate::core::MAX_VISIBILITY_SECONDS) as i32)
         .send()
         .await
         .map_err(|e| StepError::aws("ChangeMessageVisibility", e))?;

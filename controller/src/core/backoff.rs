@@ -4,6 +4,9 @@
 //! breakers that opened at the same moment, so a shared downstream that is
 //! recovering is not hit by synchronised waves.
 
+/// The longest visibility timeout SQS accepts (12 hours).
+pub const MAX_VISIBILITY_SECONDS: u32 = 43_200;
+
 /// Backoff parameters in whole seconds (Step Functions `Wait` takes seconds).
 ///
 /// Validated by the configuration: `base_seconds >= 1` and
@@ -43,6 +46,15 @@ impl Backoff {
         // int cast saturates.
         let jittered = (unit * f64::from(ceiling)).round() as u32;
         jittered.min(ceiling).max(1)
+    }
+
+    /// How long a message whose probe `attempt` failed stays hidden: the window the next
+    /// wait is drawn from. The next probe then takes another message when there is one, so
+    /// no single message collects the receives of every failed probe (and lands in the DLQ
+    /// for an outage that was not its fault), and a poison message cannot hold the circuit
+    /// open by being probed over and over.
+    pub fn failed_probe_hide_seconds(&self, attempt: u32) -> u32 {
+        self.ceiling(attempt).min(MAX_VISIBILITY_SECONDS)
     }
 
     /// [`Backoff::delay`] with the draw taken from `rng`; for callers that
@@ -110,6 +122,21 @@ mod tests {
             let d = B.delay_with_rng(attempt, &mut rng);
             assert!((1..=B.ceiling(attempt)).contains(&d), "{d}");
         }
+    }
+
+    #[test]
+    fn a_failed_probe_message_hides_for_the_next_window_within_sqs_limits() {
+        let b = Backoff {
+            base_seconds: 5,
+            cap_seconds: 300,
+        };
+        assert_eq!(b.failed_probe_hide_seconds(1), 10);
+        assert_eq!(b.failed_probe_hide_seconds(20), 300);
+        let long = Backoff {
+            base_seconds: 3_600,
+            cap_seconds: 86_400,
+        };
+        assert_eq!(long.failed_probe_hide_seconds(5), MAX_VISIBILITY_SECONDS);
     }
 
     fn backoffs() -> impl Strategy<Value = Backoff> {

@@ -15,7 +15,7 @@ pub mod verdict;
 
 pub use alarm_event::{alarm_transition, AlarmTransition, InvalidEvent};
 pub use backlog::after_backlog_check;
-pub use backoff::Backoff;
+pub use backoff::{Backoff, MAX_VISIBILITY_SECONDS};
 pub use config::{Config, ConfigError, QueueArn};
 pub use policy::{
     after_probe, exhausted, with_rejitter, EmptyQueuePolicy, GiveUpPolicy, Limits, Next,

@@ -41,10 +41,12 @@ pub async fn backoff(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, Ste
     );
     let until_deadline = (deadline.saturating_sub(now) / 1000).max(1);
     circuit.wait_seconds = u64::from(delay).min(until_deadline) as u32;
+    circuit.backoff_ceiling_seconds = ctx.config.backoff.ceiling(circuit.attempt);
     circuit.next = Some(Next::Backoff);
     tracing::info!(
         attempt = circuit.attempt,
         wait_seconds = circuit.wait_seconds,
+        ceiling_seconds = circuit.backoff_ceiling_seconds,
         "backing off"
     );
     Ok(circuit)

@@ -15,6 +15,9 @@ use std::time::{Duration, UNIX_EPOCH};
 /// message cannot reappear while the consumer still works on it.
 const PROBE_VISIBILITY_MARGIN_SECONDS: u32 = 30;
 
+/// Mapping states that end in Enabled without anyone's action.
+const SETTLING_TOWARDS_ENABLED: [&str; 3] = ["Creating", "Enabling", "Updating"];
+
 pub async fn open(ctx: &Context, event: &Value, execution: &str) -> Result<Circuit, StepError> {
     let transition = alarm_transition(event, &ctx.config.alarm_name)
         .map_err(|e| StepError::InvalidEvent(e.to_string()))?;
@@ -24,6 +27,17 @@ pub async fn open(ctx: &Context, event: &Value, execution: &str) -> Result<Circu
         .map_err(|e| StepError::Config(e.to_string()))?;
     let lambda = &ctx.clients.lambda;
     let found = mapping::find(lambda, &ctx.config.queue_arn, &ctx.config.consumer_function).await?;
+    // A mapping on its way to Enabled (a deploy of the consumer during the outage, say) is
+    // not an operator's choice: wait for it (the state machine retries MappingNotSettled)
+    // rather than leave the consumer unprotected while the alarm stays in ALARM.
+    if SETTLING_TOWARDS_ENABLED.contains(&found.state.as_str()) {
+        return Err(StepError::MappingNotSettled {
+            mapping: found.uuid.clone(),
+            wanted: "Enabled".into(),
+            actual: found.state.clone(),
+            seconds: 0,
+        });
+    }
     let info = queue::describe(&ctx.clients.sqs, &queue_arn.name, &queue_arn.account).await?;
     let now = ctx.now_ms();
 
@@ -39,7 +53,9 @@ pub async fn open(ctx: &Context, event: &Value, execution: &str) -> Result<Circu
         retention_seconds: info.retention_seconds,
         probe_visibility_seconds: 0,
         attempt: 0,
+        last_probe: String::new(),
         wait_seconds: 0,
+        backoff_ceiling_seconds: 0,
         next: None,
         reason: format!("alarm {}: {}", transition.alarm_name, transition.reason),
         rejitter: None,
@@ -94,6 +110,7 @@ pub async fn open(ctx: &Context, event: &Value, execution: &str) -> Result<Circu
     .await?;
     circuit.oldest_sent_ms = oldest_sent_ms(now, age, []);
     circuit.wait_seconds = ctx.config.backoff.delay(0, (ctx.random)());
+    circuit.backoff_ceiling_seconds = ctx.config.backoff.ceiling(0);
 
     ctx.signals()
         .emit(

@@ -35,6 +35,7 @@ pub async fn probe(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepE
         ctx.config.rejitter_function.is_some(),
     ));
     circuit.reason = reason;
+    circuit.last_probe = format!("{outcome:?}");
     tracing::info!(
         attempt = circuit.attempt,
         outcome = ?outcome,
@@ -130,7 +131,7 @@ async fn probe_once(
         Ok(invocation) => invocation,
         Err(e) => {
             // Give the message back before failing the step: nothing may stay borrowed.
-            if let Err(release) = queue::release(sqs, &circuit.queue_url, &receipt).await {
+            if let Err(release) = queue::release(sqs, &circuit.queue_url, &receipt, 0).await {
                 tracing::warn!(message_id = %message_id, error = %release, "could not release the probe message; it reappears after its visibility timeout");
             }
             return Err(e);
@@ -151,9 +152,13 @@ async fn probe_once(
             ))
         }
         crate::core::Verdict::Failed { reason } => {
-            // Visible again at once; its receive count grew, so redrive still applies and a
-            // poison message ends in the DLQ instead of holding the circuit open.
-            queue::release(sqs, &circuit.queue_url, &receipt).await?;
+            // Hidden until about the next probe, which then takes another message; its
+            // receive count grew, so redrive still applies to a poison message.
+            let hide = ctx
+                .config
+                .backoff
+                .failed_probe_hide_seconds(circuit.attempt);
+            queue::release(sqs, &circuit.queue_url, &receipt, hide).await?;
             Ok((
                 ProbeOutcome::Failed,
                 format!("message {message_id}: {reason}"),

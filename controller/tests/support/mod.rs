@@ -209,7 +209,9 @@ pub fn circuit() -> Circuit {
         retention_seconds: RETENTION_SECONDS,
         probe_visibility_seconds: PROBE_VISIBILITY,
         attempt: 1,
+        last_probe: String::new(),
         wait_seconds: 10,
+        backoff_ceiling_seconds: 0,
         next: Some(controller::core::Next::Backoff),
         reason: "alarm orders-consumer-errors: Threshold Crossed".into(),
         rejitter: None,
@@ -634,14 +636,14 @@ pub fn delete_message() -> Rule {
         .then_output(|| DeleteMessageOutput::builder().build())
 }
 
-/// ChangeMessageVisibility to 0: the message is given back at once.
-pub fn release_message() -> Rule {
+/// ChangeMessageVisibility to `hide_seconds` (0: the message is given back at once).
+pub fn release_message(hide_seconds: i32) -> Rule {
     use aws_sdk_sqs::operation::change_message_visibility::ChangeMessageVisibilityOutput;
     mock!(aws_sdk_sqs::Client::change_message_visibility)
-        .match_requests(|r| {
+        .match_requests(move |r| {
             r.queue_url() == Some(QUEUE_URL)
                 && r.receipt_handle() == Some(RECEIPT)
-                && r.visibility_timeout() == Some(0)
+                && r.visibility_timeout() == Some(hide_seconds)
         })
         .then_output(|| ChangeMessageVisibilityOutput::builder().build())
 }
