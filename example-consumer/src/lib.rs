@@ -1,9 +1,13 @@
 //! Example SQS consumer for trying the circuit breaker: it can simulate an
 //! outage, partial batch failures and latency, driven by environment variables
 //! (see [`config`]). Decisions live in [`config`] and [`outcome`]; [`handle`]
-//! only sleeps, logs and turns decisions into a response.
+//! only sleeps, logs and turns decisions into a response. Each record's log
+//! line carries its content [`fingerprint`], so tests can check that every
+//! message arrived once and unchanged, even after the rejitter re-sent it under
+//! a new message id.
 
 pub mod config;
+pub mod fingerprint;
 pub mod logging;
 pub mod outcome;
 
@@ -30,14 +34,29 @@ pub async fn handle(
             return Err(error);
         }
     };
-    for record in &outcomes {
-        let (message_id, outcome) = (record.message_id, record.outcome.as_str());
-        match record.outcome {
+    // `decide_batch` returns one outcome per record, in record order.
+    for (record, decided) in event.records.iter().zip(&outcomes) {
+        let (message_id, outcome) = (decided.message_id, decided.outcome.as_str());
+        let fingerprint = fingerprint::of_record(record);
+        let fingerprint = fingerprint.as_str();
+        match decided.outcome {
             Outcome::Processed => {
-                tracing::info!(message_id, outcome, batch_size, "record processed")
+                tracing::info!(
+                    message_id,
+                    outcome,
+                    fingerprint,
+                    batch_size,
+                    "record processed"
+                )
             }
             Outcome::Failed => {
-                tracing::warn!(message_id, outcome, batch_size, "record failed (simulated)")
+                tracing::warn!(
+                    message_id,
+                    outcome,
+                    fingerprint,
+                    batch_size,
+                    "record failed (simulated)"
+                )
             }
         }
     }

@@ -96,7 +96,8 @@ pub fn missing_message_ids(records: &[SqsMessage]) -> Vec<usize> {
 }
 
 /// Decides the fate of a batch. `draw` is called exactly once per record, in
-/// order, and only when the batch is not failed as a whole.
+/// order, and only when the batch is not failed as a whole. On success there is
+/// one outcome per record, in record order.
 pub fn decide_batch<'a>(
     config: &Config,
     records: &'a [SqsMessage],

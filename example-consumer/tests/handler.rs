@@ -6,6 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
+use example_consumer::fingerprint::{
+    fingerprint, AttributeValue::Binary, AttributeValue::String as Text,
+};
 use example_consumer::{handle, logging, BatchError, Config, FailureRate};
 use serde_json::{json, Value};
 use tracing::instrument::WithSubscriber;
@@ -234,17 +237,26 @@ async fn logs_one_json_line_per_record_with_exact_fields() {
         .expect("batch handled");
 
     let span = json!({"name": "Lambda runtime invoke", "requestId": "req-1"});
+    // What each record of EVENT carries, written out from the JSON above.
+    let fingerprints = [
+        fingerprint(r#"{"order": 1}"#, [("tenant", "String", Text("acme"))]),
+        fingerprint(r#"{"order": 2}"#, [("blob", "Binary", Binary(b"1100"))]),
+        fingerprint("plain text", []),
+    ];
     assert_eq!(
         capture.lines(),
         [
             json!({"level": "INFO", "message": "record processed",
                    "message_id": "059f36b4-87a3-44ab-83d2-661975830a7d",
-                   "outcome": "processed", "batch_size": 3, "span": span}),
+                   "outcome": "processed", "fingerprint": fingerprints[0],
+                   "batch_size": 3, "span": span}),
             json!({"level": "WARN", "message": "record failed (simulated)",
-                   "message_id": ID_2, "outcome": "failed", "batch_size": 3, "span": span}),
+                   "message_id": ID_2, "outcome": "failed", "fingerprint": fingerprints[1],
+                   "batch_size": 3, "span": span}),
             json!({"level": "INFO", "message": "record processed",
                    "message_id": "c80e8021-a70a-42c7-a470-796e1186f753",
-                   "outcome": "processed", "batch_size": 3, "span": span}),
+                   "outcome": "processed", "fingerprint": fingerprints[2],
+                   "batch_size": 3, "span": span}),
             json!({"level": "INFO", "message": "batch done",
                    "batch_size": 3, "failed_count": 1, "span": span}),
         ]

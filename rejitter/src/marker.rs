@@ -17,7 +17,19 @@
 //! A marker from an earlier recovery, or one that is not a time, is ignored: the message is
 //! rejittered normally and its marker overwritten. A message the rejitter could not mark (it
 //! already has ten attributes, or the marker would make it too large, see
-//! [`crate::attributes::with_marker`]) carries no marker and so gets no loop prevention.
+//! [`crate::attributes::with_marker`]) carries no marker and so gets no loop prevention: if its
+//! delay runs out while the phase is still on, it is delayed again.
+//!
+//! That hole is accepted because SQS leaves no other place for a mark: the body must stay
+//! byte-exact, ten attributes is a hard limit, the only system attribute a sender may set is
+//! `AWSTraceHeader` (which X-Ray and the consumer read), and a standard queue has no group or
+//! deduplication id. Dropping or merging an attribute to make room would change what the
+//! consumer gets. The cost is bounded: the message is re-sent again, unchanged, only while the
+//! phase lasts (at most `RejitterMaxSeconds`), and is never lost or duplicated. A slot-free
+//! sign exists, the `SenderId` SQS records for every message (for the rejitter, its role id and
+//! session), but using it needs the rejitter's own identity (an STS call, or the role id from
+//! the template) and cannot be exercised on the local emulator, which gives every message the
+//! account id as its `SenderId`; it is left as a possible improvement.
 
 use aws_lambda_events::event::sqs::SqsMessage;
 

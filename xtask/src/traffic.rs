@@ -1,60 +1,242 @@
 //! Example traffic for the example queue, and reading back what the consumer processed.
+//!
+//! Every message sent is returned with its content fingerprint
+//! ([`example_consumer::fingerprint`]), which the consumer logs for each record: tests compare
+//! the two as multisets, since the rejitter re-sends messages under new SQS message ids. Sizes
+//! and batches follow the rejitter's rules ([`rejitter::size`], [`rejitter::batch::pack`]), so
+//! both count a message the way SQS does.
 
-use anyhow::{bail, Result};
-use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use anyhow::{bail, Context, Result};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_smithy_types::error::display::DisplayErrorContext;
-use std::collections::HashSet;
+use example_consumer::fingerprint::{fingerprint, AttributeValue as Fingerprinted};
+use rejitter::attributes::{AttributeValue, OutAttribute, MAX_MESSAGE_ATTRIBUTES};
+use rejitter::size::{message_bytes, MAX_MESSAGE_BYTES};
+use std::collections::{BTreeMap, HashSet};
 
-/// Sends `count` messages (ids `{prefix}-{n}`, with String, Number and Binary attributes) in
-/// batches of ten; returns the SQS message ids.
+/// A message that was sent: its SQS id and its content fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub message_id: String,
+    pub fingerprint: String,
+}
+
+/// A message to send: body and message attributes by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub body: String,
+    pub attributes: BTreeMap<String, OutAttribute>,
+}
+
+impl Message {
+    /// The bytes SQS counts: body plus every attribute's name, data type and value.
+    pub fn size(&self) -> usize {
+        message_bytes(&self.body, &self.attributes)
+    }
+
+    /// The fingerprint the consumer will log for this message.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(
+            &self.body,
+            self.attributes.iter().map(|(name, attribute)| {
+                let value = match &attribute.value {
+                    AttributeValue::String(s) => Fingerprinted::String(s),
+                    AttributeValue::Binary(b) => Fingerprinted::Binary(b),
+                };
+                (name.as_str(), attribute.data_type.as_str(), value)
+            }),
+        )
+    }
+}
+
+fn string(data_type: &str, value: impl Into<String>) -> OutAttribute {
+    OutAttribute {
+        data_type: data_type.to_owned(),
+        value: AttributeValue::String(value.into()),
+    }
+}
+
+fn binary(data_type: &str, value: Vec<u8>) -> OutAttribute {
+    OutAttribute {
+        data_type: data_type.to_owned(),
+        value: AttributeValue::Binary(value),
+    }
+}
+
+/// The `n`-th plain example message: body `{"id":"{prefix}-{n}","n":n}` with String, Number
+/// and Binary attributes.
+pub fn example_message(prefix: &str, n: usize) -> Message {
+    Message {
+        body: format!(r#"{{"id":"{prefix}-{n}","n":{n}}}"#),
+        attributes: BTreeMap::from([
+            ("source".to_owned(), string("String", "xtask")),
+            ("sequence".to_owned(), string("Number", n.to_string())),
+            (
+                "checksum".to_owned(),
+                binary("Binary", (n as u32).to_be_bytes().to_vec()),
+            ),
+        ]),
+    }
+}
+
+/// Sends `count` plain example messages ([`example_message`]); returns them as sent, in order.
 pub async fn send(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     prefix: &str,
     count: usize,
-) -> Result<Vec<String>> {
-    let mut ids = Vec::with_capacity(count);
-    let numbers: Vec<usize> = (0..count).collect();
-    for chunk in numbers.chunks(10) {
-        let mut request = sqs.send_message_batch().queue_url(queue_url);
-        for n in chunk {
-            let entry = SendMessageBatchRequestEntry::builder()
-                .id(format!("e{n}"))
-                .message_body(format!(r#"{{"id":"{prefix}-{n}","n":{n}}}"#))
-                .message_attributes("source", string_attr("String", "xtask"))
-                .message_attributes("sequence", string_attr("Number", &n.to_string()))
-                .message_attributes(
-                    "checksum",
-                    MessageAttributeValue::builder()
-                        .data_type("Binary")
-                        .binary_value(aws_smithy_types::Blob::new((*n as u32).to_be_bytes()))
-                        .build()?,
-                )
-                .build()?;
-            request = request.entries(entry);
+) -> Result<Vec<Sent>> {
+    let messages: Vec<Message> = (0..count).map(|n| example_message(prefix, n)).collect();
+    send_messages(sqs, queue_url, &messages).await
+}
+
+/// How [`mixed_message`] varies its messages. Every message has `n % 11` attributes (0 to 10,
+/// so one in eleven has ten and no room for the rejitter's marker) of String, Number and
+/// Binary types, some with custom suffixes, and a small body, unless it is picked below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mix {
+    /// Every `full_size_every`-th message is exactly [`MAX_MESSAGE_BYTES`] (0: none).
+    pub full_size_every: usize,
+    /// Every `large_every`-th other message has a body of 8 to 64 KiB (0: none).
+    pub large_every: usize,
+}
+
+impl Default for Mix {
+    /// For 5,000 messages: 5 of the largest size SQS takes, 95 large ones, the rest small.
+    fn default() -> Self {
+        Mix {
+            full_size_every: 1000,
+            large_every: 50,
         }
-        let out = request
+    }
+}
+
+/// The smallest and largest body of a "large" message.
+const LARGE_BODY: std::ops::Range<usize> = 8 * 1024..64 * 1024;
+
+/// The `n`-th message of a [`Mix`]; deterministic, so a failure can be reproduced. The body is
+/// JSON carrying `{prefix}-{n}`, so bodies are unique within a prefix.
+pub fn mixed_message(prefix: &str, n: usize, mix: &Mix) -> Message {
+    let picked = |every: usize| every != 0 && n % every == every - 1;
+    let attributes: BTreeMap<String, OutAttribute> = (0..n % (MAX_MESSAGE_ATTRIBUTES + 1))
+        .map(|k| mixed_attribute(n, k))
+        .collect();
+    // Multi-byte text in some bodies, so sizes are counted in UTF-8 bytes, not characters.
+    let text = if n % 3 == 0 { "é€😀" } else { "plain" };
+    let head = format!(r#"{{"id":"{prefix}-{n}","n":{n},"text":"{text}","pad":""#);
+    let tail = "\"}";
+    let body_bytes = if picked(mix.full_size_every) {
+        let attribute_bytes = message_bytes("", &attributes);
+        MAX_MESSAGE_BYTES.saturating_sub(attribute_bytes)
+    } else if picked(mix.large_every) {
+        LARGE_BODY.start + n.wrapping_mul(7919) % LARGE_BODY.len()
+    } else {
+        head.len() + tail.len() + n % 200
+    };
+    let pad = body_bytes.saturating_sub(head.len() + tail.len());
+    Message {
+        body: format!("{head}{}{tail}", "x".repeat(pad)),
+        attributes,
+    }
+}
+
+/// The `k`-th attribute of message `n`: six kinds in turn, with valid names, numbers and
+/// non-empty values (SQS refuses empty ones).
+fn mixed_attribute(n: usize, k: usize) -> (String, OutAttribute) {
+    let bytes = |len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|i| (n.wrapping_mul(31) + k * 7 + i * 13) as u8)
+            .collect()
+    };
+    match (n + k) % 6 {
+        0 => (
+            format!("text-{k}"),
+            string("String", format!("v{n}.{k} é€😀")),
+        ),
+        1 => (
+            format!("doc_{k}.json"),
+            string("String.json", format!(r#"{{"n":{n},"k":{k}}}"#)),
+        ),
+        2 => (format!("amount{k}"), string("Number", format!("-{n}.{k}5"))),
+        3 => (
+            format!("count.{k}"),
+            string("Number.int", (n * k).to_string()),
+        ),
+        4 => (format!("raw{k}"), binary("Binary", bytes(1 + (n + k) % 32))),
+        _ => {
+            let mut gz = vec![0x1f, 0x8b, 0x08];
+            gz.extend(bytes(8 + n % 24));
+            (format!("blob-{k}.gz"), binary("Binary.gz", gz))
+        }
+    }
+}
+
+/// Sends `count` messages of the default [`Mix`]; returns them as sent, in order.
+pub async fn send_mixed(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    prefix: &str,
+    count: usize,
+) -> Result<Vec<Sent>> {
+    let mix = Mix::default();
+    let messages: Vec<Message> = (0..count).map(|n| mixed_message(prefix, n, &mix)).collect();
+    send_messages(sqs, queue_url, &messages).await
+}
+
+/// Sends `messages` in as few `SendMessageBatch` calls as SQS's limits allow (10 entries and
+/// 256 KiB a call); fails if SQS refuses any entry. Returns them as sent, in order.
+pub async fn send_messages(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    messages: &[Message],
+) -> Result<Vec<Sent>> {
+    let sizes: Vec<usize> = messages.iter().map(Message::size).collect();
+    let mut sent = Vec::with_capacity(messages.len());
+    for batch in rejitter::batch::pack(&sizes) {
+        let start = batch.start;
+        let mut entries = Vec::with_capacity(batch.len());
+        for (i, message) in messages[batch.clone()].iter().enumerate() {
+            let mut entry = SendMessageBatchRequestEntry::builder()
+                .id(format!("e{i}"))
+                .message_body(&message.body);
+            for (name, attribute) in &message.attributes {
+                entry =
+                    entry.message_attributes(name, rejitter::sender::message_attribute(attribute)?);
+            }
+            entries.push(entry.build()?);
+        }
+        let out = sqs
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("SendMessageBatch: {}", DisplayErrorContext(e)))?;
         if let Some(failed) = out.failed().first() {
             bail!(
-                "SendMessageBatch refused entry {}: {}",
+                "SendMessageBatch refused entry {} of the batch starting at message {start}: \
+                 {}: {}",
                 failed.id(),
+                failed.code(),
                 failed.message().unwrap_or("no reason given")
             );
         }
-        ids.extend(out.successful().iter().map(|s| s.message_id().to_string()));
+        let ids: BTreeMap<&str, &str> = out
+            .successful()
+            .iter()
+            .map(|s| (s.id(), s.message_id()))
+            .collect();
+        for (i, message) in messages[batch].iter().enumerate() {
+            let message_id = ids
+                .get(format!("e{i}").as_str())
+                .with_context(|| format!("SendMessageBatch did not list message {}", start + i))?;
+            sent.push(Sent {
+                message_id: (*message_id).to_owned(),
+                fingerprint: message.fingerprint(),
+            });
+        }
     }
-    Ok(ids)
-}
-
-fn string_attr(data_type: &str, value: &str) -> MessageAttributeValue {
-    MessageAttributeValue::builder()
-        .data_type(data_type)
-        .string_value(value)
-        .build()
-        .expect("data type is set")
+    Ok(sent)
 }
 
 /// The message ids the consumer logged as processed, read from its CloudWatch Logs group.
@@ -73,13 +255,46 @@ pub async fn processed_log(
     logs: &aws_sdk_cloudwatchlogs::Client,
     function_name: &str,
 ) -> Result<Vec<String>> {
+    Ok(processed_lines(logs, function_name)
+        .await?
+        .iter()
+        .filter_map(|line| processed_message_id(line))
+        .collect())
+}
+
+/// Every "processed" line's fingerprint, repeats included, so a test can compare them with
+/// what was sent as multisets: each message processed exactly once, body and attributes intact.
+pub async fn processed_fingerprints(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    function_name: &str,
+) -> Result<Vec<String>> {
+    Ok(processed_lines(logs, function_name)
+        .await?
+        .iter()
+        .filter_map(|line| processed_field(line, "fingerprint"))
+        .collect())
+}
+
+/// Most events one `FilterLogEvents` page holds.
+const MAX_EVENTS_PER_PAGE: usize = 10_000;
+
+/// The consumer's log lines that mention `processed`, oldest first.
+///
+/// The filter keeps the read small and, on the emulator, complete: MiniStack 1.5.33 returns
+/// at most one page of 10,000 events and no `nextToken`, while the consumer writes several
+/// lines per invocation. A full page without a token is refused, not read as everything.
+async fn processed_lines(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    function_name: &str,
+) -> Result<Vec<String>> {
     let group = format!("/aws/lambda/{function_name}");
-    let mut ids = Vec::new();
+    let mut lines = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let out = match logs
             .filter_log_events()
             .log_group_name(&group)
+            .filter_pattern("processed")
             .set_next_token(token.clone())
             .send()
             .await
@@ -90,26 +305,35 @@ pub async fn processed_log(
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_not_found_exception()) =>
             {
-                return Ok(ids)
+                return Ok(lines)
             }
             Err(e) => bail!("reading log group {group}: {}", DisplayErrorContext(e)),
         };
-        for event in out.events() {
-            if let Some(id) = event.message().and_then(processed_message_id) {
-                ids.push(id);
-            }
-        }
+        lines.extend(
+            out.events()
+                .iter()
+                .filter_map(|event| event.message().map(str::to_owned)),
+        );
         match out.next_token() {
-            Some(next) if Some(next) != token.as_deref() && !out.events().is_empty() => {
-                token = Some(next.to_string())
-            }
-            _ => return Ok(ids),
+            // An empty page with a token is normal on AWS: the search goes on.
+            Some(next) if Some(next) != token.as_deref() => token = Some(next.to_string()),
+            None if out.events().len() >= MAX_EVENTS_PER_PAGE => bail!(
+                "log group {group}: a full page of {} events came without a nextToken, so \
+                 later events cannot be read (the emulator does not paginate FilterLogEvents)",
+                out.events().len()
+            ),
+            _ => return Ok(lines),
         }
     }
 }
 
 /// The `message_id` of a consumer JSON log line whose outcome is `processed`.
 pub fn processed_message_id(line: &str) -> Option<String> {
+    processed_field(line, "message_id")
+}
+
+/// Field `name` of a consumer JSON log line whose outcome is `processed`.
+pub fn processed_field(line: &str, name: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
     let fields = value.get("fields").unwrap_or(&value);
     let field = |name: &str| {
@@ -118,12 +342,13 @@ pub fn processed_message_id(line: &str) -> Option<String> {
             .or_else(|| value.get(name))
             .and_then(|v| v.as_str())
     };
-    (field("outcome")? == "processed").then(|| field("message_id").map(str::to_string))?
+    (field("outcome")? == "processed").then(|| field(name).map(str::to_string))?
 }
 
 #[cfg(test)]
 mod tests {
-    use super::processed_message_id;
+    use super::*;
+    use serde_json::{json, Map, Value};
 
     #[test]
     fn reads_processed_ids_from_consumer_log_lines() {
@@ -142,5 +367,170 @@ mod tests {
             processed_message_id(r#"{"fields":{"outcome":"processed"}}"#),
             None
         );
+    }
+
+    #[test]
+    fn reads_fingerprints_of_processed_lines_only() {
+        // The consumer's line shape (pinned by example-consumer's handler tests).
+        let processed = r#"{"level":"INFO","message":"record processed","message_id":"m-1","outcome":"processed","fingerprint":"ab12","batch_size":3}"#;
+        assert_eq!(
+            processed_field(processed, "fingerprint").as_deref(),
+            Some("ab12")
+        );
+        let failed =
+            r#"{"level":"WARN","message_id":"m-1","outcome":"failed","fingerprint":"ab12"}"#;
+        assert_eq!(processed_field(failed, "fingerprint"), None);
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_the_marker_the_rejitter_adds() {
+        assert_eq!(
+            example_consumer::fingerprint::REJITTER_MARKER,
+            rejitter::MARKER
+        );
+    }
+
+    /// Standard base64, as Lambda delivers binary values.
+    fn base64(bytes: &[u8]) -> String {
+        aws_smithy_types::base64::encode(bytes)
+    }
+
+    /// The record Lambda's SQS event source mapping would deliver for `message`.
+    fn as_lambda_record(message: &Message) -> Value {
+        let attributes: Map<String, Value> = message
+            .attributes
+            .iter()
+            .map(|(name, a)| {
+                let value = match &a.value {
+                    AttributeValue::String(s) => json!({"stringValue": s,
+                        "stringListValues": [], "binaryListValues": [], "dataType": a.data_type}),
+                    AttributeValue::Binary(b) => json!({"binaryValue": base64(b),
+                        "stringListValues": [], "binaryListValues": [], "dataType": a.data_type}),
+                };
+                (name.clone(), value)
+            })
+            .collect();
+        json!({"messageId": "m", "body": message.body, "messageAttributes": attributes})
+    }
+
+    fn mixed(count: usize) -> Vec<Message> {
+        let mix = Mix::default();
+        (0..count).map(|n| mixed_message("t", n, &mix)).collect()
+    }
+
+    #[test]
+    fn sender_and_consumer_compute_the_same_fingerprint() {
+        let mut messages = mixed(60);
+        messages.extend((0..3).map(|n| example_message("p", n)));
+        for message in &messages {
+            let record = serde_json::from_value(as_lambda_record(message)).expect("record");
+            assert_eq!(
+                example_consumer::fingerprint::of_record(&record),
+                message.fingerprint(),
+                "{}",
+                message.body
+            );
+        }
+    }
+
+    #[test]
+    fn example_messages_are_the_documented_ones() {
+        let m = example_message("demo", 7);
+        assert_eq!(m.body, r#"{"id":"demo-7","n":7}"#);
+        assert_eq!(m.attributes["sequence"], string("Number", "7"));
+        assert_eq!(m.attributes["checksum"], binary("Binary", vec![0, 0, 0, 7]));
+    }
+
+    /// SQS's rules for attribute names: letters, digits, `_`, `-` and `.`, no leading,
+    /// trailing or doubled dot, no `AWS.`/`Amazon.` prefix, at most 256 characters.
+    fn valid_name(name: &str) -> bool {
+        let lower = name.to_ascii_lowercase();
+        (1..=256).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            && !name.starts_with('.')
+            && !name.ends_with('.')
+            && !name.contains("..")
+            && !lower.starts_with("aws.")
+            && !lower.starts_with("amazon.")
+    }
+
+    #[test]
+    fn the_mix_is_valid_sqs_traffic_with_every_shape_the_test_needs() {
+        let messages = mixed(5000);
+        let bodies: HashSet<&str> = messages.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies.len(), messages.len(), "bodies are unique");
+
+        let mut counts = [0usize; MAX_MESSAGE_ATTRIBUTES + 1];
+        let mut types = HashSet::new();
+        for m in &messages {
+            assert!(m.size() <= MAX_MESSAGE_BYTES, "{} bytes", m.size());
+            serde_json::from_str::<Value>(&m.body).expect("JSON body");
+            counts[m.attributes.len()] += 1;
+            for (name, a) in &m.attributes {
+                assert!(valid_name(name), "{name}");
+                types.insert(a.data_type.clone());
+                let base = a.data_type.split('.').next().unwrap_or_default();
+                match (&a.value, base) {
+                    (AttributeValue::String(s), "String") => assert!(!s.is_empty()),
+                    (AttributeValue::String(s), "Number") => {
+                        assert!(s.parse::<f64>().is_ok(), "{s}")
+                    }
+                    (AttributeValue::Binary(b), "Binary") => assert!(!b.is_empty()),
+                    other => panic!("{name}: value does not fit its type: {other:?}"),
+                }
+            }
+        }
+        assert!(
+            counts.iter().all(|&c| c > 0),
+            "0 to 10 attributes: {counts:?}"
+        );
+        assert!(counts[MAX_MESSAGE_ATTRIBUTES] >= 400, "{counts:?}");
+        for t in [
+            "String",
+            "String.json",
+            "Number",
+            "Number.int",
+            "Binary",
+            "Binary.gz",
+        ] {
+            assert!(types.contains(t), "{t} missing from {types:?}");
+        }
+
+        let full: Vec<&Message> = messages
+            .iter()
+            .filter(|m| m.size() == MAX_MESSAGE_BYTES)
+            .collect();
+        assert_eq!(full.len(), 5);
+        assert!(
+            full.iter().any(|m| !m.attributes.is_empty()),
+            "a full one with attributes"
+        );
+        let large = messages
+            .iter()
+            .filter(|m| LARGE_BODY.contains(&m.body.len()))
+            .count();
+        assert_eq!(large, 95, "every 50th but the full-size ones");
+        assert!(
+            messages.iter().any(|m| m.body.contains('€')),
+            "multi-byte text"
+        );
+    }
+
+    #[test]
+    fn a_full_size_message_is_exact_whatever_its_attributes() {
+        let mix = Mix {
+            full_size_every: 1,
+            large_every: 0,
+        };
+        for n in 0..50 {
+            assert_eq!(mixed_message("p", n, &mix).size(), MAX_MESSAGE_BYTES, "{n}");
+        }
+        let none = Mix {
+            full_size_every: 0,
+            large_every: 0,
+        };
+        assert!((0..50).all(|n| mixed_message("p", n, &none).size() < 2048));
     }
 }

@@ -39,6 +39,7 @@ fn example_stack_consumes_everything_and_holds_messages_during_an_outage() -> Re
         let sent: HashSet<String> = traffic::send(&sqs, &queue, "healthy", 200)
             .await?
             .into_iter()
+            .map(|sent| sent.message_id)
             .collect();
         assert_eq!(sent.len(), 200);
         eventually(
@@ -58,6 +59,7 @@ fn example_stack_consumes_everything_and_holds_messages_during_an_outage() -> Re
         let held: HashSet<String> = traffic::send(&sqs, &queue, "outage", 20)
             .await?
             .into_iter()
+            .map(|sent| sent.message_id)
             .collect();
         let errors = eventually(
             "AWS/Lambda Errors datapoints",
