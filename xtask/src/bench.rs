@@ -1,26 +1,40 @@
 //! `cargo xtask bench controller`: figures, not pass/fail. Cold start of the controller
 //! binary (process start to its first Runtime API poll) and the latency of each workflow
-//! step against the local stack.
+//! step against the local stack. The cold start helpers serve `bench rejitter` too.
 
 use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Environment a Lambda runtime process gets, plus the controller's configuration.
-fn controller_env(runtime_api: &str) -> Vec<(&'static str, String)> {
+/// Environment the Lambda service gives a runtime process. Test credentials and no instance
+/// metadata: nothing a benchmarked binary does may reach AWS.
+pub fn lambda_env(runtime_api: &str, function: &str) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string()),
-        ("AWS_LAMBDA_FUNCTION_NAME", "controller".into()),
+        ("AWS_LAMBDA_FUNCTION_NAME", function.to_string()),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "bench".into()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/controller".into()),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{function}"),
+        ),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "test".into()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+/// [`lambda_env`] plus the controller's configuration.
+pub fn controller_env(runtime_api: &str) -> Vec<(&'static str, String)> {
+    let mut env = lambda_env(runtime_api, "controller");
+    env.extend([
         ("CONSUMER_FUNCTION_NAME", "consumer".into()),
         (
             "QUEUE_ARN",
@@ -29,33 +43,75 @@ fn controller_env(runtime_api: &str) -> Vec<(&'static str, String)> {
         ("ALARM_NAME", "orders-consumer-errors".into()),
         ("CIRCUIT_TABLE", "circuits".into()),
         ("RUST_LOG", "warn".into()),
-    ]
+    ]);
+    env
 }
 
-/// Starts `binary` against a fake Runtime API on loopback and measures the time until its
-/// first `GET .../invocation/next`.
+/// Starts the controller `binary` against a fake Runtime API on loopback and measures the time
+/// until its first `GET .../invocation/next`.
 pub fn cold_start(binary: &Path) -> Result<Duration> {
+    cold_start_with(binary, controller_env)
+}
+
+/// [`cold_start`] for any Lambda binary: `env` gives its whole environment from the Runtime
+/// API address. Nothing is inherited, so a developer's AWS settings cannot leak in.
+pub fn cold_start_with(
+    binary: &Path,
+    env: impl Fn(&str) -> Vec<(&'static str, String)>,
+) -> Result<Duration> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     let api = listener.local_addr()?.to_string();
     let started = Instant::now();
     let mut child = Command::new(binary)
-        .envs(controller_env(&api))
+        .env_clear()
+        .envs(env(&api))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
-    let (mut stream, _) = listener.accept()?;
+    let exited = Arc::new(AtomicBool::new(false));
+    let watchdog = exit_watchdog(child.id(), api.clone(), Arc::clone(&exited));
+    let accepted = listener.accept();
     let elapsed = started.elapsed();
+    let (mut stream, _) = accepted?;
     let mut head = [0u8; 128];
     let n = stream.read(&mut head)?;
+    let exited_early = exited.load(Ordering::SeqCst);
     let _ = child.kill();
-    let _ = child.wait();
+    let status = child.wait()?;
+    let _ = watchdog.join();
+    if exited_early {
+        bail!(
+            "{} exited ({status}) before polling for an invocation",
+            binary.display()
+        );
+    }
     let request = String::from_utf8_lossy(&head[..n]);
     if !request.contains("/runtime/invocation/next") {
         bail!("the first request was not a poll for the next invocation: {request:?}");
     }
     Ok(elapsed)
+}
+
+/// Unblocks the `accept` of [`cold_start_with`] when the process exits without polling (a bad
+/// configuration): it sets `exited` and connects to the listener. Ends once the process is
+/// killed either way.
+fn exit_watchdog(pid: u32, api: String, exited: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || loop {
+        // A zombie has exited and waits to be reaped; a missing entry is reaped already.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        let gone = state
+            .as_deref()
+            .and_then(|s| s.rsplit_once(") "))
+            .is_none_or(|(_, rest)| rest.starts_with('Z'));
+        if gone {
+            exited.store(true, Ordering::SeqCst);
+            let _ = std::net::TcpStream::connect(&api);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    })
 }
 
 /// Minimum, median and 90th percentile.
@@ -67,4 +123,22 @@ pub fn summary(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
 
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binary_that_exits_before_polling_is_an_error_not_a_hang() {
+        let err = cold_start_with(Path::new("/bin/false"), controller_env).unwrap_err();
+        assert!(err.to_string().contains("before polling"), "{err:#}");
+    }
+
+    #[test]
+    fn summary_picks_min_median_and_p90() {
+        let samples = (1..=10).map(Duration::from_millis).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(summary(samples), (ms(1), ms(6), ms(9)));
+    }
 }
