@@ -64,9 +64,19 @@ pub async fn finished(
     .await
 }
 
-/// The names of the states the execution entered, in order.
-pub async fn visited_states(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<Vec<String>> {
-    let mut names = Vec::new();
+/// One state of an execution: when it was entered and left (epoch milliseconds), and the
+/// output it passed on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryStep {
+    pub name: String,
+    pub entered_ms: i64,
+    pub exited_ms: Option<i64>,
+    pub output: Option<serde_json::Value>,
+}
+
+/// The states the execution entered, in order.
+pub async fn history(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<Vec<HistoryStep>> {
+    let mut steps: Vec<HistoryStep> = Vec::new();
     let mut pages = sfn
         .get_execution_history()
         .execution_arn(execution)
@@ -75,12 +85,36 @@ pub async fn visited_states(sfn: &aws_sdk_sfn::Client, execution: &str) -> Resul
     while let Some(page) = pages.next().await {
         let page = page.context("GetExecutionHistory")?;
         for event in page.events() {
+            let at = event.timestamp().to_millis().unwrap_or_default();
             if let Some(entered) = event.state_entered_event_details() {
-                names.push(entered.name().to_string());
+                steps.push(HistoryStep {
+                    name: entered.name().to_string(),
+                    entered_ms: at,
+                    exited_ms: None,
+                    output: None,
+                });
+            } else if let Some(exited) = event.state_exited_event_details() {
+                if let Some(step) = steps
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.name == exited.name() && s.exited_ms.is_none())
+                {
+                    step.exited_ms = Some(at);
+                    step.output = exited.output().and_then(|o| serde_json::from_str(o).ok());
+                }
             }
         }
     }
-    Ok(names)
+    Ok(steps)
+}
+
+/// The names of the states the execution entered, in order.
+pub async fn visited_states(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<Vec<String>> {
+    Ok(history(sfn, execution)
+        .await?
+        .into_iter()
+        .map(|s| s.name)
+        .collect())
 }
 
 pub async fn mapping_state(lambda: &aws_sdk_lambda::Client, uuid: &str) -> Result<String> {
@@ -98,27 +132,12 @@ pub async fn state_durations(
     sfn: &aws_sdk_sfn::Client,
     execution: &str,
 ) -> Result<Vec<(String, Duration)>> {
-    let mut durations = Vec::new();
-    let mut entered: Option<(String, f64)> = None;
-    let mut pages = sfn
-        .get_execution_history()
-        .execution_arn(execution)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.context("GetExecutionHistory")?;
-        for event in page.events() {
-            let at = event.timestamp().as_secs_f64();
-            if let Some(details) = event.state_entered_event_details() {
-                entered = Some((details.name().to_string(), at));
-            } else if let Some(details) = event.state_exited_event_details() {
-                if let Some((name, since)) = entered.take() {
-                    if name == details.name() {
-                        durations.push((name, Duration::from_secs_f64((at - since).max(0.0))));
-                    }
-                }
-            }
-        }
-    }
-    Ok(durations)
+    Ok(history(sfn, execution)
+        .await?
+        .into_iter()
+        .filter_map(|s| {
+            let took = s.exited_ms? - s.entered_ms;
+            Some((s.name, Duration::from_millis(took.max(0) as u64)))
+        })
+        .collect())
 }

@@ -4,8 +4,10 @@
 pub mod asl;
 pub mod aws;
 pub mod bench;
+pub mod bench_rejitter;
 pub mod breaker;
 pub mod consumer;
+pub mod demo;
 pub mod emulator;
 pub mod emulator_gaps;
 pub mod paths;
@@ -13,6 +15,7 @@ pub mod run;
 pub mod sam;
 pub mod stack;
 pub mod status;
+pub mod timeline;
 pub mod tools;
 pub mod traffic;
 pub mod wait;

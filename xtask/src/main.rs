@@ -4,10 +4,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use xtask::{
-    aws, bench, breaker, consumer, emulator::Emulator, emulator_gaps, paths, stack, status, tools,
-    traffic,
+    aws, bench, breaker, consumer, demo, emulator::Emulator, emulator_gaps, paths, stack, status,
+    tools, traffic,
 };
 
 #[derive(Parser)]
@@ -38,12 +38,37 @@ enum Task {
         #[arg(long, default_value_t = 4566)]
         port: u16,
     },
-    /// Brings up the local stack, sends traffic and shows it being consumed.
+    /// The outage demo: local stack up, example consumer and breaker deployed, steady
+    /// traffic, a simulated outage, and the breaker opening, probing, spreading the backlog
+    /// and closing, narrated live; ends with a summary and a timeline picture.
     Demo {
         #[arg(long, default_value_t = 4566)]
         port: u16,
-        #[arg(long, default_value_t = 100)]
-        messages: usize,
+        /// How long the consumer fails, in seconds.
+        #[arg(long, default_value_t = 40)]
+        outage_seconds: u64,
+        /// Healthy traffic before the outage, in seconds.
+        #[arg(long, default_value_t = 10)]
+        warmup_seconds: u64,
+        /// Messages sent per second during the whole demo.
+        #[arg(long, default_value_t = 5)]
+        rate: usize,
+        /// Period of the breaker's alarm (one breaching period trips it).
+        #[arg(long, default_value = "10", value_parser = ["10", "30", "60", "120"])]
+        alarm_period: String,
+        /// Backoff between probes: base and cap, in seconds.
+        #[arg(long, default_value_t = 2)]
+        backoff_base: u32,
+        #[arg(long, default_value_t = 8)]
+        backoff_cap: u32,
+        /// The rejitter's delay range for the backlog, in seconds.
+        #[arg(long, default_value_t = 10)]
+        min_delay: u32,
+        #[arg(long, default_value_t = 30)]
+        max_delay: u32,
+        /// Leaves the local stack running afterwards (stop it with `cargo xtask local down`).
+        #[arg(long)]
+        keep: bool,
     },
     /// Runs every test: formatting, lints, template lint, unit and local-stack tests.
     Test,
@@ -65,11 +90,25 @@ enum BenchTarget {
         #[arg(long, default_value_t = 3)]
         executions: usize,
     },
+    /// Rejitter cold start, SendMessageBatch calls per message, warm throughput and peak RSS,
+    /// against a fake Runtime API and a fake SQS on loopback.
+    Rejitter {
+        /// Cold starts to measure.
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        /// Warm invocations of 10 records to time (a tenth as many of 100 records).
+        #[arg(long, default_value_t = 1000)]
+        invocations: usize,
+        /// Simulated SQS latency for two more rows (0 skips them).
+        #[arg(long, default_value_t = 10)]
+        sqs_latency_ms: u64,
+    },
 }
 
 #[derive(Subcommand)]
 enum LocalAction {
-    /// Installs the toolchain if needed, starts (or reuses) the emulator, builds and deploys.
+    /// Installs the toolchain if needed, starts (or reuses) the emulator, builds and deploys
+    /// the example stack and the breaker attached to it (template defaults).
     Up {
         #[arg(long, default_value_t = 4566)]
         port: u16,
@@ -107,11 +146,44 @@ fn main() -> Result<()> {
         Task::Outage { switch, port } => {
             runtime()?.block_on(outage(&running(port)?, switch == "on"))
         }
-        Task::Demo { port, messages } => demo(port, messages),
+        Task::Demo {
+            port,
+            outage_seconds,
+            warmup_seconds,
+            rate,
+            alarm_period,
+            backoff_base,
+            backoff_cap,
+            min_delay,
+            max_delay,
+            keep,
+        } => demo(DemoFlags {
+            port,
+            keep,
+            options: demo::Options {
+                outage: Duration::from_secs(outage_seconds),
+                warmup: Duration::from_secs(warmup_seconds),
+                rate,
+                alarm_period_s: alarm_period.parse()?,
+                backoff_base_s: backoff_base,
+                backoff_cap_s: backoff_cap,
+                min_delay_s: min_delay,
+                max_delay_s: max_delay,
+                ..demo::Options::default()
+            },
+        }),
         Task::Test => test(),
         Task::Bench {
             target: BenchTarget::Controller { runs, executions },
         } => bench_controller(runs, executions),
+        Task::Bench {
+            target:
+                BenchTarget::Rejitter {
+                    runs,
+                    invocations,
+                    sqs_latency_ms,
+                },
+        } => xtask::bench_rejitter::run(runs, invocations, sqs_latency_ms),
     }
 }
 
@@ -123,6 +195,7 @@ fn up(port: u16) -> Result<Emulator> {
     let (tools, emulator) = stack::emulator_on(port)?;
     bridge_process(&emulator)?;
     stack::deploy_example(&tools, &emulator, &Vec::new())?;
+    runtime()?.block_on(stack::deploy_breaker(&tools, &emulator, &Vec::new()))?;
     eprintln!(
         "==> local stack up at {} (stop it with: cargo xtask local down --port {port})",
         emulator.endpoint()
@@ -200,36 +273,36 @@ async fn outage(emulator: &Emulator, on: bool) -> Result<()> {
     Ok(())
 }
 
-fn demo(port: u16, messages: usize) -> Result<()> {
-    let emulator = up(port)?;
-    runtime()?.block_on(async {
-        let config = aws::config(&emulator).await;
-        let outputs = aws::stack_outputs(&config, stack::EXAMPLE_STACK).await?;
-        let queue = outputs.get("QueueUrl").context("no QueueUrl output")?;
-        let sqs = aws_sdk_sqs::Client::new(&config);
-        let ids = traffic::send(&sqs, queue, "demo", messages).await?;
-        println!(
-            "sent {} messages; watching the consumer drain the queue",
-            ids.len()
-        );
-        let started = Instant::now();
-        loop {
-            let depth = status::queue_depth(&sqs, queue).await?;
-            println!(
-                "  t+{:>3}s  visible {:>4}  in flight {:>4}  delayed {:>4}",
-                started.elapsed().as_secs(),
-                depth.visible,
-                depth.in_flight,
-                depth.delayed
-            );
-            if depth.total() == 0 || started.elapsed() > Duration::from_secs(120) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-        status::print(&emulator).await
-    })?;
-    println!("the stack stays up; stop it with: cargo xtask local down --port {port}");
+#[derive(Debug)]
+struct DemoFlags {
+    port: u16,
+    keep: bool,
+    options: demo::Options,
+}
+
+fn demo(flags: DemoFlags) -> Result<()> {
+    let port = flags.port;
+    let started_here = Emulator::find(port).is_none();
+    let (tools, emulator) = stack::emulator_on(port)?;
+    bridge_process(&emulator)?;
+    let outcome = runtime()?.block_on(demo::run(&tools, &emulator, &flags.options));
+    if flags.keep || !started_here {
+        println!("the local stack stays up; stop it with: cargo xtask local down --port {port}");
+    } else {
+        down(port)?;
+    }
+    let report = outcome?;
+    println!("{}", report.summary());
+    println!(
+        "timeline: {}\nexecution histories: {}",
+        flags.options.out_dir.join("timeline.svg").display(),
+        flags.options.out_dir.join("executions.json").display()
+    );
+    anyhow::ensure!(report.lost == 0, "{} messages were lost", report.lost);
+    anyhow::ensure!(
+        report.owner().is_some_and(|e| e.visited("CloseCircuit")),
+        "the circuit did not close"
+    );
     Ok(())
 }
 

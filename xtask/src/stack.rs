@@ -67,7 +67,7 @@ pub async fn deploy_breaker(
 pub struct TestStack {
     pub tools: tools::Tools,
     pub emulator: Emulator,
-    _bridges: crate::emulator_gaps::Bridges,
+    bridges: Option<crate::emulator_gaps::Bridges>,
 }
 
 impl TestStack {
@@ -85,13 +85,15 @@ impl TestStack {
         Ok(TestStack {
             tools,
             emulator,
-            _bridges: bridges,
+            bridges: Some(bridges),
         })
     }
 }
 
 impl Drop for TestStack {
     fn drop(&mut self) {
+        // The bridges first: they talk to the emulator until they stop.
+        drop(self.bridges.take());
         self.emulator.stop();
     }
 }

@@ -75,7 +75,7 @@ fn find_python() -> Result<String> {
         let ok = Command::new(candidate)
             .args([
                 "-c",
-                "import sys, venv; sys.exit(0 if sys.version_info >= (3, 9) else 1)",
+                "import sys, venv; sys.exit(0 if sys.version_info >= (3, 10) else 1)",
             ])
             .output()
             .map(|o| o.status.success())
@@ -85,8 +85,9 @@ fn find_python() -> Result<String> {
         }
     }
     bail!(
-        "Python 3.9 or newer with the venv module is required to install the local AWS \
-         toolchain, and none was found on PATH (tried python3, python).\n\
+        "Python 3.10 or newer with the venv module is required to install the local AWS \
+         toolchain (the pinned ministack and sam need it), and none was found on PATH\n\
+         (tried python3, python).\n\
          On Debian/Ubuntu: apt-get install python3 python3-venv python3-pip"
     )
 }

@@ -2,11 +2,21 @@
 //! code never knows it runs locally: these bridges do, from the outside, what AWS itself
 //! would do.
 //!
-//! Gap bridged here: Lambda invocations made by an SQS event source mapping publish no
-//! `AWS/Lambda` metrics (the emulator records them only for the Invoke API). AWS publishes
-//! `Invocations` and `Errors` for every invocation, and the breaker's alarm watches
-//! `Errors`. The bridge follows the emulator's log, where it reports each mapping
-//! invocation's outcome, and puts the datapoints AWS would have recorded.
+//! 1. Lambda invocations made by an SQS event source mapping publish no `AWS/Lambda` metrics
+//!    (the emulator records them only for the Invoke API). AWS publishes `Invocations` and
+//!    `Errors` for every invocation, and the breaker's alarm watches `Errors`. The bridge
+//!    below follows the emulator's log, where it reports each mapping invocation's outcome,
+//!    and puts the datapoints AWS would have recorded.
+//! 2. Alarms: the emulator evaluates them only when PutMetricData or PutMetricAlarm is called,
+//!    ignores their dimensions (and the M-out-of-N rule), and an alarm state change emits no
+//!    EventBridge event; PutEvents refuses `aws.*` sources, so the event cannot be injected
+//!    either. [`alarm_bridge`] evaluates each alarm's own definition on its period
+//!    ([`alarm_evaluation`]) and delivers the documented event ([`alarm_events`]) to the
+//!    targets of the rules that match it. Metric-math alarms are not bridged.
+
+pub mod alarm_bridge;
+pub mod alarm_evaluation;
+pub mod alarm_events;
 
 use crate::emulator::{log_file, Emulator};
 use anyhow::Result;
@@ -109,8 +119,16 @@ impl Bridges {
             .build()?;
         let (emulator, flag) = (emulator.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            if let Err(e) = runtime.block_on(run_metrics_bridge(&emulator, flag)) {
-                eprintln!("emulator gap bridge stopped: {e:#}");
+            let (metrics, alarms) = runtime.block_on(async {
+                tokio::join!(
+                    run_metrics_bridge(&emulator, flag.clone()),
+                    alarm_bridge::run(&emulator, flag.clone())
+                )
+            });
+            for result in [metrics, alarms] {
+                if let Err(e) = result {
+                    eprintln!("emulator gap bridge stopped: {e:#}");
+                }
             }
         });
         Ok(Bridges {
