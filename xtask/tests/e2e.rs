@@ -11,7 +11,9 @@ fn an_outage_opens_the_circuit_probes_spreads_the_backlog_and_closes_without_los
     let local = TestStack::start().expect("local stack");
     let options = demo::Options {
         warmup: Duration::from_secs(5),
-        outage: Duration::from_secs(25),
+        // Long enough for two failed probes even when the alarm takes two periods to trip
+        // and a slow machine takes seconds to open the circuit.
+        outage: Duration::from_secs(40),
         rate: 4,
         alarm_period_s: 10,
         backoff_base_s: 1,
