@@ -2,6 +2,7 @@
 
 use crate::{emulator::Emulator, sam, tools};
 use anyhow::Result;
+use std::collections::HashMap;
 
 pub const EXAMPLE_STACK: &str = "sqscb-example";
 pub const BREAKER_STACK: &str = "sqscb-breaker";
@@ -95,5 +96,78 @@ impl Drop for TestStack {
         // The bridges first: they talk to the emulator until they stop.
         drop(self.bridges.take());
         self.emulator.stop();
+    }
+}
+
+/// A test's own local stack with the example stack and the breaker deployed: the stacks'
+/// outputs, and clients for the emulator.
+pub struct Deployment {
+    pub example: HashMap<String, String>,
+    pub breaker: HashMap<String, String>,
+    pub sqs: aws_sdk_sqs::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// Last, so that it is dropped (and the emulator stopped) last.
+    pub local: TestStack,
+}
+
+impl Deployment {
+    /// Starts an emulator and deploys both stacks with these parameters.
+    pub fn start(
+        example: &Parameters,
+        breaker: &Parameters,
+    ) -> Result<(tokio::runtime::Runtime, Deployment)> {
+        let local = TestStack::start()?;
+        deploy_example(&local.tools, &local.emulator, example)?;
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(deploy_breaker(&local.tools, &local.emulator, breaker))?;
+        let deployed = runtime.block_on(async {
+            let config = crate::aws::config(&local.emulator).await;
+            anyhow::Ok(Deployment {
+                example: crate::aws::stack_outputs(&config, EXAMPLE_STACK).await?,
+                breaker: crate::aws::stack_outputs(&config, BREAKER_STACK).await?,
+                sqs: aws_sdk_sqs::Client::new(&config),
+                lambda: aws_sdk_lambda::Client::new(&config),
+                sfn: aws_sdk_sfn::Client::new(&config),
+                logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+                cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+                local,
+            })
+        })?;
+        Ok((runtime, deployed))
+    }
+
+    pub fn queue(&self) -> &str {
+        &self.example["QueueUrl"]
+    }
+
+    pub fn function(&self) -> &str {
+        &self.example["ConsumerFunctionName"]
+    }
+
+    pub fn mapping(&self) -> &str {
+        &self.example["EventSourceMappingId"]
+    }
+
+    /// Starts an execution with the event AWS sends when the breaker's alarm goes to ALARM
+    /// (what opening by hand does).
+    pub async fn start_alarm_execution(&self) -> Result<String> {
+        let event = crate::breaker::alarm_event(
+            &self.breaker["AlarmName"],
+            "000000000000",
+            crate::sam::REGION,
+            "2026-11-26T12:00:00Z",
+        );
+        crate::breaker::start(&self.sfn, &self.breaker["StateMachineArn"], &event).await
+    }
+
+    pub async fn mapping_state(&self) -> Result<String> {
+        crate::breaker::mapping_state(&self.lambda, self.mapping()).await
+    }
+
+    pub async fn outage(&self, on: bool) -> Result<()> {
+        crate::consumer::set_should_error(&self.lambda, self.function(), on).await
     }
 }

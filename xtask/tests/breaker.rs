@@ -4,68 +4,24 @@
 
 use anyhow::{ensure, Context, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
-use xtask::stack::{self, Parameters, TestStack};
+use xtask::stack::{Deployment as Deployed, Parameters};
 use xtask::wait::eventually;
-use xtask::{aws, breaker, consumer, status, traffic};
+use xtask::{breaker, status, traffic};
 
 /// One emulator with both stacks at a time: these scenarios are CPU-bound on small machines.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-struct Deployed {
-    _local: TestStack,
-    example: HashMap<String, String>,
-    breaker: HashMap<String, String>,
-    sqs: aws_sdk_sqs::Client,
-    lambda: aws_sdk_lambda::Client,
-    sfn: aws_sdk_sfn::Client,
-    logs: aws_sdk_cloudwatchlogs::Client,
-    cloudwatch: aws_sdk_cloudwatch::Client,
-}
-
-impl Deployed {
-    fn queue(&self) -> &str {
-        &self.example["QueueUrl"]
-    }
-    fn function(&self) -> &str {
-        &self.example["ConsumerFunctionName"]
-    }
-    fn mapping(&self) -> &str {
-        &self.example["EventSourceMappingId"]
-    }
-
-    async fn start_alarm_execution(&self) -> Result<String> {
-        let event = breaker::alarm_event(
-            &self.breaker["AlarmName"],
-            "000000000000",
-            "us-east-1",
-            "2026-11-26T12:00:00Z",
-        );
-        breaker::start(&self.sfn, &self.breaker["StateMachineArn"], &event).await
-    }
-
-    async fn mapping_state(&self) -> Result<String> {
-        breaker::mapping_state(&self.lambda, self.mapping()).await
-    }
-
-    async fn outage(&self, on: bool) -> Result<()> {
-        consumer::set_should_error(&self.lambda, self.function(), on).await
-    }
-}
-
 /// Fast timings: visibility 5 s, consumer timeout 3 s, backoff 1..2 s.
 fn deploy(example: Parameters, breaker: Parameters) -> Result<(tokio::runtime::Runtime, Deployed)> {
-    let local = TestStack::start()?;
     let mut example_parameters: Parameters = vec![
         ("VisibilityTimeoutSeconds", "5".into()),
         ("ConsumerTimeoutSeconds", "3".into()),
         ("MaxReceiveCount", "1000".into()),
     ];
     example_parameters.extend(example);
-    stack::deploy_example(&local.tools, &local.emulator, &example_parameters)?;
-    let runtime = tokio::runtime::Runtime::new()?;
     let mut breaker_parameters: Parameters = vec![
         ("BackoffBaseSeconds", "1".into()),
         ("BackoffCapSeconds", "2".into()),
@@ -76,25 +32,7 @@ fn deploy(example: Parameters, breaker: Parameters) -> Result<(tokio::runtime::R
         ("AlarmThreshold", "1000000".into()),
     ];
     breaker_parameters.extend(breaker);
-    runtime.block_on(stack::deploy_breaker(
-        &local.tools,
-        &local.emulator,
-        &breaker_parameters,
-    ))?;
-    let deployed = runtime.block_on(async {
-        let config = aws::config(&local.emulator).await;
-        anyhow::Ok(Deployed {
-            example: aws::stack_outputs(&config, stack::EXAMPLE_STACK).await?,
-            breaker: aws::stack_outputs(&config, stack::BREAKER_STACK).await?,
-            sqs: aws_sdk_sqs::Client::new(&config),
-            lambda: aws_sdk_lambda::Client::new(&config),
-            sfn: aws_sdk_sfn::Client::new(&config),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-            _local: local,
-        })
-    })?;
-    Ok((runtime, deployed))
+    Deployed::start(&example_parameters, &breaker_parameters)
 }
 
 fn count(states: &[String], name: &str) -> usize {

@@ -5,12 +5,12 @@
 
 use anyhow::{ensure, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
-use xtask::stack::{self, Parameters, TestStack};
+use xtask::stack::{Deployment, Parameters};
 use xtask::status::{self, Depth};
 use xtask::wait::eventually;
-use xtask::{aws, breaker, consumer, traffic};
+use xtask::{breaker, traffic};
 
 const MESSAGES: usize = 5_000;
 
@@ -20,36 +20,15 @@ const MESSAGES: usize = 5_000;
 const MIN_DELAY_SECONDS: u64 = 60;
 const MAX_DELAY_SECONDS: u64 = 120;
 
-struct Deployed {
-    _local: TestStack,
-    example: HashMap<String, String>,
-    breaker: HashMap<String, String>,
-    sqs: aws_sdk_sqs::Client,
-    lambda: aws_sdk_lambda::Client,
-    sfn: aws_sdk_sfn::Client,
-    logs: aws_sdk_cloudwatchlogs::Client,
-}
-
-impl Deployed {
-    fn queue(&self) -> &str {
-        &self.example["QueueUrl"]
-    }
-    fn function(&self) -> &str {
-        &self.example["ConsumerFunctionName"]
-    }
-}
-
 /// The example stack (fast retries, no DLQ move from the outage's failed probes) and the
 /// breaker with the rejitter. The alarm cannot fire: the test starts the one execution itself,
 /// so no second recovery can open the circuit again while the backlog is spread.
-fn deploy() -> Result<(tokio::runtime::Runtime, Deployed)> {
-    let local = TestStack::start()?;
+fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
     let example: Parameters = vec![
         ("VisibilityTimeoutSeconds", "5".into()),
         ("ConsumerTimeoutSeconds", "3".into()),
         ("MaxReceiveCount", "1000".into()),
     ];
-    stack::deploy_example(&local.tools, &local.emulator, &example)?;
     let breaker: Parameters = vec![
         ("BackoffBaseSeconds", "1".into()),
         ("BackoffCapSeconds", "2".into()),
@@ -63,25 +42,7 @@ fn deploy() -> Result<(tokio::runtime::Runtime, Deployed)> {
         ("MaxDelaySeconds", MAX_DELAY_SECONDS.to_string()),
         ("RejitterMaxSeconds", "600".into()),
     ];
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(stack::deploy_breaker(
-        &local.tools,
-        &local.emulator,
-        &breaker,
-    ))?;
-    let deployed = runtime.block_on(async {
-        let config = aws::config(&local.emulator).await;
-        anyhow::Ok(Deployed {
-            example: aws::stack_outputs(&config, stack::EXAMPLE_STACK).await?,
-            breaker: aws::stack_outputs(&config, stack::BREAKER_STACK).await?,
-            sqs: aws_sdk_sqs::Client::new(&config),
-            lambda: aws_sdk_lambda::Client::new(&config),
-            sfn: aws_sdk_sfn::Client::new(&config),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
-            _local: local,
-        })
-    })?;
-    Ok((runtime, deployed))
+    Deployment::start(&example, &breaker)
 }
 
 /// How two multisets differ, briefly: counts, not 5,000 hashes.
@@ -118,20 +79,13 @@ fn the_rejitter_delays_a_5000_message_mixed_backlog_and_the_consumer_gets_each_o
     runtime.block_on(async {
         // Open the circuit on an empty queue and keep every probe failing while the backlog
         // is sent, so nothing is consumed or spread before all 5,000 messages are queued.
-        consumer::set_should_error(&d.lambda, d.function(), true).await?;
-        let event = breaker::alarm_event(
-            &d.breaker["AlarmName"],
-            "000000000000",
-            "us-east-1",
-            "2026-11-26T12:00:00Z",
-        );
-        let execution = breaker::start(&d.sfn, &d.breaker["StateMachineArn"], &event).await?;
+        d.outage(true).await?;
+        let execution = d.start_alarm_execution().await?;
         eventually(
             "the consumer's mapping to be Disabled",
             Duration::from_secs(60),
             || async {
-                let state =
-                    breaker::mapping_state(&d.lambda, &d.example["EventSourceMappingId"]).await?;
+                let state = d.mapping_state().await?;
                 Ok((state == "Disabled").then_some(()))
             },
         )
@@ -152,7 +106,7 @@ fn the_rejitter_delays_a_5000_message_mixed_backlog_and_the_consumer_gets_each_o
         );
 
         // The next probe is healthy; it consumes one message, then the rejitter phase runs.
-        consumer::set_should_error(&d.lambda, d.function(), false).await?;
+        d.outage(false).await?;
         let healed = Instant::now();
         let mut peak = Depth::default();
         let end = loop {
