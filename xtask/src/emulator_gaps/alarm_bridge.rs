@@ -180,8 +180,9 @@ async fn tick(
 
         let period_end = definition.last_period_end(now / 1000);
         if period_end > entry.evaluated_until {
-            entry.evaluated_until = period_end;
+            // A failed read is retried on the next tick, not skipped for a period.
             let datapoints = datapoints(clients, &definition, period_end).await?;
+            entry.evaluated_until = period_end;
             let evaluation = evaluate(&definition, &datapoints, period_end, entry.state.value, now);
             if evaluation.state != entry.state.value {
                 let next = StateRecord {
