@@ -1,5 +1,7 @@
 //! The circuit as the workflow carries it from step to step (`$.circuit` in the state
-//! machine). Every step receives it and returns it updated.
+//! machine). Every step receives it and returns it updated. What the steps act on, though,
+//! comes from the circuit item the breaker wrote when it opened (see `adapters::store`): the
+//! input only names the circuit.
 
 use crate::core::Next;
 use serde::{Deserialize, Serialize};
@@ -9,33 +11,51 @@ use serde::{Deserialize, Serialize};
 pub enum OpenStatus {
     /// This execution disabled the mapping and owns the circuit.
     Opened,
-    /// Another execution owns the circuit of this mapping; this one does nothing.
+    /// Another running execution owns the circuit of this mapping; this one does nothing.
     AlreadyOpen,
     /// The mapping was not enabled (an operator disabled it): the breaker never touches it.
     MappingNotEnabled,
+    /// The alarm entered ALARM before the circuit's last close: an old or redelivered event
+    /// for an outage that is over.
+    Stale,
+    /// Too many circuits opened on this mapping in the last hour: the breaker stands aside
+    /// for `wait_seconds`, then re-arms the alarm.
+    CoolingDown,
 }
 
-/// The mapping's configuration when the breaker opened the circuit; restored on close.
+/// The consumer's mapping as the breaker found it when it opened the circuit, and what the
+/// breaker changed on it: the only thing it ever gives back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MappingSnapshot {
     pub uuid: String,
     /// The mapping's FunctionArn, qualifier included: probes invoke exactly this.
     pub function_arn: String,
     pub event_source_arn: String,
+    /// The mapping's state when the circuit opened.
     pub state: String,
-    pub batch_size: Option<i32>,
-    pub maximum_batching_window_in_seconds: Option<i32>,
-    #[serde(default)]
-    pub function_response_types: Vec<String>,
-    pub maximum_concurrency: Option<i32>,
+    /// The fields the breaker changed, to give back on every end. Absent in circuits opened
+    /// by an older breaker, which only ever disabled an Enabled mapping: see `changes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<Changed>,
 }
 
 impl MappingSnapshot {
-    pub fn reports_batch_item_failures(&self) -> bool {
-        self.function_response_types
-            .iter()
-            .any(|t| t == "ReportBatchItemFailures")
+    /// What the breaker changed on the mapping and must give back.
+    pub fn changes(&self) -> Changed {
+        self.changed.unwrap_or(Changed {
+            enabled: self.state == "Enabled",
+        })
     }
+}
+
+/// The mapping fields the breaker changed. Everything else about the mapping belongs to its
+/// owners (a deploy of the consumer during an outage keeps its batch size, window, response
+/// types, concurrency), and the breaker never writes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changed {
+    /// The breaker disabled an Enabled mapping: ending the circuit sets `Enabled: true`.
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +70,10 @@ pub struct Circuit {
     /// Earliest SentTimestamp known to be in the queue: the retention guard's anchor.
     pub oldest_sent_ms: u64,
     pub retention_seconds: u32,
+    /// The queue's `maxReceiveCount`, when it has a redrive policy: a failed probe never
+    /// takes a message to it.
+    #[serde(default)]
+    pub max_receive_count: Option<u32>,
     /// Visibility timeout for the probe message: longer than the consumer may run.
     pub probe_visibility_seconds: u32,
     /// Probes made so far.
@@ -72,6 +96,10 @@ pub struct Circuit {
     /// The rejitter phase, once started.
     #[serde(default)]
     pub rejitter: Option<RejitterPhase>,
+    /// Events this execution's history holds so far, counted as AWS writes them (see
+    /// `core::history`): the guard that keeps it below the 25,000-event limit.
+    #[serde(default)]
+    pub history_events: u32,
 }
 
 /// The backlog-spreading phase between a healthy probe and closing the circuit.

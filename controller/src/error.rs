@@ -21,6 +21,9 @@ pub enum StepError {
         function: String,
         count: usize,
     },
+    /// The mapping the circuit names no longer exists (deleted by a deploy or a person).
+    #[error("event source mapping {mapping} no longer exists")]
+    MappingDeleted { mapping: String },
     /// The mapping did not reach the wanted state in time. Retried.
     #[error("mapping {mapping} is {actual}, still not {wanted} after {seconds}s")]
     MappingNotSettled {
@@ -53,6 +56,7 @@ impl StepError {
             StepError::InvalidEvent(_) => "InvalidEvent",
             StepError::MappingNotFound { .. } => "MappingNotFound",
             StepError::SeveralMappings { .. } => "SeveralMappings",
+            StepError::MappingDeleted { .. } => "MappingDeleted",
             StepError::MappingNotSettled { .. } => "MappingNotSettled",
             StepError::Transient { .. } => "Transient",
             StepError::Aws { .. } => "AwsError",

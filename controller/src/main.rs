@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 async fn handle(ctx: &Context, event: LambdaEvent<Value>) -> Result<Value, StepError> {
-    let request: Request = serde_json::from_value(event.payload)
+    let (request, retries) = Request::parse(event.payload)
         .map_err(|e| StepError::Fatal(format!("malformed step request: {e}")))?;
-    let span = tracing::info_span!("step", step = request.name(), execution = %request.execution());
+    let span = tracing::info_span!("step", step = request.name(), execution = %request.execution(), retries);
     let _guard = span.enter();
-    let result = steps::run(ctx, request).await;
+    let result = steps::run(ctx, request, retries).await;
     if let Err(e) = &result {
         tracing::error!(error_type = e.name(), error = %e, "step failed");
     }

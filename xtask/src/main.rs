@@ -402,12 +402,6 @@ fn bench_controller(runs: usize, executions: usize) -> Result<()> {
         let sfn = aws_sdk_sfn::Client::new(&config);
         let lambda = aws_sdk_lambda::Client::new(&config);
         let sqs = aws_sdk_sqs::Client::new(&config);
-        let event = breaker::alarm_event(
-            &deployed["AlarmName"],
-            "000000000000",
-            "us-east-1",
-            "2026-11-26T12:00:00Z",
-        );
         let mut by_state: std::collections::BTreeMap<String, Vec<Duration>> = Default::default();
         for outage in [false, true] {
             for _ in 0..executions {
@@ -415,6 +409,13 @@ fn bench_controller(runs: usize, executions: usize) -> Result<()> {
                     consumer::set_should_error(&lambda, &example["ConsumerFunctionName"], true).await?;
                     traffic::send(&sqs, &example["QueueUrl"], "bench", 3).await?;
                 }
+                // Stamped now: the breaker ignores an ALARM from before the circuit's last close.
+                let event = breaker::alarm_event(
+                    &deployed["AlarmName"],
+                    "000000000000",
+                    "us-east-1",
+                    &breaker::utc_time(std::time::SystemTime::now()),
+                );
                 let execution = breaker::start(&sfn, &deployed["StateMachineArn"], &event).await?;
                 if outage {
                     // Let a few probes fail (each invokes the consumer), then heal.

@@ -109,6 +109,8 @@ pub struct Deployment {
     pub sfn: aws_sdk_sfn::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub events: aws_sdk_eventbridge::Client,
     /// Last, so that it is dropped (and the emulator stopped) last.
     pub local: TestStack,
 }
@@ -133,6 +135,8 @@ impl Deployment {
                 sfn: aws_sdk_sfn::Client::new(&config),
                 logs: aws_sdk_cloudwatchlogs::Client::new(&config),
                 cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+                dynamodb: aws_sdk_dynamodb::Client::new(&config),
+                events: aws_sdk_eventbridge::Client::new(&config),
                 local,
             })
         })?;
@@ -152,15 +156,55 @@ impl Deployment {
     }
 
     /// Starts an execution with the event AWS sends when the breaker's alarm goes to ALARM
-    /// (what opening by hand does).
+    /// (what opening by hand does), stamped with the current time: the breaker ignores an
+    /// ALARM event older than the circuit's last close.
     pub async fn start_alarm_execution(&self) -> Result<String> {
+        let now = crate::breaker::utc_time(std::time::SystemTime::now());
+        self.start_alarm_execution_at(&now).await
+    }
+
+    /// Starts an execution with the alarm event as it would have been sent at `time`
+    /// (`2026-12-01T10:11:12Z`): a late delivery, or a duplicate of an earlier event.
+    pub async fn start_alarm_execution_at(&self, time: &str) -> Result<String> {
         let event = crate::breaker::alarm_event(
             &self.breaker["AlarmName"],
             "000000000000",
             crate::sam::REGION,
-            "2026-11-26T12:00:00Z",
+            time,
         );
         crate::breaker::start(&self.sfn, &self.breaker["StateMachineArn"], &event).await
+    }
+
+    /// The circuit item of the consumer's mapping, if the breaker wrote one.
+    pub async fn circuit(&self) -> Result<Option<crate::breaker::Circuit>> {
+        crate::breaker::circuit(
+            &self.dynamodb,
+            &self.breaker["CircuitTableName"],
+            self.mapping(),
+        )
+        .await
+    }
+
+    /// The breaker's alarm.
+    pub async fn alarm(&self) -> Result<crate::breaker::Alarm> {
+        crate::breaker::alarm(&self.cloudwatch, &self.breaker["AlarmName"]).await
+    }
+
+    /// Puts the breaker's alarm in `value` (`OK`, `ALARM`) as CloudWatch would.
+    pub async fn set_alarm(&self, value: &str, reason: &str) -> Result<()> {
+        crate::breaker::set_alarm_state(&self.cloudwatch, &self.breaker["AlarmName"], value, reason)
+            .await
+    }
+
+    /// The consumer's mapping.
+    pub async fn consumer_mapping(&self) -> Result<crate::breaker::Mapping> {
+        crate::breaker::mapping(&self.lambda, self.mapping()).await
+    }
+
+    /// The rejitter's mapping on the consumer's queue (deployed with `RejitterEnabled`).
+    pub async fn rejitter_mapping(&self) -> Result<crate::breaker::Mapping> {
+        crate::breaker::rejitter_mapping(&self.lambda, &self.example["QueueArn"], self.function())
+            .await
     }
 
     pub async fn mapping_state(&self) -> Result<String> {

@@ -86,6 +86,27 @@ fn breaker_opens_probes_and_closes_without_losing_a_message() -> Result<()> {
         );
         ensure!(d.mapping_state().await? == "Enabled");
 
+        // The history budget counts events as AWS writes them; the emulator writes one event
+        // fewer per Task attempt (no LambdaFunctionStarted). Up to CloseCircuit, every state
+        // counted its own events, so the workflow's count is the emulator's plus one per
+        // attempt: neither more nor less.
+        let output = d
+            .sfn
+            .describe_execution()
+            .execution_arn(&execution)
+            .send()
+            .await
+            .context("DescribeExecution")?;
+        let output: serde_json::Value =
+            serde_json::from_str(output.output().unwrap_or("{}")).context("execution output")?;
+        let counted = output["circuit"]["history_events"].as_u64().unwrap_or(0);
+        let (events, attempts) = breaker::events_before(&d.sfn, &execution, "CloseCircuit").await?;
+        ensure!(
+            counted == u64::from(events + attempts),
+            "the workflow counted {counted} history events; the emulator wrote {events} with \
+             {attempts} Task attempts before CloseCircuit"
+        );
+
         // Closing set the alarm to OK (SetAlarmState records its reason even when the state
         // does not change), so the next outage raises a fresh transition.
         let alarm = d
@@ -226,6 +247,9 @@ fn empty_queue_closes_and_an_operator_disabled_mapping_stays_disabled() -> Resul
     })
 }
 
+/// A small backlog through a long outage: probes never take a good message to the DLQ (a
+/// message at its last receive goes back as a fresh copy), and the poison message still gets
+/// there through normal redrive once the consumer is back.
 #[test]
 #[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
 fn a_poison_message_reaches_the_dlq_while_the_circuit_closes() -> Result<()> {
@@ -250,13 +274,25 @@ fn a_poison_message_reaches_the_dlq_while_the_circuit_closes() -> Result<()> {
         let good: HashSet<String> = traffic::send(&d.sqs, d.queue(), "good", 5)
             .await?
             .into_iter()
-            .map(|sent| sent.message_id)
+            .map(|sent| sent.fingerprint)
             .collect();
         let execution = d.start_alarm_execution().await?;
         eventually(
             "the mapping to be Disabled",
             Duration::from_secs(60),
             || async { Ok((d.mapping_state().await? == "Disabled").then_some(())) },
+        )
+        .await?;
+        // A long outage for so small a backlog: more failed probes than messages, each
+        // probe one receive, with maxReceiveCount 2. Without fresh copies every good message
+        // would be in the DLQ by now.
+        eventually(
+            "more failed probes than messages",
+            Duration::from_secs(180),
+            || async {
+                let states = breaker::visited_states(&d.sfn, &execution).await?;
+                Ok((count(&states, "NextBackoff") >= 8).then_some(()))
+            },
         )
         .await?;
         d.outage(false).await?;
@@ -291,15 +327,25 @@ fn a_poison_message_reaches_the_dlq_while_the_circuit_closes() -> Result<()> {
             },
         )
         .await?;
+        // Good messages given back as fresh copies carry new ids: count them by body.
         eventually(
             "every good message processed",
             Duration::from_secs(120),
             || async {
-                let done = traffic::processed_ids(&d.logs, d.function()).await?;
+                let done: HashSet<String> = traffic::processed_fingerprints(&d.logs, d.function())
+                    .await?
+                    .into_iter()
+                    .collect();
                 Ok(good.is_subset(&done).then_some(()))
             },
         )
         .await?;
+        // Only the poison message is in the DLQ: the outage cost no good message its place.
+        let dead = status::queue_depth(&d.sqs, dlq).await?;
+        ensure!(
+            dead.total() == 1,
+            "only the poison message may be dead: {dead:?}"
+        );
         Ok(())
     })
 }

@@ -35,7 +35,7 @@ const NOT_RETRYABLE: [&str; 4] = [
 ];
 
 /// Every Task, the `step` it sends the controller, and where it goes on success.
-const TASKS: [(&str, &str, &str); 9] = [
+const TASKS: [(&str, &str, &str); 11] = [
     ("OpenCircuit", "open", "IsCircuitOpen"),
     ("Probe", "probe", "ProbeVerdict"),
     ("NextBackoff", "backoff", "BackoffOrGiveUp"),
@@ -44,6 +44,8 @@ const TASKS: [(&str, &str, &str); 9] = [
     ("StopRejitter", "stop_rejitter", "CloseCircuit"),
     ("CloseCircuit", "close", "CircuitClosed"),
     ("GiveUp", "give_up", "CircuitGaveUp"),
+    ("ReleaseCircuit", "release", "CircuitClosedElsewhere"),
+    ("RearmAlarm", "rearm", "CircuitRearmed"),
     ("Failsafe", "failsafe", "FailsafeRestoredConsumer"),
 ];
 
@@ -64,6 +66,8 @@ const CHOICES: [Choice; 4] = [
             ("Opened", "WaitBeforeProbe"),
             ("AlreadyOpen", "AnotherExecutionOwnsCircuit"),
             ("MappingNotEnabled", "MappingDisabledByOperator"),
+            ("Stale", "IgnoreStaleAlarm"),
+            ("CoolingDown", "CoolDown"),
         ],
         "UnexpectedState",
     ),
@@ -75,6 +79,7 @@ const CHOICES: [Choice; 4] = [
             ("Rejitter", "StartRejitter"),
             ("Backoff", "NextBackoff"),
             ("GiveUp", "GiveUp"),
+            ("ClosedElsewhere", "ReleaseCircuit"),
         ],
         "UnexpectedState",
     ),
@@ -84,6 +89,7 @@ const CHOICES: [Choice; 4] = [
         &[
             ("WaitForBacklog", "WaitForBacklog"),
             ("Close", "StopRejitter"),
+            ("ClosedElsewhere", "ReleaseCircuit"),
         ],
         "UnexpectedState",
     ),
@@ -95,10 +101,13 @@ const CHOICES: [Choice; 4] = [
     ),
 ];
 
-const SUCCEEDS: [&str; 3] = [
+const SUCCEEDS: [&str; 6] = [
     "AnotherExecutionOwnsCircuit",
     "MappingDisabledByOperator",
+    "IgnoreStaleAlarm",
+    "CircuitRearmed",
     "CircuitClosed",
+    "CircuitClosedElsewhere",
 ];
 
 /// Fail states and their error names.
@@ -358,7 +367,9 @@ fn workflow_follows_the_controller_contract() {
             }
         }
     }
-    let circuit_payload = json!({"step": "", "circuit.$": "$.circuit"});
+    // Each step also learns how many of its attempts failed before (the history budget).
+    let circuit_payload =
+        json!({"step": "", "circuit.$": "$.circuit", "retries.$": "$$.State.RetryCount"});
     for name in [
         "Probe",
         "NextBackoff",
@@ -367,6 +378,8 @@ fn workflow_follows_the_controller_contract() {
         "StopRejitter",
         "CloseCircuit",
         "GiveUp",
+        "ReleaseCircuit",
+        "RearmAlarm",
     ] {
         let mut payload = state(name)["Parameters"].clone();
         payload["step"] = json!("");
@@ -374,7 +387,7 @@ fn workflow_follows_the_controller_contract() {
     }
     assert_eq!(
         state("OpenCircuit")["Parameters"],
-        json!({"step": "open", "event.$": "$", "execution.$": "$$.Execution.Id"})
+        json!({"step": "open", "event.$": "$", "execution.$": "$$.Execution.Id", "retries.$": "$$.State.RetryCount"})
     );
     assert_eq!(
         state("Failsafe")["Parameters"],
@@ -423,6 +436,21 @@ fn workflow_follows_the_controller_contract() {
     let wait = state("WaitForBacklog");
     assert_eq!(wait["Type"], "Wait");
     assert_eq!(wait["Next"], "CheckBacklog");
+    let wait = state("CoolDown");
+    assert_eq!(wait["Type"], "Wait");
+    assert_eq!(wait["SecondsPath"], "$.circuit.wait_seconds");
+    assert_eq!(wait["Next"], "RearmAlarm");
+
+    // A step that finds the circuit in someone else's hands (NotOwner) ends quietly: the
+    // failsafe would act on a circuit that is not this execution's.
+    for (name, _, _) in TASKS {
+        if matches!(name, "OpenCircuit" | "Failsafe" | "RearmAlarm") {
+            continue;
+        }
+        let first = &array(state(name), "Catch")[0];
+        assert_eq!(error_names(first), vec!["NotOwner"], "{name}");
+        assert_eq!(first["Next"], "CircuitClosedElsewhere", "{name}");
+    }
 
     let unexpected = state("UnexpectedState");
     assert_eq!(unexpected["Type"], "Pass");
@@ -448,7 +476,12 @@ fn workflow_follows_the_controller_contract() {
         .chain(CHOICES.iter().map(|c| c.0))
         .chain(SUCCEEDS)
         .chain(FAILS.iter().map(|f| f.0))
-        .chain(["WaitBeforeProbe", "WaitForBacklog", "UnexpectedState"])
+        .chain([
+            "WaitBeforeProbe",
+            "WaitForBacklog",
+            "CoolDown",
+            "UnexpectedState",
+        ])
         .collect();
     let actual: BTreeSet<&str> = states.keys().map(String::as_str).collect();
     assert_eq!(
@@ -497,7 +530,7 @@ fn structure_check_catches_broken_workflows() {
         (
             "Task NextBackoff catches States.ALL, but not to Failsafe",
             problems_after(|d| {
-                d["States"]["NextBackoff"]["Catch"][0]["Next"] = json!("CircuitClosed");
+                d["States"]["NextBackoff"]["Catch"][1]["Next"] = json!("CircuitClosed");
             }),
         ),
         (

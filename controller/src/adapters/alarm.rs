@@ -21,3 +21,26 @@ pub async fn reset(
         .map_err(|e| StepError::aws("SetAlarmState", e))?;
     Ok(())
 }
+
+/// The alarm's state now and when it entered it (epoch ms); `None` if there is no such alarm.
+pub async fn current(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    alarm: &str,
+) -> Result<Option<(String, u64)>, StepError> {
+    let out = cloudwatch
+        .describe_alarms()
+        .alarm_names(alarm)
+        .send()
+        .await
+        .map_err(|e| StepError::aws("DescribeAlarms", e))?;
+    Ok(out.metric_alarms().first().map(|a| {
+        (
+            a.state_value()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            a.state_updated_timestamp()
+                .and_then(|t| t.to_millis().ok())
+                .map_or(0, |t| t.max(0) as u64),
+        )
+    }))
+}

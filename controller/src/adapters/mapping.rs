@@ -1,26 +1,60 @@
-//! The consumer's SQS event source mapping: find it, switch it, wait for it to settle.
+//! Event source mappings: find the consumer's (only when a circuit opens), read one, switch
+//! one on or off once it has settled.
 
-use crate::circuit::MappingSnapshot;
+use crate::circuit::{Changed, MappingSnapshot};
 use crate::error::StepError;
-use aws_sdk_lambda::types::{FunctionResponseType, ScalingConfig};
+use aws_sdk_lambda::error::ProvideErrorMetadata;
 use std::time::{Duration, Instant};
 
-/// List and Get return different types with the same getters.
-macro_rules! snapshot {
-    ($m:expr) => {
+/// A mapping as read now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub uuid: String,
+    pub function_arn: String,
+    pub event_source_arn: String,
+    pub state: String,
+    pub function_response_types: Vec<String>,
+}
+
+impl Mapping {
+    pub fn reports_batch_item_failures(&self) -> bool {
+        self.function_response_types
+            .iter()
+            .any(|t| t == "ReportBatchItemFailures")
+    }
+
+    pub fn snapshot(&self, changed: Changed) -> MappingSnapshot {
         MappingSnapshot {
+            uuid: self.uuid.clone(),
+            function_arn: self.function_arn.clone(),
+            event_source_arn: self.event_source_arn.clone(),
+            state: self.state.clone(),
+            changed: Some(changed),
+        }
+    }
+}
+
+/// States a mapping passes through on its own; Lambda refuses updates meanwhile
+/// (ResourceInUseException).
+const SETTLING: [&str; 5] = ["Creating", "Enabling", "Disabling", "Updating", "Deleting"];
+
+pub fn is_settling(state: &str) -> bool {
+    SETTLING.contains(&state)
+}
+
+/// List and Get return different types with the same getters.
+macro_rules! mapping {
+    ($m:expr) => {
+        Mapping {
             uuid: $m.uuid().unwrap_or_default().to_string(),
             function_arn: $m.function_arn().unwrap_or_default().to_string(),
             event_source_arn: $m.event_source_arn().unwrap_or_default().to_string(),
             state: $m.state().unwrap_or_default().to_string(),
-            batch_size: $m.batch_size(),
-            maximum_batching_window_in_seconds: $m.maximum_batching_window_in_seconds(),
             function_response_types: $m
                 .function_response_types()
                 .iter()
                 .map(|t| t.as_str().to_string())
                 .collect(),
-            maximum_concurrency: $m.scaling_config().and_then(|s| s.maximum_concurrency()),
         }
     };
 }
@@ -30,7 +64,7 @@ pub async fn find(
     lambda: &aws_sdk_lambda::Client,
     queue_arn: &str,
     function: &str,
-) -> Result<MappingSnapshot, StepError> {
+) -> Result<Mapping, StepError> {
     let mut found = Vec::new();
     let mut pages = lambda
         .list_event_source_mappings()
@@ -40,7 +74,7 @@ pub async fn find(
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| StepError::aws("ListEventSourceMappings", e))?;
-        found.extend(page.event_source_mappings().iter().map(|m| snapshot!(m)));
+        found.extend(page.event_source_mappings().iter().map(|m| mapping!(m)));
     }
     match found.len() {
         0 => Err(StepError::MappingNotFound {
@@ -56,81 +90,53 @@ pub async fn find(
     }
 }
 
-pub async fn get(
-    lambda: &aws_sdk_lambda::Client,
-    uuid: &str,
-) -> Result<MappingSnapshot, StepError> {
-    let out = lambda
-        .get_event_source_mapping()
-        .uuid(uuid)
-        .send()
-        .await
-        .map_err(|e| StepError::aws("GetEventSourceMapping", e))?;
-    Ok(snapshot!(out))
+/// Reads one mapping; a deleted one is `MappingDeleted`.
+pub async fn get(lambda: &aws_sdk_lambda::Client, uuid: &str) -> Result<Mapping, StepError> {
+    match lambda.get_event_source_mapping().uuid(uuid).send().await {
+        Ok(out) => Ok(mapping!(out)),
+        Err(e) if e.code() == Some("ResourceNotFoundException") => Err(StepError::MappingDeleted {
+            mapping: uuid.to_string(),
+        }),
+        Err(e) => Err(StepError::aws("GetEventSourceMapping", e)),
+    }
 }
 
-/// Disables the mapping. Only `Enabled` changes: the rest of its configuration stays.
-pub async fn disable(lambda: &aws_sdk_lambda::Client, uuid: &str) -> Result<(), StepError> {
-    set_enabled(lambda, uuid, false).await
-}
-
-/// Switches the mapping on or off, changing nothing else.
-pub async fn set_enabled(
+/// Brings the mapping to Enabled or Disabled and waits until it is there, changing nothing
+/// else about it. A mapping in transition (a deploy in progress) is waited for first, and one
+/// already in the wanted state is left alone, so a retried step does no harm.
+pub async fn switch(
     lambda: &aws_sdk_lambda::Client,
     uuid: &str,
     enabled: bool,
-) -> Result<(), StepError> {
-    lambda
-        .update_event_source_mapping()
-        .uuid(uuid)
-        .enabled(enabled)
-        .send()
-        .await
-        .map_err(|e| StepError::aws("UpdateEventSourceMapping", e))?;
-    Ok(())
-}
-
-/// Enables the mapping with the configuration it had when the circuit opened.
-pub async fn restore(
-    lambda: &aws_sdk_lambda::Client,
-    snapshot: &MappingSnapshot,
-) -> Result<(), StepError> {
-    let mut update = lambda
-        .update_event_source_mapping()
-        .uuid(&snapshot.uuid)
-        .enabled(true)
-        .set_batch_size(snapshot.batch_size)
-        .set_maximum_batching_window_in_seconds(snapshot.maximum_batching_window_in_seconds)
-        .set_function_response_types(Some(
-            snapshot
-                .function_response_types
-                .iter()
-                .map(|t| FunctionResponseType::from(t.as_str()))
-                .collect(),
-        ));
-    if let Some(max) = snapshot.maximum_concurrency {
-        update = update.scaling_config(ScalingConfig::builder().maximum_concurrency(max).build());
-    }
-    update
-        .send()
-        .await
-        .map_err(|e| StepError::aws("UpdateEventSourceMapping", e))?;
-    Ok(())
-}
-
-/// Waits until the mapping's State is `wanted` (updates are asynchronous in AWS).
-pub async fn wait_for_state(
-    lambda: &aws_sdk_lambda::Client,
-    uuid: &str,
-    wanted: &str,
     timeout: Duration,
     poll: Duration,
-) -> Result<MappingSnapshot, StepError> {
+) -> Result<Mapping, StepError> {
+    let wanted = if enabled { "Enabled" } else { "Disabled" };
     let started = Instant::now();
+    let mut requested = false;
     loop {
         let current = get(lambda, uuid).await?;
         if current.state == wanted {
             return Ok(current);
+        }
+        if !requested && !is_settling(&current.state) {
+            let update = lambda
+                .update_event_source_mapping()
+                .uuid(uuid)
+                .enabled(enabled)
+                .send()
+                .await;
+            match update {
+                Ok(_) => requested = true,
+                // It started moving between the read and the update: wait for it.
+                Err(e) if e.code() == Some("ResourceInUseException") => {}
+                Err(e) if e.code() == Some("ResourceNotFoundException") => {
+                    return Err(StepError::MappingDeleted {
+                        mapping: uuid.to_string(),
+                    })
+                }
+                Err(e) => return Err(StepError::aws("UpdateEventSourceMapping", e)),
+            }
         }
         if started.elapsed() >= timeout {
             return Err(StepError::MappingNotSettled {

@@ -3,6 +3,7 @@
 
 pub mod alarm;
 pub mod consumer;
+pub mod execution;
 pub mod mapping;
 pub mod queue;
 pub mod signals;
@@ -16,6 +17,7 @@ pub struct Clients {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sfn: aws_sdk_sfn::Client,
 }
 
 impl Clients {
@@ -26,6 +28,7 @@ impl Clients {
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
             eventbridge: aws_sdk_eventbridge::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
+            sfn: aws_sdk_sfn::Client::new(config),
         }
     }
 }

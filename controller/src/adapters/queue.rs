@@ -10,6 +10,8 @@ use std::collections::HashMap;
 pub struct QueueInfo {
     pub url: String,
     pub retention_seconds: u32,
+    /// The redrive policy's `maxReceiveCount`, when the queue has one.
+    pub max_receive_count: Option<u32>,
 }
 
 pub async fn describe(
@@ -31,6 +33,7 @@ pub async fn describe(
         .get_queue_attributes()
         .queue_url(&url)
         .attribute_names(QueueAttributeName::MessageRetentionPeriod)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
         .send()
         .await
         .map_err(|e| StepError::aws("GetQueueAttributes", e))?;
@@ -40,9 +43,14 @@ pub async fn describe(
         .and_then(|v| v.parse().ok())
         // SQS's default retention, should the attribute be missing.
         .unwrap_or(345_600);
+    let max_receive_count = attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+        .and_then(|policy| crate::core::receives::max_receive_count(policy));
     Ok(QueueInfo {
         url,
         retention_seconds,
+        max_receive_count,
     })
 }
 
@@ -110,6 +118,39 @@ pub async fn delete(sqs: &aws_sdk_sqs::Client, url: &str, receipt: &str) -> Resu
         .await
         .map_err(|e| StepError::aws("DeleteMessage", e))?;
     Ok(())
+}
+
+/// Sends a fresh copy of `message` (body, message attributes and trace header as they are;
+/// receive count 0); returns the copy's message id. The caller deletes the original after.
+pub async fn send_copy(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    message: &Message,
+) -> Result<String, StepError> {
+    use aws_sdk_sqs::types::{MessageSystemAttributeNameForSends, MessageSystemAttributeValue};
+    let trace = message
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::AwsTraceHeader));
+    let mut send = sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(message.body().unwrap_or_default())
+        .set_message_attributes(message.message_attributes().cloned());
+    if let Some(trace) = trace {
+        send = send.message_system_attributes(
+            MessageSystemAttributeNameForSends::AwsTraceHeader,
+            MessageSystemAttributeValue::builder()
+                .data_type("String")
+                .string_value(trace)
+                .build()
+                .map_err(|e| StepError::Fatal(format!("building the trace header: {e}")))?,
+        );
+    }
+    let out = send
+        .send()
+        .await
+        .map_err(|e| StepError::aws("SendMessage", e))?;
+    Ok(out.message_id().unwrap_or_default().to_string())
 }
 
 /// Makes a message visible again at once; its receive count has already grown, so the

@@ -15,6 +15,8 @@ pub enum Transition {
     ProbeSucceeded,
     CircuitClosed,
     CircuitGaveUp,
+    /// An execution ended without closing its circuit; the recovery closed it.
+    CircuitRecovered,
 }
 
 impl Transition {
@@ -26,6 +28,7 @@ impl Transition {
             Transition::ProbeSucceeded => "Probe Succeeded",
             Transition::CircuitClosed => "Circuit Closed",
             Transition::CircuitGaveUp => "Circuit Gave Up",
+            Transition::CircuitRecovered => "Circuit Recovered",
         }
     }
 
@@ -37,6 +40,7 @@ impl Transition {
             Transition::ProbeSucceeded => "ProbeSucceeded",
             Transition::CircuitClosed => "CircuitClosed",
             Transition::CircuitGaveUp => "CircuitGaveUp",
+            Transition::CircuitRecovered => "CircuitRecovered",
         }
     }
 }
@@ -62,9 +66,29 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Puts the event and the metric. Both are needed for alerting, so a failure is an error
-    /// (the step is retried; events may then repeat, which consumers must tolerate anyway).
-    pub async fn emit(&self, transition: Transition, detail: &Detail) -> Result<(), StepError> {
+    /// Puts the event and the metric. Alerting never steers the circuit: a failure (a deleted
+    /// bus, a bus policy, throttling past the SDK's retries) is logged with what was lost,
+    /// and the step goes on as if it had been sent.
+    pub async fn emit(&self, transition: Transition, detail: &Detail) {
+        if let Err(e) = self.put_event(transition, detail).await {
+            tracing::error!(
+                error = %e,
+                lost_event = transition.detail_type(),
+                lost_detail = %serde_json::to_string(detail).unwrap_or_default(),
+                "could not send the breaker's event"
+            );
+        }
+        if let Err(e) = self.put_metric(transition, detail).await {
+            tracing::error!(
+                error = %e,
+                lost_metric = transition.metric(),
+                function = %detail.function,
+                "could not put the breaker's metric"
+            );
+        }
+    }
+
+    async fn put_event(&self, transition: Transition, detail: &Detail) -> Result<(), StepError> {
         let body = serde_json::to_string(detail)
             .map_err(|e| StepError::Fatal(format!("serialising event detail: {e}")))?;
         let out = self
@@ -93,6 +117,10 @@ impl Signals {
                 message: reason.to_string(),
             });
         }
+        Ok(())
+    }
+
+    async fn put_metric(&self, transition: Transition, detail: &Detail) -> Result<(), StepError> {
         self.cloudwatch
             .put_metric_data()
             .namespace(&self.namespace)

@@ -1,10 +1,12 @@
 //! The circuit-state store: one DynamoDB item per mapping, written with conditions.
 //!
-//! It is both the persisted circuit state (state, since, owner execution, trips, last probe)
-//! and the single-flight lock: an execution may act on a mapping only while the item names
-//! it as owner, and it can become owner only when the circuit is closed. DynamoDB's
-//! conditional writes are atomic, so two executions started by one flapping alarm (or by
-//! EventBridge delivering an event twice) can never both own the circuit.
+//! It is both the persisted circuit state (state, since, owner execution, trips, last probe,
+//! the mapping as it was found and what the breaker changed on it) and the single-flight
+//! lock: an execution may act on a mapping only while the item names it as owner of an OPEN
+//! circuit, and it can become owner only when the circuit is closed, or when its owner's
+//! execution has ended without releasing it. DynamoDB's conditional writes are atomic, so two
+//! executions started by one flapping alarm (or by EventBridge delivering an event twice) can
+//! never both own the circuit.
 
 use crate::circuit::MappingSnapshot;
 use crate::error::StepError;
@@ -16,13 +18,25 @@ pub const CLOSED: &str = "CLOSED";
 pub const GAVE_UP: &str = "GAVE_UP";
 
 /// The stored state of one mapping's circuit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CircuitRecord {
+    pub mapping_id: String,
     pub state: String,
     pub owner: String,
     pub since_ms: u64,
     pub trips: u64,
+    pub reason: String,
     pub snapshot: Option<MappingSnapshot>,
+    /// When the circuits of the last hour opened (the re-arm bound).
+    pub recent_opens: Vec<u64>,
+    /// Until when a recovery (an owner that is not an execution) holds the circuit.
+    pub lease_until_ms: u64,
+}
+
+/// The owner a recovery takes a circuit over as, from the ended execution it recovers: not an
+/// execution ARN, so that nobody mistakes it for one; its hold is bounded by a lease.
+pub fn recovery_owner(ended_execution: &str) -> String {
+    format!("recovery of {ended_execution}")
 }
 
 /// The outcome of trying to take the circuit.
@@ -31,7 +45,19 @@ pub enum Acquire {
     /// This execution owns the circuit; the snapshot is the one taken when it first did
     /// (a retried step must not mistake the mapping it disabled itself for an operator's).
     Acquired(MappingSnapshot),
-    HeldBy(String),
+    /// Someone else holds it (`state` OPEN or GAVE_UP).
+    HeldBy(CircuitRecord),
+}
+
+/// Whose circuit it is, as a step about to act must know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// This execution owns the open circuit.
+    Open(CircuitRecord),
+    /// This execution owned it and has already ended it (a retried final step).
+    Released(CircuitRecord),
+    /// Another execution or person holds it, or there is no circuit.
+    Other(String),
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +78,14 @@ fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E)
     e.code() == Some("ConditionalCheckFailedException")
 }
 
+fn opens_text(opens: &[u64]) -> String {
+    opens
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl Store {
     pub async fn get(&self, mapping: &str) -> Result<Option<CircuitRecord>, StepError> {
         let out = self
@@ -66,13 +100,16 @@ impl Store {
         Ok(out.item().map(record_of))
     }
 
-    /// Takes the circuit for `execution` if it is closed (or already this execution's).
+    /// Takes the circuit for `execution` if it is closed (or already this execution's),
+    /// recording `recent_opens` (this opening included).
     pub async fn acquire(
         &self,
         mapping: &str,
         execution: &str,
         now_ms: u64,
         snapshot: &MappingSnapshot,
+        reason: &str,
+        recent_opens: &[u64],
     ) -> Result<Acquire, StepError> {
         let stored = serde_json::to_string(snapshot)
             .map_err(|e| StepError::Fatal(format!("serialising the mapping snapshot: {e}")))?;
@@ -82,7 +119,8 @@ impl Store {
             .table_name(&self.table)
             .key("mapping_id", s(mapping))
             .update_expression(
-                "SET #state = :open, #owner = :me, since_ms = :now, mapping_snapshot = :snapshot ADD trips :one",
+                "SET #state = :open, #owner = :me, since_ms = :now, mapping_snapshot = :snapshot, \
+                 reason = :reason, recent_opens = :opens ADD trips :one",
             )
             .condition_expression("attribute_not_exists(mapping_id) OR #state = :closed")
             .expression_attribute_names("#state", "state")
@@ -92,6 +130,8 @@ impl Store {
             .expression_attribute_values(":me", s(execution))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":snapshot", s(&stored))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":opens", s(&opens_text(recent_opens)))
             .expression_attribute_values(":one", n(1))
             .send()
             .await;
@@ -99,22 +139,108 @@ impl Store {
             Ok(_) => Ok(Acquire::Acquired(snapshot.clone())),
             Err(e) if e.as_service_error().is_some_and(is_condition_failure) => {
                 // Held: by this very execution (a retried step) or by another one.
-                let record = self.get(mapping).await?;
-                Ok(match record {
-                    Some(CircuitRecord {
-                        owner,
-                        snapshot: Some(first),
-                        ..
-                    }) if owner == execution => Acquire::Acquired(first),
-                    Some(record) => Acquire::HeldBy(record.owner),
-                    None => Acquire::HeldBy(String::new()),
+                let record = self.get(mapping).await?.unwrap_or_default();
+                Ok(match record.snapshot {
+                    Some(first) if record.owner == execution && record.state == OPEN => {
+                        Acquire::Acquired(first)
+                    }
+                    _ => Acquire::HeldBy(record),
                 })
             }
             Err(e) => Err(StepError::aws("UpdateItem", e)),
         }
     }
 
-    /// Sets fields on the circuit while `execution` owns it.
+    /// Takes over an OPEN circuit whose owner has ended without releasing it, as `new_owner`
+    /// (held until `lease_until_ms` when that is not an execution). Returns false when the
+    /// circuit changed hands meanwhile.
+    pub async fn take_over(
+        &self,
+        mapping: &str,
+        new_owner: &str,
+        dead_owner: &str,
+        reason: &str,
+        lease_until_ms: u64,
+    ) -> Result<bool, StepError> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .key("mapping_id", s(mapping))
+            .update_expression("SET #owner = :me, reason = :reason, lease_until_ms = :lease")
+            .condition_expression("#owner = :dead AND #state = :open")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":open", s(OPEN))
+            .expression_attribute_values(":me", s(new_owner))
+            .expression_attribute_values(":dead", s(dead_owner))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":lease", n(lease_until_ms))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
+            Err(e) => Err(StepError::aws("UpdateItem", e)),
+        }
+    }
+
+    /// Whose circuit this is: read before any step acts on the mapping.
+    pub async fn ownership(&self, mapping: &str, execution: &str) -> Result<Ownership, StepError> {
+        Ok(match self.get(mapping).await? {
+            Some(record) if record.owner == execution && record.state == OPEN => {
+                Ownership::Open(record)
+            }
+            Some(record) if record.owner == execution => Ownership::Released(record),
+            Some(record) => Ownership::Other(record.owner),
+            None => Ownership::Other(String::new()),
+        })
+    }
+
+    /// Fails with NotOwner unless `execution` owns the open circuit; returns its record.
+    pub async fn owned(&self, mapping: &str, execution: &str) -> Result<CircuitRecord, StepError> {
+        match self.ownership(mapping, execution).await? {
+            Ownership::Open(record) => Ok(record),
+            Ownership::Released(record) => Err(StepError::NotOwner {
+                mapping: mapping.to_string(),
+                owner: format!("nobody (this execution already ended it: {})", record.state),
+            }),
+            Ownership::Other(owner) => Err(StepError::NotOwner {
+                mapping: mapping.to_string(),
+                owner,
+            }),
+        }
+    }
+
+    /// Every circuit `owner` (or, with `or_owner`, that one) still holds open: normally
+    /// none or one.
+    pub async fn open_circuits_of(
+        &self,
+        owner: &str,
+        or_owner: Option<&str>,
+    ) -> Result<Vec<CircuitRecord>, StepError> {
+        let mut found = Vec::new();
+        let mut pages = self
+            .dynamodb
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("(#owner = :me OR #owner = :or_me) AND #state = :open")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":or_me", s(or_owner.unwrap_or(owner)))
+            .expression_attribute_values(":open", s(OPEN))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StepError::aws("Scan", e))?;
+            found.extend(page.items().iter().map(record_of));
+        }
+        Ok(found)
+    }
+
+    /// Sets fields on the circuit while `execution` owns it open.
     async fn update_owned(
         &self,
         mapping: &str,
@@ -122,74 +248,55 @@ impl Store {
         set: &str,
         values: HashMap<String, AttributeValue>,
     ) -> Result<(), StepError> {
-        let mut request = self
+        let result = self
             .dynamodb
             .update_item()
             .table_name(&self.table)
             .key("mapping_id", s(mapping))
             .update_expression(set)
-            .condition_expression("#owner = :me")
+            .condition_expression("#owner = :me AND #state = :open")
             .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#state", "state")
             .set_expression_attribute_values(Some(
                 values
                     .into_iter()
-                    .chain([(":me".to_string(), s(execution))])
+                    .chain([
+                        (":me".to_string(), s(execution)),
+                        (":open".to_string(), s(OPEN)),
+                    ])
                     .collect(),
-            ));
-        // DynamoDB refuses names the expressions do not use.
-        if set.contains("#state") {
-            request = request.expression_attribute_names("#state", "state");
-        }
-        let result = request.send().await;
+            ))
+            .send()
+            .await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(is_condition_failure) => {
-                let owner = self
-                    .get(mapping)
-                    .await?
-                    .map(|r| r.owner)
-                    .unwrap_or_default();
-                Err(StepError::NotOwner {
-                    mapping: mapping.to_string(),
-                    owner,
-                })
+                self.owned(mapping, execution).await.map(drop)
             }
             Err(e) => Err(StepError::aws("UpdateItem", e)),
         }
     }
 
-    /// Fails with NotOwner unless `execution` owns the circuit: checked before acting on
-    /// the mapping, so an execution that lost the circuit never touches it.
-    pub async fn ensure_owner(&self, mapping: &str, execution: &str) -> Result<(), StepError> {
-        let owner = self
-            .get(mapping)
-            .await?
-            .map(|r| r.owner)
-            .unwrap_or_default();
-        if owner == execution {
-            Ok(())
-        } else {
-            Err(StepError::NotOwner {
-                mapping: mapping.to_string(),
-                owner,
-            })
-        }
-    }
-
-    /// Gives the circuit back without having opened it (the mapping was not enabled).
+    /// Gives the circuit back without having opened it (the mapping was not enabled):
+    /// `recent_opens` goes back to the openings before this one.
     pub async fn release(
         &self,
         mapping: &str,
         execution: &str,
         now_ms: u64,
+        reason: &str,
+        recent_opens: &[u64],
     ) -> Result<(), StepError> {
         self.update_owned(
             mapping,
             execution,
-            "SET #state = :closed, since_ms = :now ADD trips :minus_one",
+            "SET #state = :closed, since_ms = :now, reason = :reason, recent_opens = :opens \
+             ADD trips :minus_one",
             HashMap::from([
                 (":closed".into(), s(CLOSED)),
                 (":now".into(), n(now_ms)),
+                (":reason".into(), s(reason)),
+                (":opens".into(), s(&opens_text(recent_opens))),
                 (":minus_one".into(), AttributeValue::N("-1".into())),
             ]),
         )
@@ -212,21 +319,35 @@ impl Store {
         .await
     }
 
-    /// Moves the circuit to `state` (CLOSED, or GAVE_UP to keep it open for an operator).
+    /// Ends the circuit: `state` CLOSED, or GAVE_UP to keep it open for an operator. A retry
+    /// after it was already ended by this execution succeeds without writing.
     pub async fn finish(
         &self,
         mapping: &str,
         execution: &str,
         now_ms: u64,
         state: &str,
+        reason: &str,
     ) -> Result<(), StepError> {
-        self.update_owned(
-            mapping,
-            execution,
-            "SET #state = :state, since_ms = :now",
-            HashMap::from([(":state".into(), s(state)), (":now".into(), n(now_ms))]),
-        )
-        .await
+        let written = self
+            .update_owned(
+                mapping,
+                execution,
+                "SET #state = :state, since_ms = :now, reason = :reason",
+                HashMap::from([
+                    (":state".into(), s(state)),
+                    (":now".into(), n(now_ms)),
+                    (":reason".into(), s(reason)),
+                ]),
+            )
+            .await;
+        match written {
+            Err(StepError::NotOwner { .. }) => match self.ownership(mapping, execution).await? {
+                Ownership::Released(_) => Ok(()),
+                _ => written,
+            },
+            other => other,
+        }
     }
 }
 
@@ -244,10 +365,17 @@ fn record_of(item: &HashMap<String, AttributeValue>) -> CircuitRecord {
             .unwrap_or(0)
     };
     CircuitRecord {
+        mapping_id: text("mapping_id"),
         state: text("state"),
         owner: text("owner"),
         since_ms: number("since_ms"),
         trips: number("trips"),
+        reason: text("reason"),
         snapshot: serde_json::from_str(&text("mapping_snapshot")).ok(),
+        recent_opens: text("recent_opens")
+            .split(',')
+            .filter_map(|t| t.parse().ok())
+            .collect(),
+        lease_until_ms: number("lease_until_ms"),
     }
 }

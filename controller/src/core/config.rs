@@ -133,6 +133,8 @@ pub struct Config {
     pub consumer_function: String,
     pub queue_arn: String,
     pub alarm_name: String,
+    /// The breaker's own state machine: only its running executions may open a circuit.
+    pub state_machine_name: String,
     pub circuit_table: String,
     pub event_bus: String,
     pub metrics_namespace: String,
@@ -147,6 +149,8 @@ pub struct Config {
     pub rejitter_function: Option<String>,
     /// Longest the rejitter phase may run before the circuit closes anyway.
     pub rejitter_max_seconds: u32,
+    /// At most this many circuits open per mapping in any hour (`None`: no bound).
+    pub max_circuits_per_hour: Option<u32>,
 }
 
 impl Config {
@@ -159,6 +163,7 @@ impl Config {
         let queue_arn = env.required("QUEUE_ARN")?;
         QueueArn::parse(&queue_arn)?;
         let alarm_name = env.required("ALARM_NAME")?;
+        let state_machine_name = env.required("STATE_MACHINE_NAME")?;
         let circuit_table = env.required("CIRCUIT_TABLE")?;
         let event_bus = env.or("EVENT_BUS_NAME", "default");
         let metrics_namespace = env.or("METRICS_NAMESPACE", "SqsCircuitBreaker");
@@ -191,6 +196,7 @@ impl Config {
             consumer_function,
             queue_arn,
             alarm_name,
+            state_machine_name,
             circuit_table,
             event_bus,
             metrics_namespace,
@@ -206,6 +212,7 @@ impl Config {
             settle_timeout_seconds: env.seconds("SETTLE_TIMEOUT_SECONDS", 60)?,
             rejitter_function: env.optional("REJITTER_FUNCTION_NAME"),
             rejitter_max_seconds: env.seconds("REJITTER_MAX_SECONDS", 900)?,
+            max_circuits_per_hour: unlimited_if_zero(env.seconds("MAX_CIRCUITS_PER_HOUR", 6)?),
         })
     }
 
@@ -218,6 +225,21 @@ impl Config {
     /// The validated queue ARN, split into its parts.
     pub fn queue(&self) -> Result<QueueArn, ConfigError> {
         QueueArn::parse(&self.queue_arn)
+    }
+
+    /// Is `execution` an execution ARN of the breaker's own state machine (same partition,
+    /// region and account as the queue)?
+    pub fn is_own_execution(&self, execution: &str) -> bool {
+        let Ok(queue) = self.queue() else {
+            return false;
+        };
+        let prefix = format!(
+            "arn:{}:states:{}:{}:execution:{}:",
+            queue.partition, queue.region, queue.account, self.state_machine_name
+        );
+        execution
+            .strip_prefix(&prefix)
+            .is_some_and(|id| !id.is_empty() && !id.contains(':'))
     }
 }
 
@@ -283,6 +305,7 @@ mod tests {
             ("CONSUMER_FUNCTION_NAME", "consumer".to_owned()),
             ("QUEUE_ARN", ARN.to_owned()),
             ("ALARM_NAME", "consumer-errors".to_owned()),
+            ("STATE_MACHINE_NAME", "consumer-breaker".to_owned()),
             ("CIRCUIT_TABLE", "circuits".to_owned()),
         ])
     }
@@ -308,6 +331,7 @@ mod tests {
                 consumer_function: "consumer".into(),
                 queue_arn: ARN.into(),
                 alarm_name: "consumer-errors".into(),
+                state_machine_name: "consumer-breaker".into(),
                 circuit_table: "circuits".into(),
                 event_bus: "default".into(),
                 metrics_namespace: "SqsCircuitBreaker".into(),
@@ -326,6 +350,7 @@ mod tests {
                 settle_timeout_seconds: 60,
                 rejitter_function: None,
                 rejitter_max_seconds: 900,
+                max_circuits_per_hour: Some(6),
             }
         );
         assert!(!c.queue_is_fifo());

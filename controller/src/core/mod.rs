@@ -9,11 +9,16 @@ pub mod alarm_event;
 pub mod backlog;
 pub mod backoff;
 pub mod config;
+pub mod history;
 pub mod policy;
+pub mod rearm;
+pub mod receives;
 pub mod retention;
 pub mod verdict;
 
-pub use alarm_event::{alarm_transition, AlarmTransition, InvalidEvent};
+pub use alarm_event::{
+    alarm_transition, epoch_ms, is_fresh, AlarmTransition, InvalidEvent, OwnAlarm,
+};
 pub use backlog::after_backlog_check;
 pub use backoff::{Backoff, MAX_VISIBILITY_SECONDS};
 pub use config::{Config, ConfigError, QueueArn};

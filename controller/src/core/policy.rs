@@ -122,6 +122,9 @@ pub enum Next {
     Rejitter,
     /// The rejitter is still turning visible messages into delayed ones.
     WaitForBacklog,
+    /// Someone else ended the circuit (enabled the consumer's mapping, deleted it, or took
+    /// the circuit): release what the breaker still holds and stop.
+    ClosedElsewhere,
 }
 
 /// A healthy probe with a rejitter configured spreads the backlog before closing; an empty

@@ -2,20 +2,26 @@
 
 use super::Context;
 use crate::circuit::Circuit;
+use crate::core::history::{no_room_for, task, FLOW_STATE, PROBE_LOOP_WORST};
 use crate::core::{exhausted, retention_deadline_ms, Next};
 use crate::error::StepError;
 
-/// A Standard execution's history holds 25,000 events and one probe loop writes 16; past
-/// this many probes the execution would fail without its failsafe, so it gives up first.
-pub const MAX_PROBES_PER_EXECUTION: u32 = 1_400;
-
-pub async fn backoff(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepError> {
+pub async fn backoff(
+    ctx: &Context,
+    mut circuit: Circuit,
+    retries: u32,
+) -> Result<Circuit, StepError> {
+    // This Task and BackoffOrGiveUp.
+    circuit.history_events += task(retries) + FLOW_STATE;
     let now = ctx.now_ms();
-    if circuit.attempt >= MAX_PROBES_PER_EXECUTION {
+    // A Standard execution that reaches 25,000 history events fails outside every Catch:
+    // give up (by the policy, with the failsafe still reachable) before one more probe loop
+    // could get there.
+    if no_room_for(circuit.history_events, PROBE_LOOP_WORST) {
         circuit.next = Some(Next::GiveUp);
         circuit.reason = format!(
-            "{} probes: the execution history is nearly full",
-            circuit.attempt
+            "{} probes: the execution history ({} events) has no room for another probe loop",
+            circuit.attempt, circuit.history_events
         );
         return Ok(circuit);
     }

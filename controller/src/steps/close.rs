@@ -1,91 +1,118 @@
-//! CloseCircuit and GiveUp: give the consumer back its mapping (or, when giving up with the
-//! leave-open policy, keep it off), reset the alarm, record and announce it.
+//! The ends of a circuit the workflow reaches: CloseCircuit (the consumer is healthy),
+//! GiveUp (the limits say stop; `restore` gives the consumer back, `leave-open` keeps it off),
+//! ReleaseCircuit (someone else ended it) and RearmAlarm (after a cooldown).
 
+use super::end::{end_open_circuit, rearm_alarm};
 use super::Context;
 use crate::adapters::signals::Transition;
-use crate::adapters::store::{CLOSED, GAVE_UP};
-use crate::adapters::{alarm, mapping};
+use crate::adapters::store::{Ownership, GAVE_UP};
 use crate::circuit::Circuit;
 use crate::core::GiveUpPolicy;
 use crate::error::StepError;
 
-/// Re-enables the mapping with its snapshot configuration and waits until it is Enabled.
-async fn restore_consumer(ctx: &Context, circuit: &Circuit) -> Result<(), StepError> {
-    ctx.store()
-        .ensure_owner(&circuit.mapping.uuid, &circuit.execution)
-        .await?;
-    let lambda = &ctx.clients.lambda;
-    mapping::restore(lambda, &circuit.mapping).await?;
-    mapping::wait_for_state(
-        lambda,
-        &circuit.mapping.uuid,
-        "Enabled",
-        ctx.settle_timeout(),
-        ctx.poll,
-    )
-    .await?;
+/// Ends the circuit this execution holds open; a retry after it was ended only re-arms and
+/// announces again. A circuit someone else holds is `NotOwner` and stays untouched.
+async fn end_own(ctx: &Context, circuit: &Circuit, reason: &str) -> Result<(), StepError> {
+    match ctx
+        .store()
+        .ownership(&circuit.mapping.uuid, &circuit.execution)
+        .await?
+    {
+        Ownership::Open(record) => {
+            end_open_circuit(ctx, &circuit.execution, &record, reason).await?;
+        }
+        Ownership::Released(_) => rearm_alarm(ctx, reason).await?,
+        Ownership::Other(owner) => {
+            return Err(StepError::NotOwner {
+                mapping: circuit.mapping.uuid.clone(),
+                owner,
+            })
+        }
+    }
     Ok(())
 }
 
 pub async fn close(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepError> {
-    restore_consumer(ctx, &circuit).await?;
-    alarm::reset(
-        &ctx.clients.cloudwatch,
-        &ctx.config.alarm_name,
-        "sqs-circuit-breaker closed the circuit: the consumer is healthy again",
+    end_own(
+        ctx,
+        &circuit,
+        "closed the circuit: the consumer is healthy again",
     )
     .await?;
-    ctx.store()
-        .finish(
-            &circuit.mapping.uuid,
-            &circuit.execution,
-            ctx.now_ms(),
-            CLOSED,
-        )
-        .await?;
     circuit.next = None;
     ctx.signals()
         .emit(
             Transition::CircuitClosed,
             &ctx.detail(&circuit, &circuit.reason),
         )
-        .await?;
+        .await;
     tracing::info!(attempt = circuit.attempt, "circuit closed");
     Ok(circuit)
 }
 
 pub async fn give_up(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepError> {
-    let state = match ctx.config.give_up {
-        GiveUpPolicy::Restore => {
-            restore_consumer(ctx, &circuit).await?;
-            alarm::reset(
-                &ctx.clients.cloudwatch,
-                &ctx.config.alarm_name,
-                "sqs-circuit-breaker gave up and restored the consumer",
-            )
-            .await?;
-            CLOSED
-        }
-        GiveUpPolicy::LeaveOpen => GAVE_UP,
-    };
-    ctx.store()
-        .finish(
-            &circuit.mapping.uuid,
-            &circuit.execution,
-            ctx.now_ms(),
-            state,
-        )
-        .await?;
     circuit.reason = format!(
         "{} (give-up policy: {})",
         circuit.reason, ctx.config.give_up
     );
+    match ctx.config.give_up {
+        GiveUpPolicy::Restore => {
+            end_own(ctx, &circuit, "gave up and restored the consumer").await?
+        }
+        // The circuit stays held (GAVE_UP) and the mapping off until a person acts.
+        GiveUpPolicy::LeaveOpen => {
+            ctx.store()
+                .finish(
+                    &circuit.mapping.uuid,
+                    &circuit.execution,
+                    ctx.now_ms(),
+                    GAVE_UP,
+                    &circuit.reason,
+                )
+                .await?
+        }
+    }
     ctx.signals()
         .emit(
             Transition::CircuitGaveUp,
             &ctx.detail(&circuit, &circuit.reason),
         )
-        .await?;
+        .await;
     tracing::warn!(reason = %circuit.reason, "circuit gave up");
+    Ok(circuit)
+}
+
+/// Someone else ended the circuit (enabled or deleted the consumer's mapping): switch the
+/// rejitter off, release the circuit and re-arm, leaving the mapping as they left it. A
+/// circuit that changed hands is the new owner's: nothing is touched.
+pub async fn release(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepError> {
+    if let Ownership::Open(mut record) = ctx
+        .store()
+        .ownership(&circuit.mapping.uuid, &circuit.execution)
+        .await?
+    {
+        let reason = format!("closed by someone else: {}", circuit.reason);
+        // The mapping is someone else's now: give nothing back.
+        if let Some(snapshot) = record.snapshot.as_mut() {
+            snapshot.changed = Some(Default::default());
+        }
+        end_open_circuit(ctx, &circuit.execution, &record, &reason).await?;
+        circuit.reason = reason;
+        ctx.signals()
+            .emit(
+                Transition::CircuitClosed,
+                &ctx.detail(&circuit, &circuit.reason),
+            )
+            .await;
+    }
+    circuit.next = None;
+    tracing::warn!(reason = %circuit.reason, "circuit released");
+    Ok(circuit)
+}
+
+/// After a cooldown: reset the alarm, so that an outage still going on opens a circuit.
+pub async fn rearm(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepError> {
+    rearm_alarm(ctx, "the cooldown is over; the breaker is armed again").await?;
+    circuit.next = None;
     Ok(circuit)
 }

@@ -1,69 +1,42 @@
-//! Failsafe: a step failed for good. If this execution had disabled the consumer, restore it;
-//! always alert. Policy: the consumer is never left disabled by an accident of the breaker.
+//! Failsafe: a step failed for good. End every circuit this execution holds open, from what
+//! the circuit item recorded (never by looking the mapping up again), and always alert.
+//! Policy: the consumer is never left disabled by an accident of the breaker.
 
+use super::end::end_open_circuit;
 use super::Context;
-use crate::adapters::mapping;
 use crate::adapters::signals::{Detail, Transition};
-use crate::adapters::store::{CLOSED, OPEN};
 use crate::error::StepError;
 use serde_json::{json, Value};
 
 pub async fn failsafe(ctx: &Context, execution: &str, error: &Value) -> Result<Value, StepError> {
-    let lambda = &ctx.clients.lambda;
     let cause = error
         .get("Cause")
         .and_then(Value::as_str)
         .or_else(|| error.get("Error").and_then(Value::as_str))
         .unwrap_or("unknown error");
-    let found =
-        match mapping::find(lambda, &ctx.config.queue_arn, &ctx.config.consumer_function).await {
-            Ok(found) => Some(found),
-            // No single mapping: the breaker cannot have disabled anything.
-            Err(StepError::MappingNotFound { .. } | StepError::SeveralMappings { .. }) => None,
-            Err(e) => return Err(e),
-        };
-    let mut restored = false;
-    if let Some(found) = &found {
-        let store = ctx.store();
-        if let Some(record) = store.get(&found.uuid).await? {
-            if record.owner == execution && record.state == OPEN {
-                // The rejitter must not keep re-sending once the consumer is back.
-                super::ensure_rejitter_off(ctx, &ctx.config.queue_arn).await?;
-                let snapshot = record.snapshot.unwrap_or_else(|| found.clone());
-                mapping::restore(lambda, &snapshot).await?;
-                mapping::wait_for_state(
-                    lambda,
-                    &found.uuid,
-                    "Enabled",
-                    ctx.settle_timeout(),
-                    ctx.poll,
-                )
-                .await?;
-                store
-                    .finish(&found.uuid, execution, ctx.now_ms(), CLOSED)
-                    .await?;
-                restored = true;
-            }
-        }
+    let reason = format!("failsafe: {cause}");
+    let circuits = ctx.store().open_circuits_of(execution, None).await?;
+    let mut restored = Vec::new();
+    for record in &circuits {
+        let snapshot = end_open_circuit(ctx, execution, record, &reason).await?;
+        restored.push(snapshot.uuid);
     }
     let detail = Detail {
-        mapping: found.as_ref().map(|f| f.uuid.clone()).unwrap_or_default(),
+        mapping: restored.first().cloned().unwrap_or_default(),
         queue: ctx.config.queue_arn.clone(),
         function: ctx.config.consumer_function.clone(),
         execution: execution.to_string(),
         attempt: 0,
         reason: format!(
-            "failsafe: {cause}; consumer {}",
-            if restored {
-                "restored"
+            "{reason}; {}",
+            if restored.is_empty() {
+                "this execution held no circuit: nothing was touched"
             } else {
-                "not touched by this execution"
+                "the consumer was given back and the circuit closed"
             }
         ),
     };
-    ctx.signals()
-        .emit(Transition::CircuitGaveUp, &detail)
-        .await?;
-    tracing::error!(cause = %cause, restored, "failsafe");
-    Ok(json!({"restored": restored, "reason": detail.reason}))
+    ctx.signals().emit(Transition::CircuitGaveUp, &detail).await;
+    tracing::error!(cause = %cause, restored = ?restored, "failsafe");
+    Ok(json!({"restored": !restored.is_empty(), "reason": detail.reason}))
 }

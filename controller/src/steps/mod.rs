@@ -3,9 +3,12 @@
 
 mod backoff;
 mod close;
+mod end;
 mod failsafe;
+mod hold;
 mod open;
 mod probe;
+mod recover;
 mod rejitter;
 
 use crate::adapters::signals::{Detail, Signals};
@@ -19,14 +22,20 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use backoff::{backoff, MAX_PROBES_PER_EXECUTION};
-pub use close::{close, give_up};
+pub use backoff::backoff;
+pub use close::{close, give_up, rearm, release};
 pub use failsafe::failsafe;
 pub use open::open;
 pub use probe::probe;
+pub use recover::recover;
 pub use rejitter::{check_backlog, ensure_rejitter_off, start_rejitter, stop_rejitter};
 
-/// What the state machine sends: `{"step": "...", ...}`.
+/// The detail-type of the event Step Functions sends when an execution's status changes;
+/// the breaker's rule delivers it to the controller as it is, and it runs the recovery.
+pub const EXECUTION_STATUS_CHANGE: &str = "Step Functions Execution Status Change";
+
+/// What the state machine sends, `{"step": "...", "retries": n, ...}`, or the execution
+/// status event that starts a recovery.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Request {
@@ -55,10 +64,23 @@ pub enum Request {
     StopRejitter {
         circuit: Circuit,
     },
+    /// The circuit was ended by someone else: release what the breaker still holds.
+    Release {
+        circuit: Circuit,
+    },
+    /// The cooldown is over: reset the alarm so the next outage opens a circuit.
+    Rearm {
+        circuit: Circuit,
+    },
     Failsafe {
         execution: String,
         #[serde(default)]
         error: Value,
+    },
+    /// An execution ended (`status`): close whatever circuit it left open.
+    Recover {
+        execution: String,
+        status: String,
     },
 }
 
@@ -73,20 +95,52 @@ impl Request {
             Request::StartRejitter { .. } => "start_rejitter",
             Request::CheckBacklog { .. } => "check_backlog",
             Request::StopRejitter { .. } => "stop_rejitter",
+            Request::Release { .. } => "release",
+            Request::Rearm { .. } => "rearm",
             Request::Failsafe { .. } => "failsafe",
+            Request::Recover { .. } => "recover",
         }
+    }
+
+    /// Reads a step request and the number of failed attempts before this one
+    /// (`$$.State.RetryCount`), or an execution status event as a recovery request.
+    pub fn parse(payload: Value) -> Result<(Request, u32), String> {
+        if payload.get("detail-type").and_then(Value::as_str) == Some(EXECUTION_STATUS_CHANGE) {
+            let field = |name: &str| {
+                payload
+                    .pointer(&format!("/detail/{name}"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("the execution status event has no detail.{name}"))
+            };
+            let request = Request::Recover {
+                execution: field("executionArn")?,
+                status: field("status")?,
+            };
+            return Ok((request, 0));
+        }
+        let retries = payload
+            .get("retries")
+            .and_then(Value::as_u64)
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        let request = serde_json::from_value(payload).map_err(|e| e.to_string())?;
+        Ok((request, retries))
     }
 
     pub fn execution(&self) -> &str {
         match self {
-            Request::Open { execution, .. } | Request::Failsafe { execution, .. } => execution,
+            Request::Open { execution, .. }
+            | Request::Failsafe { execution, .. }
+            | Request::Recover { execution, .. } => execution,
             Request::Probe { circuit }
             | Request::Backoff { circuit }
             | Request::Close { circuit }
             | Request::GiveUp { circuit }
             | Request::StartRejitter { circuit }
             | Request::CheckBacklog { circuit }
-            | Request::StopRejitter { circuit } => &circuit.execution,
+            | Request::StopRejitter { circuit }
+            | Request::Release { circuit }
+            | Request::Rearm { circuit } => &circuit.execution,
         }
     }
 }
@@ -142,19 +196,24 @@ impl Context {
     }
 }
 
-/// Runs one step.
-pub async fn run(ctx: &Context, request: Request) -> Result<Value, StepError> {
+/// Runs one step; `retries` is how many attempts of it failed before this one.
+pub async fn run(ctx: &Context, request: Request, retries: u32) -> Result<Value, StepError> {
     let circuit = match request {
-        Request::Open { event, execution } => open(ctx, &event, &execution).await?,
-        Request::Probe { circuit } => probe(ctx, circuit).await?,
-        Request::Backoff { circuit } => backoff(ctx, circuit).await?,
+        Request::Open { event, execution } => open(ctx, &event, &execution, retries).await?,
+        Request::Probe { circuit } => probe(ctx, circuit, retries).await?,
+        Request::Backoff { circuit } => backoff(ctx, circuit, retries).await?,
         Request::Close { circuit } => close(ctx, circuit).await?,
         Request::GiveUp { circuit } => give_up(ctx, circuit).await?,
-        Request::StartRejitter { circuit } => start_rejitter(ctx, circuit).await?,
-        Request::CheckBacklog { circuit } => check_backlog(ctx, circuit).await?,
+        Request::StartRejitter { circuit } => start_rejitter(ctx, circuit, retries).await?,
+        Request::CheckBacklog { circuit } => check_backlog(ctx, circuit, retries).await?,
         Request::StopRejitter { circuit } => stop_rejitter(ctx, circuit).await?,
+        Request::Release { circuit } => release(ctx, circuit).await?,
+        Request::Rearm { circuit } => rearm(ctx, circuit).await?,
         Request::Failsafe { execution, error } => {
             return failsafe(ctx, &execution, &error).await;
+        }
+        Request::Recover { execution, status } => {
+            return recover(ctx, &execution, &status).await;
         }
     };
     serde_json::to_value(circuit)

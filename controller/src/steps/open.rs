@@ -1,12 +1,15 @@
 //! OpenCircuit: check the alarm event, take the circuit, disable the consumer's mapping and
-//! wait until it is Disabled.
+//! wait until it is Disabled. This is the only step that looks the mapping up from the
+//! configuration; every later step acts on what it records in the circuit item.
 
 use super::Context;
 use crate::adapters::signals::Transition;
-use crate::adapters::store::Acquire;
-use crate::adapters::{mapping, queue};
-use crate::circuit::{Circuit, OpenStatus};
-use crate::core::{alarm_transition, oldest_sent_ms};
+use crate::adapters::store::{Acquire, CircuitRecord, OPEN};
+use crate::adapters::{alarm, execution, mapping, queue};
+use crate::circuit::{Changed, Circuit, MappingSnapshot, OpenStatus};
+use crate::core::history::{task, EXECUTION_STARTED, FLOW_STATE};
+use crate::core::rearm::{cooldown_seconds, recent_opens};
+use crate::core::{alarm_transition, is_fresh, oldest_sent_ms, AlarmTransition, OwnAlarm};
 use crate::error::StepError;
 use serde_json::Value;
 use std::time::{Duration, UNIX_EPOCH};
@@ -18,13 +21,34 @@ const PROBE_VISIBILITY_MARGIN_SECONDS: u32 = 30;
 /// Mapping states that end in Enabled without anyone's action.
 const SETTLING_TOWARDS_ENABLED: [&str; 3] = ["Creating", "Enabling", "Updating"];
 
-pub async fn open(ctx: &Context, event: &Value, execution: &str) -> Result<Circuit, StepError> {
-    let transition = alarm_transition(event, &ctx.config.alarm_name)
-        .map_err(|e| StepError::InvalidEvent(e.to_string()))?;
+pub async fn open(
+    ctx: &Context,
+    event: &Value,
+    execution: &str,
+    retries: u32,
+) -> Result<Circuit, StepError> {
     let queue_arn = ctx
         .config
         .queue()
         .map_err(|e| StepError::Config(e.to_string()))?;
+    let own_alarm = OwnAlarm {
+        name: &ctx.config.alarm_name,
+        partition: &queue_arn.partition,
+        region: &queue_arn.region,
+        account: &queue_arn.account,
+    };
+    let transition =
+        alarm_transition(event, &own_alarm).map_err(|e| StepError::InvalidEvent(e.to_string()))?;
+    // The controller can be invoked by anyone allowed to: only a running execution of the
+    // breaker's own state machine opens a circuit.
+    if !ctx.config.is_own_execution(execution)
+        || !execution::is_running(&ctx.clients.sfn, execution).await?
+    {
+        return Err(StepError::InvalidEvent(format!(
+            "{execution} is not a running execution of the state machine {}",
+            ctx.config.state_machine_name
+        )));
+    }
     let lambda = &ctx.clients.lambda;
     let found = mapping::find(lambda, &ctx.config.queue_arn, &ctx.config.consumer_function).await?;
     // A mapping on its way to Enabled (a deploy of the consumer during the outage, say) is
@@ -44,13 +68,18 @@ pub async fn open(ctx: &Context, event: &Value, execution: &str) -> Result<Circu
     let mut circuit = Circuit {
         status: OpenStatus::Opened,
         execution: execution.to_string(),
-        mapping: found.clone(),
+        // Only an Enabled mapping is the breaker's to disable, and then `Enabled` is the one
+        // thing it gives back.
+        mapping: found.snapshot(Changed {
+            enabled: found.state == "Enabled",
+        }),
         queue_url: info.url,
         queue_arn: ctx.config.queue_arn.clone(),
         region: queue_arn.region.clone(),
         opened_at_ms: now,
         oldest_sent_ms: now,
         retention_seconds: info.retention_seconds,
+        max_receive_count: info.max_receive_count,
         probe_visibility_seconds: 0,
         attempt: 0,
         last_probe: String::new(),
@@ -59,41 +88,72 @@ pub async fn open(ctx: &Context, event: &Value, execution: &str) -> Result<Circu
         next: None,
         reason: format!("alarm {}: {}", transition.alarm_name, transition.reason),
         rejitter: None,
+        history_events: EXECUTION_STARTED + task(retries) + FLOW_STATE,
     };
 
     let store = ctx.store();
-    let snapshot = match store.acquire(&found.uuid, execution, now, &found).await? {
-        Acquire::HeldBy(owner) => {
-            tracing::info!(mapping = %found.uuid, owner = %owner, "circuit already owned; nothing to do");
-            circuit.status = OpenStatus::AlreadyOpen;
-            circuit.reason = format!("execution {owner} owns this circuit");
+    let record = store.get(&found.uuid).await?.unwrap_or_default();
+    let mine = record.owner == execution && record.state == OPEN;
+    if !mine && record.state != OPEN {
+        if let Some(stale) = staleness(ctx, &transition, &record, now).await? {
+            circuit.status = OpenStatus::Stale;
+            circuit.reason = stale;
+            tracing::info!(mapping = %found.uuid, reason = %circuit.reason, "stale alarm ignored");
             return Ok(circuit);
         }
+        if let Some(wait) =
+            cooldown_seconds(&record.recent_opens, now, ctx.config.max_circuits_per_hour)
+        {
+            return cool_down(ctx, circuit, &record, wait).await;
+        }
+    }
+
+    let opens_before = recent_opens(&record.recent_opens, now);
+    let mut opens = opens_before.clone();
+    opens.push(now);
+    let snapshot = match store
+        .acquire(
+            &found.uuid,
+            execution,
+            now,
+            &circuit.mapping,
+            &circuit.reason,
+            &opens,
+        )
+        .await?
+    {
         Acquire::Acquired(snapshot) => snapshot,
+        Acquire::HeldBy(held) => match take_over_if_ended(ctx, execution, &held).await? {
+            Some(snapshot) => snapshot,
+            None => {
+                tracing::info!(mapping = %found.uuid, owner = %held.owner, state = %held.state, "circuit already held; nothing to do");
+                circuit.status = OpenStatus::AlreadyOpen;
+                circuit.reason = format!("{} holds this circuit ({})", held.owner, held.state);
+                return Ok(circuit);
+            }
+        },
     };
     // Only a mapping that was Enabled when the circuit was taken is the breaker's to open;
-    // anything else (Disabled by an operator, mid-update) is left exactly as it is.
+    // anything else (Disabled by an operator) is left exactly as it is.
     if snapshot.state != "Enabled" {
-        store.release(&found.uuid, execution, now).await?;
-        tracing::info!(mapping = %found.uuid, state = %snapshot.state, "mapping not enabled; left alone");
-        circuit.status = OpenStatus::MappingNotEnabled;
-        circuit.reason = format!(
+        let reason = format!(
             "the mapping was {}, not Enabled; it is left alone",
             snapshot.state
         );
+        store
+            .release(&found.uuid, execution, now, &reason, &opens_before)
+            .await?;
+        tracing::info!(mapping = %found.uuid, state = %snapshot.state, "mapping not enabled; left alone");
+        circuit.status = OpenStatus::MappingNotEnabled;
+        circuit.reason = reason;
         return Ok(circuit);
     }
     circuit.mapping = snapshot;
 
-    // Disabling: a retry of this step after MappingNotSettled; Lambda refuses to update a
-    // mapping in a transitional state (ResourceInUseException), so only wait.
-    if found.state != "Disabled" && found.state != "Disabling" {
-        mapping::disable(lambda, &found.uuid).await?;
-    }
-    mapping::wait_for_state(
+    mapping::switch(
         lambda,
-        &found.uuid,
-        "Disabled",
+        &circuit.mapping.uuid,
+        false,
         ctx.settle_timeout(),
         ctx.poll,
     )
@@ -117,7 +177,103 @@ pub async fn open(ctx: &Context, event: &Value, execution: &str) -> Result<Circu
             Transition::CircuitOpened,
             &ctx.detail(&circuit, &circuit.reason),
         )
-        .await?;
+        .await;
     tracing::info!(mapping = %circuit.mapping.uuid, wait_seconds = circuit.wait_seconds, "circuit opened");
+    Ok(circuit)
+}
+
+/// Why this ALARM is for an outage that is over, if it is: it came before the circuit's last
+/// end, or it is old (a redelivery, a delayed start) and the alarm has left that ALARM state.
+async fn staleness(
+    ctx: &Context,
+    transition: &AlarmTransition,
+    record: &CircuitRecord,
+    now: u64,
+) -> Result<Option<String>, StepError> {
+    let at = transition.time_ms;
+    if at < record.since_ms {
+        return Ok(Some(format!(
+            "the alarm entered ALARM at {at} ms, before the circuit last ended at {} ms",
+            record.since_ms
+        )));
+    }
+    if is_fresh(at, now) {
+        return Ok(None);
+    }
+    Ok(
+        match alarm::current(&ctx.clients.cloudwatch, &ctx.config.alarm_name).await? {
+            // The same ALARM still holds (CloudWatch's timestamps carry milliseconds, events may
+            // not): the outage goes on.
+            Some((state, since)) if state == "ALARM" && since <= at + 999 => None,
+            Some((state, since)) => Some(format!(
+                "the alarm entered ALARM at {at} ms and is {state} since {since} ms: the outage \
+             this event announced is over"
+            )),
+            None => Some(format!(
+                "the alarm {} no longer exists",
+                ctx.config.alarm_name
+            )),
+        },
+    )
+}
+
+/// An OPEN circuit whose owner has ended (an execution stopped, failed or timed out, or a
+/// recovery past its lease) without releasing it is taken over rather than left stranded;
+/// returns the snapshot its first owner recorded.
+async fn take_over_if_ended(
+    ctx: &Context,
+    execution: &str,
+    held: &CircuitRecord,
+) -> Result<Option<MappingSnapshot>, StepError> {
+    if held.state != OPEN || held.owner.is_empty() || held.owner == execution {
+        return Ok(None);
+    }
+    if owner_alive(ctx, held).await? {
+        return Ok(None);
+    }
+    let reason = format!("took the circuit over from {}, which ended", held.owner);
+    let store = ctx.store();
+    if !store
+        .take_over(&held.mapping_id, execution, &held.owner, &reason, 0)
+        .await?
+    {
+        return Ok(None);
+    }
+    tracing::warn!(mapping = %held.mapping_id, previous_owner = %held.owner, "took over a circuit whose owner ended");
+    Ok(held.snapshot.clone())
+}
+
+/// Is the circuit's owner still at work? An execution while it runs; a recovery while its
+/// lease lasts.
+pub(super) async fn owner_alive(ctx: &Context, held: &CircuitRecord) -> Result<bool, StepError> {
+    if held.owner.starts_with("arn:") {
+        execution::is_running(&ctx.clients.sfn, &held.owner).await
+    } else {
+        Ok(ctx.now_ms() < held.lease_until_ms)
+    }
+}
+
+/// Too many circuits on this mapping in the last hour: stand aside, alert, and let the
+/// workflow re-arm the alarm once the oldest of them leaves the hour.
+async fn cool_down(
+    ctx: &Context,
+    mut circuit: Circuit,
+    record: &CircuitRecord,
+    wait: u32,
+) -> Result<Circuit, StepError> {
+    circuit.status = OpenStatus::CoolingDown;
+    circuit.wait_seconds = wait;
+    circuit.reason = format!(
+        "{} circuits opened on this mapping in the last hour (MaxCircuitsPerHour); the breaker \
+         stands aside and re-arms in {wait}s",
+        recent_opens(&record.recent_opens, ctx.now_ms()).len()
+    );
+    ctx.signals()
+        .emit(
+            Transition::CircuitGaveUp,
+            &ctx.detail(&circuit, &circuit.reason),
+        )
+        .await;
+    tracing::warn!(reason = %circuit.reason, "cooling down");
     Ok(circuit)
 }

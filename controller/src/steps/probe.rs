@@ -1,9 +1,12 @@
 //! Probe: hand exactly one real message to the consumer, as its mapping would, and judge.
 
+use super::hold::{hold, Hold};
 use super::Context;
 use crate::adapters::signals::Transition;
 use crate::adapters::{consumer, queue};
 use crate::circuit::Circuit;
+use crate::core::history::{task, FLOW_STATE};
+use crate::core::receives::{after_failed_probe, GiveBack};
 use crate::core::{
     after_probe, judge, must_give_up, retention_deadline_ms, with_rejitter, Next, ProbeInvocation,
     ProbeOutcome,
@@ -11,7 +14,21 @@ use crate::core::{
 use crate::error::StepError;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 
-pub async fn probe(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepError> {
+/// What the probe hands the consumer and how it judges the answer: the function the circuit
+/// recorded at open, and the mapping's response types as they are now (a deploy may change
+/// them while the circuit is open).
+struct Target {
+    function_arn: String,
+    reports_batch_item_failures: bool,
+}
+
+pub async fn probe(
+    ctx: &Context,
+    mut circuit: Circuit,
+    retries: u32,
+) -> Result<Circuit, StepError> {
+    // WaitBeforeProbe, this Task, ProbeVerdict.
+    circuit.history_events += FLOW_STATE + task(retries) + FLOW_STATE;
     let now = ctx.now_ms();
     let deadline = retention_deadline_ms(
         circuit.oldest_sent_ms,
@@ -27,8 +44,21 @@ pub async fn probe(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepE
         return Ok(circuit);
     }
 
+    let target = match hold(ctx, &circuit).await? {
+        Hold::Mine { snapshot, mapping } => Target {
+            function_arn: snapshot.function_arn,
+            reports_batch_item_failures: mapping.reports_batch_item_failures(),
+        },
+        Hold::Elsewhere(reason) => {
+            tracing::warn!(reason = %reason, "the circuit was ended by someone else");
+            circuit.next = Some(Next::ClosedElsewhere);
+            circuit.reason = reason;
+            return Ok(circuit);
+        }
+    };
+
     circuit.attempt += 1;
-    let (outcome, reason) = probe_once(ctx, &mut circuit).await?;
+    let (outcome, reason) = probe_once(ctx, &mut circuit, &target).await?;
     circuit.next = Some(with_rejitter(
         after_probe(&outcome, ctx.config.empty_queue),
         &outcome,
@@ -60,7 +90,7 @@ pub async fn probe(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepE
     if let Some(transition) = transition {
         ctx.signals()
             .emit(transition, &ctx.detail(&circuit, &circuit.reason))
-            .await?;
+            .await;
     }
     Ok(circuit)
 }
@@ -68,6 +98,7 @@ pub async fn probe(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepE
 async fn probe_once(
     ctx: &Context,
     circuit: &mut Circuit,
+    target: &Target,
 ) -> Result<(ProbeOutcome, String), StepError> {
     let lambda = &ctx.clients.lambda;
     // A health check is consulted first: a failed one costs no message a receive.
@@ -121,12 +152,7 @@ async fn probe_once(
     }
 
     let record = queue::to_record(&message, &circuit.queue_arn, &circuit.region);
-    let invocation = match consumer::invoke_with_record(
-        lambda,
-        &circuit.mapping.function_arn,
-        record,
-    )
-    .await
+    let invocation = match consumer::invoke_with_record(lambda, &target.function_arn, record).await
     {
         Ok(invocation) => invocation,
         Err(e) => {
@@ -140,7 +166,7 @@ async fn probe_once(
     let verdict = judge(&ProbeInvocation {
         function_error: invocation.function_error.as_deref(),
         payload: &invocation.payload,
-        reports_batch_item_failures: circuit.mapping.reports_batch_item_failures(),
+        reports_batch_item_failures: target.reports_batch_item_failures,
         message_id: &message_id,
     });
     match verdict {
@@ -152,16 +178,42 @@ async fn probe_once(
             ))
         }
         crate::core::Verdict::Failed { reason } => {
-            // Hidden until about the next probe, which then takes another message; its
-            // receive count grew, so redrive still applies to a poison message.
-            let hide = ctx
-                .config
-                .backoff
-                .failed_probe_hide_seconds(circuit.attempt);
-            queue::release(sqs, &circuit.queue_url, &receipt, hide).await?;
+            let receive_count = message
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            let fifo = ctx.config.queue_is_fifo();
+            let given_back = match after_failed_probe(
+                receive_count,
+                circuit.max_receive_count,
+                fifo,
+            ) {
+                // Hidden until about the next probe, which then takes another message; its
+                // receive count grew, so redrive still applies to a poison message.
+                GiveBack::Hide => {
+                    let hide = ctx
+                        .config
+                        .backoff
+                        .failed_probe_hide_seconds(circuit.attempt);
+                    queue::release(sqs, &circuit.queue_url, &receipt, hide).await?;
+                    String::new()
+                }
+                // Its next receive would move it to the DLQ: send it again fresh, then delete
+                // this one (a failure between the two duplicates it, never loses it).
+                GiveBack::FreshCopy => {
+                    let copy = queue::send_copy(sqs, &circuit.queue_url, &message).await?;
+                    queue::delete(sqs, &circuit.queue_url, &receipt).await?;
+                    tracing::info!(message_id = %message_id, copy = %copy, receive_count, "probe message given back as a fresh copy");
+                    format!(
+                        "; it had reached maxReceiveCount ({receive_count}), so it was given \
+                         back as a fresh copy {copy}"
+                    )
+                }
+            };
             Ok((
                 ProbeOutcome::Failed,
-                format!("message {message_id}: {reason}"),
+                format!("message {message_id}: {reason}{given_back}"),
             ))
         }
     }

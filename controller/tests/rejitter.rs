@@ -1,0 +1,447 @@
+//! The rejitter phase against mocked AWS clients: StartRejitter, CheckBacklog and
+//! StopRejitter act only on the circuit this execution holds open, switch only the
+//! rejitter's own mapping (found from the configuration), and CheckBacklog stands aside when
+//! someone else ended the circuit.
+
+mod support;
+
+use aws_smithy_mocks::Rule;
+use controller::circuit::{Circuit, RejitterPhase};
+use controller::core::Next;
+use controller::error::StepError;
+use controller::steps::{self, Request};
+use serde_json::json;
+use support::*;
+
+/// Every rule the rejitter steps may use: by default this execution holds the circuit open
+/// and the consumer's mapping is off.
+struct Rejitter {
+    get_item: Rule,
+    get_mapping: Rule,
+    list: Rule,
+    enable: Rule,
+    disable: Rule,
+    get_rejitter: Rule,
+    visible: Rule,
+}
+
+impl Rejitter {
+    fn new(listed: &str, states: &[&str], visible: &'static str) -> Rejitter {
+        Rejitter {
+            get_item: get_item(Some(item("OPEN", EXECUTION))),
+            get_mapping: get_mapping(&["Disabled"]),
+            list: list_rejitter_mappings(&[listed]),
+            enable: switch_rejitter(true),
+            disable: switch_rejitter(false),
+            get_rejitter: get_rejitter_mapping(states),
+            visible: visible_messages(visible),
+        }
+    }
+
+    fn mocks(&self) -> Mocks {
+        Mocks {
+            sqs: vec![self.visible.clone()],
+            lambda: vec![
+                self.get_mapping.clone(),
+                self.list.clone(),
+                self.enable.clone(),
+                self.disable.clone(),
+                self.get_rejitter.clone(),
+            ],
+            dynamodb: vec![self.get_item.clone()],
+            ..Mocks::default()
+        }
+    }
+
+    fn context(&self) -> controller::steps::Context {
+        self.mocks().context(rejitter_config(&[]))
+    }
+
+    #[track_caller]
+    fn assert_calls(&self, expected: &[(&str, usize)]) {
+        assert_only(
+            &[
+                ("get_item", &self.get_item),
+                ("get_mapping", &self.get_mapping),
+                ("list", &self.list),
+                ("enable", &self.enable),
+                ("disable", &self.disable),
+                ("get_rejitter", &self.get_rejitter),
+                ("visible", &self.visible),
+            ],
+            expected,
+        );
+    }
+}
+
+fn after_healthy_probe() -> Circuit {
+    Circuit {
+        attempt: 2,
+        next: Some(Next::Rejitter),
+        reason: "message processed".into(),
+        ..circuit()
+    }
+}
+
+/// Circuit items this execution must not act on.
+fn not_mine() -> Vec<Option<Item>> {
+    vec![
+        Some(item("OPEN", OTHER_EXECUTION)),
+        Some(item("CLOSED", EXECUTION)),
+        Some(item("GAVE_UP", EXECUTION)),
+        None,
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// StartRejitter
+
+#[tokio::test]
+async fn start_rejitter_enables_the_rejitter_mapping_and_starts_the_phase() {
+    let rejitter = Rejitter::new("Disabled", &["Disabled", "Enabling", "Enabled"], "0");
+    let healthy = after_healthy_probe();
+
+    let circuit = steps::start_rejitter(&rejitter.context(), healthy.clone(), 0)
+        .await
+        .expect("started");
+
+    rejitter.assert_calls(&[
+        ("get_item", 1),
+        ("list", 1),
+        ("enable", 1),
+        ("get_rejitter", 3),
+    ]);
+    assert_eq!(
+        circuit.rejitter,
+        Some(RejitterPhase {
+            mapping: REJITTER_UUID.into(),
+            started_at_ms: NOW_MS,
+            empty_readings: 0,
+        })
+    );
+    assert_eq!(
+        circuit,
+        Circuit {
+            next: None,
+            rejitter: circuit.rejitter.clone(),
+            history_events: HISTORY_EVENTS + 5,
+            ..healthy
+        },
+        "nothing else changes"
+    );
+}
+
+#[tokio::test]
+async fn start_rejitter_retried_on_a_switching_or_switched_mapping_only_waits() {
+    for states in [&["Enabling", "Enabled"][..], &["Enabled"][..]] {
+        let rejitter = Rejitter::new("Enabling", states, "0");
+        let circuit = steps::start_rejitter(&rejitter.context(), after_healthy_probe(), 1)
+            .await
+            .expect("started");
+        // One mid-switch would refuse an update; one already Enabled needs none.
+        rejitter.assert_calls(&[("get_item", 1), ("list", 1), ("get_rejitter", states.len())]);
+        assert_eq!(
+            circuit.rejitter.map(|p| p.mapping).as_deref(),
+            Some(REJITTER_UUID),
+            "{states:?}"
+        );
+        assert_eq!(circuit.history_events, HISTORY_EVENTS + 5 + 3);
+    }
+}
+
+#[tokio::test]
+async fn start_rejitter_without_a_rejitter_function_is_a_configuration_error() {
+    let rejitter = Rejitter::new("Disabled", &["Enabled"], "0");
+    let ctx = rejitter.mocks().context(config(&[]));
+
+    let err = steps::start_rejitter(&ctx, after_healthy_probe(), 0)
+        .await
+        .expect_err("no rejitter");
+
+    assert!(matches!(err, StepError::Config(_)), "{err:?}");
+    assert_eq!(err.name(), "ConfigError");
+    rejitter.assert_calls(&[("get_item", 1)]);
+}
+
+#[tokio::test]
+async fn start_rejitter_fails_when_the_mapping_does_not_settle() {
+    let rejitter = Rejitter::new("Enabling", &["Enabling"], "0");
+    let ctx = rejitter
+        .mocks()
+        .context(rejitter_config(&[("SETTLE_TIMEOUT_SECONDS", "0")]));
+    let err = steps::start_rejitter(&ctx, after_healthy_probe(), 0)
+        .await
+        .expect_err("not settled");
+    assert!(
+        matches!(&err, StepError::MappingNotSettled { mapping, wanted, actual, .. }
+            if mapping == REJITTER_UUID && wanted == "Enabled" && actual == "Enabling"),
+        "{err:?}"
+    );
+    rejitter.assert_calls(&[("get_item", 1), ("list", 1), ("get_rejitter", 1)]);
+}
+
+#[tokio::test]
+async fn start_rejitter_acts_only_on_the_circuit_this_execution_holds_open() {
+    for record in not_mine() {
+        let rejitter = Rejitter {
+            get_item: get_item(record.clone()),
+            ..Rejitter::new("Disabled", &["Disabled", "Enabled"], "0")
+        };
+        let err = steps::start_rejitter(&rejitter.context(), after_healthy_probe(), 0)
+            .await
+            .expect_err("not the owner");
+        assert_eq!(err.name(), "NotOwner", "{record:?}: {err:?}");
+        rejitter.assert_calls(&[("get_item", 1)]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CheckBacklog
+
+/// The hold check (the item, the consumer's mapping) and the backlog read.
+const CHECKED: [(&str, usize); 3] = [("get_item", 1), ("get_mapping", 1), ("visible", 1)];
+
+#[tokio::test]
+async fn check_backlog_closes_on_the_second_empty_reading() {
+    let rejitter = Rejitter::new("Enabled", &["Enabled"], "0");
+    let phase = rejittering(NOW_MS - 10_000, 1);
+
+    let circuit = steps::check_backlog(&rejitter.context(), phase.clone(), 0)
+        .await
+        .expect("checked");
+
+    rejitter.assert_calls(&CHECKED);
+    assert_eq!(circuit.next, Some(Next::Close));
+    let got = circuit.rejitter.clone().expect("still in the phase");
+    assert_eq!(got.empty_readings, 2);
+    assert_eq!(got.mapping, REJITTER_UUID);
+    assert_eq!(got.started_at_ms, NOW_MS - 10_000);
+    assert!(
+        circuit.reason.contains("0 messages visible"),
+        "{}",
+        circuit.reason
+    );
+}
+
+#[tokio::test]
+async fn check_backlog_waits_while_messages_are_visible() {
+    for empty_readings in [0, 1] {
+        let rejitter = Rejitter::new("Enabled", &["Enabled"], "5");
+
+        let circuit = steps::check_backlog(
+            &rejitter.context(),
+            rejittering(NOW_MS - 10_000, empty_readings),
+            0,
+        )
+        .await
+        .expect("checked");
+
+        rejitter.assert_calls(&CHECKED);
+        assert_eq!(circuit.next, Some(Next::WaitForBacklog));
+        assert_eq!(circuit.rejitter.map(|p| p.empty_readings), Some(0));
+        assert!(
+            circuit.reason.contains("5 messages visible"),
+            "{}",
+            circuit.reason
+        );
+    }
+}
+
+#[tokio::test]
+async fn check_backlog_waits_after_a_single_empty_reading() {
+    let rejitter = Rejitter::new("Enabled", &["Enabled"], "0");
+    let circuit = steps::check_backlog(&rejitter.context(), rejittering(NOW_MS - 10_000, 0), 0)
+        .await
+        .expect("checked");
+    assert_eq!(circuit.next, Some(Next::WaitForBacklog));
+    assert_eq!(circuit.rejitter.map(|p| p.empty_readings), Some(1));
+}
+
+#[tokio::test]
+async fn check_backlog_closes_past_the_time_limit_even_with_a_backlog() {
+    let limit_ms = u64::from(REJITTER_MAX_SECONDS) * 1000;
+    for (elapsed_ms, next) in [
+        (limit_ms, Next::Close),
+        (limit_ms + 1, Next::Close),
+        (limit_ms - 1, Next::WaitForBacklog),
+    ] {
+        let rejitter = Rejitter::new("Enabled", &["Enabled"], "5");
+        let circuit =
+            steps::check_backlog(&rejitter.context(), rejittering(NOW_MS - elapsed_ms, 0), 0)
+                .await
+                .expect("checked");
+        assert_eq!(circuit.next, Some(next), "{elapsed_ms} ms in");
+        assert_eq!(circuit.rejitter.map(|p| p.empty_readings), Some(0));
+    }
+}
+
+/// The most history events a backlog check may leave and still allow another rejitter loop:
+/// the limit, less the worst rejitter loop (27) and the longest way out (96).
+const LAST_ROOM: u32 = 25_000 - 27 - 96;
+
+#[tokio::test]
+async fn check_backlog_closes_early_when_the_history_has_no_room_for_another_check() {
+    // WaitForBacklog (2), this Task (5), BacklogSpread (2): 9 events.
+    for (before, retries, next) in [
+        (LAST_ROOM - 9, 0, Next::WaitForBacklog),
+        (LAST_ROOM - 8, 0, Next::Close),
+        (LAST_ROOM - 12, 1, Next::WaitForBacklog),
+        (LAST_ROOM - 11, 1, Next::Close),
+    ] {
+        let rejitter = Rejitter::new("Enabled", &["Enabled"], "5");
+        let mut long = rejittering(NOW_MS - 10_000, 0);
+        long.history_events = before;
+
+        let circuit = steps::check_backlog(&rejitter.context(), long, retries)
+            .await
+            .expect("checked");
+
+        assert_eq!(
+            circuit.next,
+            Some(next),
+            "{before} events, {retries} retries"
+        );
+        assert_eq!(circuit.history_events, before + 9 + 3 * retries);
+        if next == Next::Close {
+            assert!(circuit.reason.contains("history"), "{}", circuit.reason);
+        }
+        rejitter.assert_calls(&CHECKED);
+    }
+}
+
+#[tokio::test]
+async fn check_backlog_stands_aside_when_the_circuit_was_ended_elsewhere() {
+    // Someone enabled the consumer's mapping (or deleted it): nothing is read from the queue.
+    for get_mapping in [
+        get_mapping(&["Enabled"]),
+        get_mapping(&["Enabling"]),
+        mapping_deleted(),
+    ] {
+        let rejitter = Rejitter {
+            get_mapping,
+            ..Rejitter::new("Enabled", &["Enabled"], "5")
+        };
+        let circuit = steps::check_backlog(&rejitter.context(), rejittering(NOW_MS - 10_000, 0), 0)
+            .await
+            .expect("no error");
+        assert_eq!(circuit.next, Some(Next::ClosedElsewhere));
+        rejitter.assert_calls(&[("get_item", 1), ("get_mapping", 1)]);
+    }
+    // The circuit is not this execution's (any more): not even the mapping is read.
+    for record in not_mine() {
+        let rejitter = Rejitter {
+            get_item: get_item(record.clone()),
+            ..Rejitter::new("Enabled", &["Enabled"], "5")
+        };
+        let circuit = steps::check_backlog(&rejitter.context(), rejittering(NOW_MS - 10_000, 0), 0)
+            .await
+            .expect("no error");
+        assert_eq!(circuit.next, Some(Next::ClosedElsewhere), "{record:?}");
+        rejitter.assert_calls(&[("get_item", 1)]);
+    }
+}
+
+#[tokio::test]
+async fn check_backlog_without_a_rejitter_phase_is_fatal() {
+    let rejitter = Rejitter::new("Enabled", &["Enabled"], "0");
+    let err = steps::check_backlog(&rejitter.context(), after_healthy_probe(), 0)
+        .await
+        .expect_err("no phase");
+    assert!(matches!(err, StepError::Fatal(_)), "{err:?}");
+    assert_eq!(err.name(), "Fatal");
+    // Nothing switched.
+    rejitter.assert_calls(&CHECKED);
+}
+
+#[tokio::test]
+async fn check_backlog_without_a_count_is_fatal() {
+    let rejitter = Rejitter {
+        visible: visible_messages("lots"),
+        ..Rejitter::new("Enabled", &["Enabled"], "0")
+    };
+    let err = steps::check_backlog(&rejitter.context(), rejittering(NOW_MS - 10_000, 1), 0)
+        .await
+        .expect_err("no count");
+    assert!(matches!(err, StepError::Fatal(_)), "{err:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// StopRejitter
+
+#[tokio::test]
+async fn stop_rejitter_disables_the_rejitter_mapping_and_waits() {
+    let rejitter = Rejitter::new("Enabled", &["Enabled", "Disabling", "Disabled"], "0");
+    let mut spread = rejittering(NOW_MS - 30_000, 2);
+    spread.next = Some(Next::Close);
+
+    let circuit = steps::stop_rejitter(&rejitter.context(), spread.clone())
+        .await
+        .expect("stopped");
+
+    // The rejitter's mapping is found from the configuration, never from the input.
+    rejitter.assert_calls(&[
+        ("get_item", 1),
+        ("list", 1),
+        ("disable", 1),
+        ("get_rejitter", 3),
+    ]);
+    assert_eq!(
+        circuit, spread,
+        "the circuit goes on to CloseCircuit as it was"
+    );
+}
+
+#[tokio::test]
+async fn stop_rejitter_leaves_a_rejitter_that_is_off_alone() {
+    let rejitter = Rejitter::new("Disabled", &["Disabled"], "0");
+    steps::stop_rejitter(&rejitter.context(), rejittering(NOW_MS - 30_000, 2))
+        .await
+        .expect("stopped");
+    rejitter.assert_calls(&[("get_item", 1), ("list", 1)]);
+}
+
+#[tokio::test]
+async fn stop_rejitter_acts_only_on_the_circuit_this_execution_holds_open() {
+    for record in not_mine() {
+        let rejitter = Rejitter {
+            get_item: get_item(record.clone()),
+            ..Rejitter::new("Enabled", &["Enabled", "Disabled"], "0")
+        };
+        let err = steps::stop_rejitter(&rejitter.context(), rejittering(NOW_MS - 30_000, 2))
+            .await
+            .expect_err("not the owner");
+        assert_eq!(err.name(), "NotOwner", "{record:?}: {err:?}");
+        rejitter.assert_calls(&[("get_item", 1)]);
+    }
+}
+
+#[tokio::test]
+async fn rejitter_requests_parse_and_run() {
+    let phase = serde_json::to_value(rejittering(NOW_MS - 10_000, 1)).unwrap();
+    for step in ["start_rejitter", "check_backlog", "stop_rejitter"] {
+        let (request, retries) = Request::parse(json!({"step": step, "circuit": phase}))
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+        assert_eq!(request.name(), step);
+        assert_eq!(request.execution(), EXECUTION);
+        assert_eq!(retries, 0);
+    }
+    // A circuit from before the rejitter existed still parses.
+    let mut old = serde_json::to_value(circuit()).unwrap();
+    old.as_object_mut().unwrap().remove("rejitter");
+    let back: Circuit = serde_json::from_value(old).expect("parses");
+    assert_eq!(back.rejitter, None);
+
+    let rejitter = Rejitter::new("Enabled", &["Enabled"], "0");
+    let value = steps::run(
+        &rejitter.context(),
+        Request::CheckBacklog {
+            circuit: rejittering(NOW_MS - 10_000, 1),
+        },
+        0,
+    )
+    .await
+    .expect("ran");
+    assert_eq!(value["next"], "Close");
+    assert_eq!(value["rejitter"]["mapping"], REJITTER_UUID);
+    assert_eq!(value["rejitter"]["empty_readings"], 2);
+}
