@@ -14,7 +14,12 @@ async fn handle(ctx: &Context, event: LambdaEvent<Value>) -> Result<Value, StepE
         .map_err(|e| StepError::Fatal(format!("malformed step request: {e}")))?;
     let span = tracing::info_span!("step", step = request.name(), execution = %request.execution(), retries);
     let _guard = span.enter();
-    let result = steps::run(ctx, request, retries).await;
+    // This invocation's own deadline: the probe must judge a hanging consumer before it.
+    let ctx = Context {
+        deadline_ms: Some(event.context.deadline),
+        ..ctx.clone()
+    };
+    let result = steps::run(&ctx, request, retries).await;
     if let Err(e) = &result {
         tracing::error!(error_type = e.name(), error = %e, "step failed");
     }
@@ -55,6 +60,7 @@ async fn main() -> Result<(), Error> {
         }),
         random: Arc::new(rand::random::<f64>),
         poll: Duration::from_millis(500),
+        deadline_ms: None,
     };
     lambda_runtime::run(service_fn(|event| handle(&ctx, event))).await
 }

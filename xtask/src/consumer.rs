@@ -1,4 +1,4 @@
-//! Driving the example consumer: its simulated outage switch.
+//! Driving the example consumer: its simulated outage switch and its configuration.
 
 use crate::wait::eventually;
 use anyhow::{Context, Result};
@@ -12,6 +12,23 @@ pub async fn set_should_error(
     function: &str,
     outage: bool,
 ) -> Result<()> {
+    configure(
+        lambda,
+        function,
+        &[("SHOULD_ERROR", outage.to_string())],
+        None,
+    )
+    .await
+}
+
+/// Sets environment variables on `function` (keeping its others) and, if given, its timeout
+/// in seconds; waits until the update is done.
+pub async fn configure(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    variables: &[(&str, String)],
+    timeout_seconds: Option<i32>,
+) -> Result<()> {
     let current = lambda
         .get_function_configuration()
         .function_name(function)
@@ -23,11 +40,14 @@ pub async fn set_should_error(
         .and_then(|e| e.variables())
         .cloned()
         .unwrap_or_default();
-    vars.insert("SHOULD_ERROR".into(), outage.to_string());
+    for (name, value) in variables {
+        vars.insert(name.to_string(), value.clone());
+    }
     lambda
         .update_function_configuration()
         .function_name(function)
         .environment(Environment::builder().set_variables(Some(vars)).build())
+        .set_timeout(timeout_seconds)
         .send()
         .await
         .context("UpdateFunctionConfiguration")?;

@@ -60,7 +60,9 @@ pub async fn deploy_breaker(
     ];
     all.extend(parameters.iter().cloned());
     let built = sam::build(tools, "template")?;
-    sam::deploy(tools, emulator, &built, BREAKER_STACK, &all)
+    sam::deploy(tools, emulator, &built, BREAKER_STACK, &all)?;
+    crate::emulator_gaps::settle_disabled_mappings(&config, BREAKER_STACK, &["RejitterMapping"])
+        .await
 }
 
 /// An emulator owned by a test: started on a free port, stopped (with everything it

@@ -2,8 +2,12 @@
 
 use crate::error::StepError;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_lambda::config::retry::RetryConfig;
+use aws_sdk_lambda::config::timeout::TimeoutConfig;
+use aws_sdk_lambda::error::SdkError;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
+use std::time::Duration;
 
 /// What one synchronous invocation returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,19 +31,45 @@ pub async fn timeout_seconds(
     Ok(out.timeout().unwrap_or(3).max(1) as u32)
 }
 
+/// The function error a probe records when the consumer did not answer in time.
+pub const NO_ANSWER: &str = "NoAnswer";
+
 async fn invoke(
     lambda: &aws_sdk_lambda::Client,
     function: &str,
     payload: Vec<u8>,
+    timeout: Option<Duration>,
 ) -> Result<Invocation, StepError> {
-    let out = lambda
+    let mut call = lambda
         .invoke()
         .function_name(function)
         .invocation_type(InvocationType::RequestResponse)
         .payload(Blob::new(payload))
-        .send()
-        .await
-        .map_err(|e| StepError::aws("Invoke", e))?;
+        .customize();
+    if let Some(timeout) = timeout {
+        // One attempt, bounded: an SDK retry would hand the consumer the record again.
+        call = call.config_override(
+            aws_sdk_lambda::config::Config::builder()
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .operation_timeout(timeout)
+                        .operation_attempt_timeout(timeout)
+                        .build(),
+                )
+                .retry_config(RetryConfig::disabled()),
+        );
+    }
+    let out = match call.send().await {
+        Ok(out) => out,
+        Err(SdkError::TimeoutError(_)) => {
+            let waited = timeout.unwrap_or_default().as_secs();
+            return Ok(Invocation {
+                function_error: Some(NO_ANSWER.into()),
+                payload: format!("the consumer did not answer within {waited} s").into_bytes(),
+            });
+        }
+        Err(e) => return Err(StepError::aws("Invoke", e)),
+    };
     Ok(Invocation {
         function_error: out.function_error().map(str::to_string),
         payload: out
@@ -49,17 +79,19 @@ async fn invoke(
     })
 }
 
-/// Hands the consumer one record, exactly as its event source mapping would.
+/// Hands the consumer one record, exactly as its event source mapping would, and waits for
+/// its answer at most `timeout`.
 pub async fn invoke_with_record(
     lambda: &aws_sdk_lambda::Client,
     function_arn: &str,
     record: SqsMessage,
+    timeout: Duration,
 ) -> Result<Invocation, StepError> {
     let mut event = SqsEvent::default();
     event.records = vec![record];
     let payload = serde_json::to_vec(&event)
         .map_err(|e| StepError::Fatal(format!("serialising the probe event: {e}")))?;
-    invoke(lambda, function_arn, payload).await
+    invoke(lambda, function_arn, payload, Some(timeout)).await
 }
 
 /// Invokes the health-check function with an empty object; healthy means no function error.
@@ -67,6 +99,6 @@ pub async fn health_check(
     lambda: &aws_sdk_lambda::Client,
     function: &str,
 ) -> Result<bool, StepError> {
-    let out = invoke(lambda, function, b"{}".to_vec()).await?;
+    let out = invoke(lambda, function, b"{}".to_vec(), None).await?;
     Ok(out.function_error.is_none())
 }

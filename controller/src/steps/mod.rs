@@ -157,6 +157,9 @@ pub struct Context {
     pub random: Arc<dyn Fn() -> f64 + Send + Sync>,
     /// Pause between polls of a mapping's state.
     pub poll: Duration,
+    /// When this invocation's Lambda time runs out, in epoch milliseconds (`None` in tests):
+    /// the probe stops waiting for a hanging consumer before it.
+    pub deadline_ms: Option<u64>,
 }
 
 impl Context {

@@ -7,16 +7,13 @@ use crate::adapters::signals::Transition;
 use crate::adapters::store::{Acquire, CircuitRecord, OPEN};
 use crate::adapters::{alarm, execution, mapping, queue};
 use crate::circuit::{Changed, Circuit, MappingSnapshot, OpenStatus};
+use crate::core::hang::PROBE_VISIBILITY_MARGIN_SECONDS;
 use crate::core::history::{task, EXECUTION_STARTED, FLOW_STATE};
 use crate::core::rearm::{cooldown_seconds, recent_opens};
 use crate::core::{alarm_transition, is_fresh, oldest_sent_ms, AlarmTransition, OwnAlarm};
 use crate::error::StepError;
 use serde_json::Value;
 use std::time::{Duration, UNIX_EPOCH};
-
-/// Seconds added to the consumer's timeout for the probe message's visibility, so the
-/// message cannot reappear while the consumer still works on it.
-const PROBE_VISIBILITY_MARGIN_SECONDS: u32 = 30;
 
 /// Mapping states that end in Enabled without anyone's action.
 const SETTLING_TOWARDS_ENABLED: [&str; 3] = ["Creating", "Enabling", "Updating"];

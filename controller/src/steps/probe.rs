@@ -5,6 +5,7 @@ use super::Context;
 use crate::adapters::signals::Transition;
 use crate::adapters::{consumer, queue};
 use crate::circuit::Circuit;
+use crate::core::hang::{probe_invoke_timeout, PROBE_VISIBILITY_MARGIN_SECONDS};
 use crate::core::history::{task, FLOW_STATE};
 use crate::core::receives::{after_failed_probe, GiveBack};
 use crate::core::{
@@ -152,7 +153,21 @@ async fn probe_once(
     }
 
     let record = queue::to_record(&message, &circuit.queue_arn, &circuit.region);
-    let invocation = match consumer::invoke_with_record(lambda, &target.function_arn, record).await
+    // The probe's message stays hidden for the consumer's timeout + 30 s: that is what the
+    // consumer may take, and so what the probe waits for at most.
+    let consumer_timeout = circuit
+        .probe_visibility_seconds
+        .saturating_sub(PROBE_VISIBILITY_MARGIN_SECONDS)
+        .max(1);
+    let remaining = ctx.deadline_ms.map(|d| d.saturating_sub(ctx.now_ms()));
+    let timeout = probe_invoke_timeout(consumer_timeout, remaining);
+    let invocation = match consumer::invoke_with_record(
+        lambda,
+        &target.function_arn,
+        record,
+        timeout,
+    )
+    .await
     {
         Ok(invocation) => invocation,
         Err(e) => {
@@ -192,10 +207,15 @@ async fn probe_once(
                 // Hidden until about the next probe, which then takes another message; its
                 // receive count grew, so redrive still applies to a poison message.
                 GiveBack::Hide => {
-                    let hide = ctx
+                    let mut hide = ctx
                         .config
                         .backoff
                         .failed_probe_hide_seconds(circuit.attempt);
+                    // A consumer that did not answer may still be working on it: keep it
+                    // hidden as long as the consumer may run.
+                    if invocation.function_error.as_deref() == Some(consumer::NO_ANSWER) {
+                        hide = hide.max(circuit.probe_visibility_seconds);
+                    }
                     queue::release(sqs, &circuit.queue_url, &receipt, hide).await?;
                     String::new()
                 }

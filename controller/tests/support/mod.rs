@@ -152,6 +152,7 @@ impl Mocks {
             clock: Arc::new(move || now_ms),
             random: Arc::new(move || random),
             poll: Duration::ZERO,
+            deadline_ms: None,
         }
     }
 }

@@ -13,6 +13,10 @@
 //!    either. [`alarm_bridge`] evaluates each alarm's own definition on its period
 //!    ([`alarm_evaluation`]) and delivers the documented event ([`alarm_events`]) to the
 //!    targets of the rules that match it. Metric-math alarms are not bridged.
+//! 3. An event source mapping CloudFormation creates with `Enabled: false` reads back as
+//!    `State: Enabled` although the emulator does not poll it; switching it on then changes
+//!    nothing. [`settle_disabled_mappings`] sets `Enabled: false` again through the API, after
+//!    which the mapping reads `Disabled`, as on AWS.
 
 pub mod alarm_bridge;
 pub mod alarm_evaluation;
@@ -152,6 +156,42 @@ impl Drop for Bridges {
             let _ = thread.join();
         }
     }
+}
+
+/// Gap 3: the event source mappings a stack declares `Enabled: false` (by logical id) are
+/// switched off again through the API, so that they read `Disabled` as they would on AWS.
+pub async fn settle_disabled_mappings(
+    config: &aws_config::SdkConfig,
+    stack: &str,
+    logical_ids: &[&str],
+) -> Result<()> {
+    use anyhow::Context;
+    let cloudformation = aws_sdk_cloudformation::Client::new(config);
+    let lambda = aws_sdk_lambda::Client::new(config);
+    for logical_id in logical_ids {
+        let resource = cloudformation
+            .describe_stack_resource()
+            .stack_name(stack)
+            .logical_resource_id(*logical_id)
+            .send()
+            .await;
+        // Absent when its condition is false (the rejitter off, say).
+        let Ok(resource) = resource else { continue };
+        let Some(uuid) = resource
+            .stack_resource_detail()
+            .and_then(|d| d.physical_resource_id())
+        else {
+            continue;
+        };
+        lambda
+            .update_event_source_mapping()
+            .uuid(uuid)
+            .enabled(false)
+            .send()
+            .await
+            .with_context(|| format!("switching {logical_id} ({uuid}) off"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
