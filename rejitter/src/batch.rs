@@ -6,19 +6,31 @@
 
 use std::ops::Range;
 
-use crate::size::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
+use crate::size::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES};
+
+/// [`pack_within`] SQS's own per-message limit, [`SQS_MAX_MESSAGE_BYTES`] (any queue).
+pub fn pack(sizes: &[usize]) -> Vec<Range<usize>> {
+    pack_within(sizes, SQS_MAX_MESSAGE_BYTES)
+}
 
 /// Splits messages of the given sizes into consecutive, in-order batches.
 ///
 /// Each batch has 1 to [`MAX_BATCH_ENTRIES`] messages totalling at most [`MAX_BATCH_BYTES`],
 /// except that a message too large to share goes alone. That includes a message over
-/// [`crate::size::MAX_MESSAGE_BYTES`]: it is still returned, so the sender tries it and reports
-/// SQS's refusal rather than the message vanishing.
-pub fn pack(sizes: &[usize]) -> Vec<Range<usize>> {
+/// `max_message_bytes` (the queue's limit, see [`crate::size::message_limit`]): it is still
+/// returned, alone, so the sender tries it and reports SQS's refusal rather than the message
+/// vanishing, and the refusal cannot take other messages with it.
+pub fn pack_within(sizes: &[usize], max_message_bytes: usize) -> Vec<Range<usize>> {
     let mut batches = Vec::new();
     let mut start = 0;
     let mut total: usize = 0;
     for (i, &size) in sizes.iter().enumerate() {
+        // Counted as filling a batch on its own, so it shares with nothing.
+        let size = if size > max_message_bytes {
+            usize::MAX
+        } else {
+            size
+        };
         let full = i - start == MAX_BATCH_ENTRIES || total.saturating_add(size) > MAX_BATCH_BYTES;
         if i > start && full {
             batches.push(start..i);
@@ -36,7 +48,7 @@ pub fn pack(sizes: &[usize]) -> Vec<Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::size::MAX_MESSAGE_BYTES;
+    use crate::size::SQS_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES;
     use proptest::prelude::*;
 
     #[test]
@@ -78,6 +90,27 @@ mod tests {
             pack(&[1, MAX_MESSAGE_BYTES + 1, 0, usize::MAX, 1]),
             vec![0..1, 1..2, 2..3, 3..4, 4..5]
         );
+    }
+
+    #[test]
+    fn a_message_over_the_queue_limit_goes_alone_even_if_the_batch_has_room() {
+        let limit = 262_144;
+        assert_eq!(
+            pack_within(&[10, limit + 1, 10, limit, 10], limit),
+            vec![0..1, 1..2, 2..5]
+        );
+        assert_eq!(pack_within(&[limit + 1; 3], limit), vec![0..1, 1..2, 2..3]);
+    }
+
+    #[test]
+    fn ten_messages_fill_a_batch_up_to_one_mib_exactly() {
+        let tenth = MAX_BATCH_BYTES / 10;
+        let mut sizes = vec![tenth; 10];
+        sizes[9] += MAX_BATCH_BYTES % 10;
+        assert_eq!(sizes.iter().sum::<usize>(), MAX_BATCH_BYTES);
+        assert_eq!(pack(&sizes), vec![0..10]);
+        sizes[9] += 1;
+        assert_eq!(pack(&sizes), vec![0..9, 9..10]);
     }
 
     fn sizes() -> impl Strategy<Value = Vec<usize>> {
@@ -124,6 +157,18 @@ mod tests {
                     b.len() == MAX_BATCH_ENTRIES || total.saturating_add(sizes[next]) > MAX_BATCH_BYTES,
                     "batch {:?} could have taken message {}", b, next
                 );
+            }
+        }
+
+        /// Against any queue limit, a message over it is alone in its batch.
+        #[test]
+        fn messages_over_the_queue_limit_are_alone(
+            sizes in sizes(),
+            limit in 1_024..=MAX_MESSAGE_BYTES,
+        ) {
+            for b in pack_within(&sizes, limit) {
+                let over = sizes[b.clone()].iter().filter(|&&s| s > limit).count();
+                prop_assert!(over == 0 || b.len() == 1, "batch {:?} shares an oversized message", b);
             }
         }
 

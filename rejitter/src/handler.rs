@@ -4,20 +4,26 @@
 //! `ReportBatchItemFailures`) is on only during a recovery. For each batch:
 //!
 //! 1. A record without a `messageId` could not be listed in `batchItemFailures`, so the whole
-//!    invocation fails before anything is sent: the mapping retries the batch and nothing is
-//!    re-sent twice.
+//!    invocation fails before any call: the mapping retries the batch and nothing is re-sent
+//!    twice.
 //! 2. A record whose `eventSourceARN` is not the configured `QUEUE_ARN` is left on its queue:
 //!    the mapping never delivers one, but re-sending it would move it to another queue.
-//! 3. A record this recovery already rejittered ([`crate::marker`]) is left on the queue.
-//! 4. The rest is planned ([`crate::plan::plan`], marker = the current epoch second). Before the
-//!    first send the queue's URL is looked up ([`Queue::url`], one `GetQueueUrl` call per
-//!    process); if that fails, the whole invocation fails before anything is sent (the mapping
-//!    retries the batch, and the next invocation looks the URL up again).
-//! 5. Each batch is sent with one `SendMessageBatch` call, up to [`MAX_CONCURRENT_SENDS`] at
-//!    once.
+//! 3. A record this recovery already rejittered ([`crate::marker`]) is left on the queue, hidden
+//!    until the phase must be over ([`crate::hide`]) so the rejitter receives it at most once
+//!    more.
+//! 4. Before the first call the queue is looked up ([`Queue::info`]: one `GetQueueUrl` and one
+//!    `GetQueueAttributes` call per process); if that fails, the whole invocation fails before
+//!    anything is sent or hidden (the mapping retries the batch, and the next invocation looks
+//!    the queue up again). No call at all when no record is to be planned or hidden (all from
+//!    another queue, or already rejittered without a receipt handle).
+//! 5. The rest is planned ([`crate::plan::plan`], marker = the current epoch second, against the
+//!    queue's `MaximumMessageSize`). Each batch is sent with one `SendMessageBatch` call, up to
+//!    [`MAX_CONCURRENT_SENDS`] at once; meanwhile the records of step 3 are hidden with
+//!    `ChangeMessageVisibilityBatch`.
 //! 6. `batchItemFailures` lists exactly the records not re-sent (left on the queue: from
-//!    another queue, already rejittered, rejected by the plan, or not confirmed by SQS), in
-//!    record order. Lambda deletes the others, whose delayed copies are now on the queue.
+//!    another queue, already rejittered, whether hidden or not, rejected by the plan, or not
+//!    confirmed by SQS), in record order. Lambda deletes the others, whose delayed copies are
+//!    now on the queue.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,10 +37,11 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::delay::random_unit;
-use crate::marker::{already_rejittered, marker_of};
+use crate::hide::hide_seconds;
+use crate::marker::{already_rejittered, marker_of, marker_seconds};
 use crate::metrics::{emf_line, Counts};
 use crate::plan::{plan, Outgoing};
-use crate::sender::{send_batch, Queue, SendFailure};
+use crate::sender::{hide_all, send_batch, Hide, Queue, QueueLookupError, SendFailure};
 
 /// Most `SendMessageBatch` calls in flight at once in one invocation.
 pub const MAX_CONCURRENT_SENDS: usize = 4;
@@ -58,6 +65,12 @@ pub enum HandlerError {
          nothing was sent and the whole batch will be retried"
     )]
     QueueUrlUnavailable { queue_arn: String, reason: String },
+
+    #[error(
+        "cannot read the attributes of the queue {queue_arn} (GetQueueAttributes failed: \
+         {reason}); nothing was sent and the whole batch will be retried"
+    )]
+    QueueAttributesUnavailable { queue_arn: String, reason: String },
 }
 
 impl HandlerError {
@@ -66,6 +79,18 @@ impl HandlerError {
         match self {
             HandlerError::MissingMessageId { .. } => "MissingMessageId",
             HandlerError::QueueUrlUnavailable { .. } => "QueueUrlUnavailable",
+            HandlerError::QueueAttributesUnavailable { .. } => "QueueAttributesUnavailable",
+        }
+    }
+}
+
+impl From<QueueLookupError> for HandlerError {
+    fn from(e: QueueLookupError) -> HandlerError {
+        let (queue_arn, reason) = (e.queue_arn.clone(), e.message.clone());
+        if e.is_url() {
+            HandlerError::QueueUrlUnavailable { queue_arn, reason }
+        } else {
+            HandlerError::QueueAttributesUnavailable { queue_arn, reason }
         }
     }
 }
@@ -122,18 +147,32 @@ pub async fn handle(
     draw: impl FnMut() -> f64,
 ) -> Result<Outcome, HandlerError> {
     let batch_size = records.len();
+    // Before any call: a record that cannot be listed fails the whole batch.
+    let missing: Vec<usize> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.message_id.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    if !missing.is_empty() {
+        let error = HandlerError::MissingMessageId {
+            indexes: missing,
+            batch_size,
+        };
+        log_error(&error, batch_size);
+        return Err(error);
+    }
+
     let mut left = Vec::new();
     let mut to_send = Vec::with_capacity(batch_size);
+    // Already rejittered: (index in `left`, marker second, receipt handle).
+    let mut to_hide = Vec::new();
     let max_delay = config.delays.max();
     for record in records {
-        // A record without an id is planned, and so rejected, below.
-        let Some(message_id) = &record.message_id else {
-            to_send.push(record.clone());
-            continue;
-        };
+        let message_id = record.message_id.clone().unwrap_or_default();
         if record.event_source_arn.as_deref() != Some(config.queue_arn.as_str()) {
             left.push(Left {
-                message_id: message_id.clone(),
+                message_id,
                 reason: format!(
                     "the record comes from {}, not from QUEUE_ARN {}; not re-sent to another queue",
                     record
@@ -148,12 +187,19 @@ pub async fn handle(
         }
         let marker = marker_of(record);
         if already_rejittered(marker, now_s, max_delay) {
+            let reason = format!(
+                "already rejittered during this recovery (marker {}); left for the consumer",
+                marker.unwrap_or_default()
+            );
+            match (marker_seconds(marker), record.receipt_handle.as_deref()) {
+                (Some(sent_s), Some(handle)) if !handle.is_empty() => {
+                    to_hide.push((left.len(), sent_s, handle.to_owned()))
+                }
+                _ => {}
+            }
             left.push(Left {
-                message_id: message_id.clone(),
-                reason: format!(
-                    "already rejittered during this recovery (marker {}); left for the consumer",
-                    marker.unwrap_or_default()
-                ),
+                message_id,
+                reason,
                 kind: Kind::AlreadyRejittered,
             });
         } else {
@@ -163,21 +209,19 @@ pub async fn handle(
     let other_queue = left.iter().filter(|l| l.kind == Kind::OtherQueue).count();
     let skipped_already_rejittered = left.len() - other_queue;
 
-    let (batches, rejected) = plan(&to_send, &config.delays, &now_s.to_string(), draw);
-    // Before any send: a record that cannot be listed fails the whole batch.
-    if rejected.iter().any(|r| r.message_id.is_none()) {
-        let error = HandlerError::MissingMessageId {
-            indexes: records
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.message_id.is_none())
-                .map(|(i, _)| i)
-                .collect(),
-            batch_size,
-        };
-        log_error(&error, batch_size);
-        return Err(error);
-    }
+    // Before any send or hide: without the URL nothing can be done, so the batch is retried.
+    let info = if to_send.is_empty() && to_hide.is_empty() {
+        None
+    } else {
+        Some(queue.info().await.map_err(|e| {
+            let error = HandlerError::from(e);
+            log_error(&error, batch_size);
+            error
+        })?)
+    };
+
+    let limit = info.map_or(crate::size::SQS_MAX_MESSAGE_BYTES, |i| i.max_message_bytes);
+    let (batches, rejected) = plan(&to_send, &config.delays, &now_s.to_string(), limit, draw);
     left.extend(rejected.iter().filter_map(|r| {
         Some(Left {
             message_id: r.message_id.clone()?,
@@ -186,23 +230,53 @@ pub async fn handle(
         })
     }));
 
+    // How long to hide each already rejittered record; 0 means no call.
+    let retention = info.and_then(|i| i.retention_seconds);
+    let mut hides = Vec::new();
+    let mut hidden_records = Vec::new();
+    for (index, sent_s, receipt_handle) in to_hide {
+        let seconds = hide_seconds(sent_s, now_s, config.rejitter_max_seconds, retention);
+        if seconds == 0 {
+            left[index]
+                .reason
+                .push_str("; not hidden: the rejitter phase must be over by now");
+            continue;
+        }
+        hidden_records.push(index);
+        hides.push(Hide {
+            message_id: left[index].message_id.clone(),
+            receipt_handle,
+            seconds,
+        });
+    }
+
     let planned: usize = batches.iter().map(Vec::len).sum();
     let batch_count = batches.len();
-    let send_failures = if batches.is_empty() {
-        Vec::new()
-    } else {
-        // Before any send: without the URL nothing can be sent, so the batch is retried.
-        let queue_url = queue.url().await.map_err(|e| {
-            let error = HandlerError::QueueUrlUnavailable {
-                queue_arn: e.queue_arn,
-                reason: e.message,
-            };
-            log_error(&error, batch_size);
-            error
-        })?;
-        send_all(queue.client(), queue_url, batches).await
+    let (send_failures, hide_failures) = match info {
+        None => (Vec::new(), Vec::new()),
+        Some(info) => {
+            tokio::join!(
+                send_all(queue.client(), &info.url, batches),
+                hide_all(queue.client(), &info.url, &hides)
+            )
+        }
     };
     let failed_sends = send_failures.len();
+    let hidden = hides.len() - hide_failures.len();
+    let hide_failed: HashMap<usize, String> = hide_failures
+        .into_iter()
+        .map(|f| (f.index, f.reason))
+        .collect();
+    for (i, (index, hide)) in hidden_records.into_iter().zip(&hides).enumerate() {
+        let reason = &mut left[index].reason;
+        match hide_failed.get(&i) {
+            None => reason.push_str(&format!("; hidden for {} s", hide.seconds)),
+            Some(why) => reason.push_str(&format!(
+                "; could not be hidden for {} s: {why}",
+                hide.seconds
+            )),
+        }
+    }
     left.extend(send_failures.into_iter().map(|f| Left {
         message_id: f.message_id,
         reason: f.reason,
@@ -243,6 +317,7 @@ pub async fn handle(
         batches = counts.batches,
         failures = counts.failures,
         skipped_already_rejittered = counts.skipped_already_rejittered,
+        hidden,
         batch_item_failures = left.len(),
         pass = now_s,
         "invocation done"
@@ -343,7 +418,8 @@ fn log_error(error: &HandlerError, batch_size: usize) {
             }
             tracing::error!(batch_size, error_type, error = %error, "invocation failed");
         }
-        HandlerError::QueueUrlUnavailable { queue_arn, .. } => {
+        HandlerError::QueueUrlUnavailable { queue_arn, .. }
+        | HandlerError::QueueAttributesUnavailable { queue_arn, .. } => {
             tracing::error!(
                 batch_size,
                 error_type,

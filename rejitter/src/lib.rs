@@ -5,7 +5,7 @@
 //! burst into a trickle. A pure core decides everything about that re-send ([`plan::plan`],
 //! [`marker`], [`metrics`], and the modules they use) with no AWS SDK and no I/O, so it can be
 //! tested exhaustively; [`sender`] is the only SQS adapter (it also looks up the queue's URL
-//! from its ARN, once per process) and [`handler`] wires one invocation.
+//! and attributes from its ARN, once per process) and [`handler`] wires one invocation.
 //!
 //! Standard queues only: FIFO queues cannot delay single messages ([`config`]).
 
@@ -14,6 +14,7 @@ pub mod batch;
 pub mod config;
 pub mod delay;
 pub mod handler;
+pub mod hide;
 pub mod logging;
 pub mod marker;
 pub mod metrics;
@@ -22,11 +23,12 @@ pub mod sender;
 pub mod size;
 
 pub use attributes::{AttributeError, AttributeValue, OutAttribute, MARKER};
-pub use batch::pack;
+pub use batch::{pack, pack_within};
 pub use config::{Config, ConfigError};
 pub use delay::DelayRange;
 pub use handler::{handle, HandlerError, Outcome};
+pub use hide::hide_seconds;
 pub use marker::already_rejittered;
 pub use metrics::{emf_line, Counts};
 pub use plan::{plan, Outgoing, RejectReason, Rejected};
-pub use sender::{Queue, QueueUrlError};
+pub use sender::{Queue, QueueInfo, QueueLookupError};

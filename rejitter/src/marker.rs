@@ -8,11 +8,11 @@
 //! handler calls [`crate::plan::plan`] with `now_seconds.to_string()`).
 //!
 //! A record whose marker is recent ([`already_rejittered`]) is neither re-sent nor deleted: the
-//! handler lists it in `batchItemFailures`, so it becomes visible again for the consumer, whose
-//! mapping the breaker re-enables right after the rejitter phase. This costs such a message one
-//! extra receive (its `ApproximateReceiveCount` grows by one, which counts towards the queue's
-//! redrive policy). The state machine keeps the phase short, since it ends as soon as the
-//! visible backlog is empty, so few messages come back during it.
+//! handler lists it in `batchItemFailures`, so it stays on the queue for the consumer, whose
+//! mapping the breaker re-enables right after the rejitter phase. Before that, the handler hides
+//! it until the phase must be over ([`crate::hide`]), so the rejitter's own mapping does not
+//! receive it again every visibility timeout: it costs such a message one extra receive (its
+//! `ApproximateReceiveCount` grows by one, which counts towards the queue's redrive policy).
 //!
 //! A marker from an earlier recovery, or one that is not a time, is ignored: the message is
 //! rejittered normally and its marker overwritten. A message the rejitter could not mark (it
@@ -59,6 +59,16 @@ pub fn marker_of(record: &SqsMessage) -> Option<&str> {
         .and_then(|a| a.string_value.as_deref())
 }
 
+/// The epoch second a marker records: plain ASCII digits that fit a `u64`, else `None`.
+pub fn marker_seconds(marker: Option<&str>) -> Option<u64> {
+    let marker = marker?;
+    // `u64::from_str` accepts a leading `+`; a pass is only ever plain digits.
+    if marker.is_empty() || !marker.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    marker.parse().ok()
+}
+
 /// Whether a record with this marker was already rejittered during this recovery.
 ///
 /// True when the marker is a whole number of epoch seconds (ASCII digits only) at most
@@ -66,14 +76,7 @@ pub fn marker_of(record: &SqsMessage) -> Option<&str> {
 /// it. No marker, an unparsable one, an older one (an earlier recovery) or one further in the
 /// future is not recent.
 pub fn already_rejittered(marker: Option<&str>, now_s: u64, max_delay_s: u32) -> bool {
-    let Some(marker) = marker else {
-        return false;
-    };
-    // `u64::from_str` accepts a leading `+`; a pass is only ever plain digits.
-    if marker.is_empty() || !marker.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let Ok(sent_s) = marker.parse::<u64>() else {
+    let Some(sent_s) = marker_seconds(marker) else {
         return false;
     };
     if sent_s > now_s {

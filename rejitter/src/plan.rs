@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use aws_lambda_events::event::sqs::SqsMessage;
 
 use crate::attributes::{out_attributes, trace_header, with_marker, AttributeError, OutAttribute};
-use crate::batch::pack;
+use crate::batch::pack_within;
 use crate::delay::DelayRange;
-use crate::size::{message_bytes, MAX_MESSAGE_BYTES};
+use crate::size::message_bytes;
 
 /// One message to re-send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,18 +64,20 @@ pub enum RejectReason {
 /// `draw` yields uniform values in `[0, 1)` (see [`crate::delay::random_unit`]); it is called
 /// once per accepted record, in order, for its delay. `pass` is the marker value; the marker is
 /// left off when it does not fit (see [`with_marker`]) or would push a message that fits over
-/// [`MAX_MESSAGE_BYTES`]. A message already over that limit is still planned, alone in its
-/// batch, so the send reports it.
+/// `max_message_bytes`, the queue's limit ([`crate::size::message_limit`]). A message already
+/// over that limit is still planned, alone in its batch, so the send reports it. Batches total
+/// at most [`crate::size::MAX_BATCH_BYTES`] (see [`pack_within`]).
 pub fn plan(
     records: &[SqsMessage],
     range: &DelayRange,
     pass: &str,
+    max_message_bytes: usize,
     mut draw: impl FnMut() -> f64,
 ) -> (Vec<Vec<Outgoing>>, Vec<Rejected>) {
     let mut accepted = Vec::new();
     let mut rejected = Vec::new();
     for record in records {
-        match prepare(record, pass) {
+        match prepare(record, pass, max_message_bytes) {
             Ok(mut outgoing) => {
                 outgoing.delay_seconds = range.draw(draw());
                 accepted.push(outgoing);
@@ -86,7 +88,7 @@ pub fn plan(
 
     let sizes: Vec<usize> = accepted.iter().map(Outgoing::size).collect();
     let mut messages = accepted.into_iter();
-    let batches = pack(&sizes)
+    let batches = pack_within(&sizes, max_message_bytes)
         .into_iter()
         .map(|range| {
             messages
@@ -104,7 +106,11 @@ pub fn plan(
 }
 
 /// Everything but the entry id and delay, which depend on the other records and the draw.
-fn prepare(record: &SqsMessage, pass: &str) -> Result<Outgoing, Rejected> {
+fn prepare(
+    record: &SqsMessage,
+    pass: &str,
+    max_message_bytes: usize,
+) -> Result<Outgoing, Rejected> {
     let Some(message_id) = record.message_id.clone() else {
         return Err(Rejected {
             message_id: None,
@@ -120,8 +126,8 @@ fn prepare(record: &SqsMessage, pass: &str) -> Result<Outgoing, Rejected> {
     };
     let received = out_attributes(record).map_err(|e| reject(e.into()))?;
     let (marked, _) = with_marker(received.clone(), pass);
-    let attributes = if message_bytes(&body, &marked) > MAX_MESSAGE_BYTES
-        && message_bytes(&body, &received) <= MAX_MESSAGE_BYTES
+    let attributes = if message_bytes(&body, &marked) > max_message_bytes
+        && message_bytes(&body, &received) <= max_message_bytes
     {
         received
     } else {
@@ -141,12 +147,28 @@ fn prepare(record: &SqsMessage, pass: &str) -> Result<Outgoing, Rejected> {
 mod tests {
     use super::*;
     use crate::attributes::{AttributeValue, MARKER, MAX_MESSAGE_ATTRIBUTES, TRACE_HEADER};
-    use crate::size::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
+    use crate::size::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES};
     use aws_lambda_events::event::sqs::{SqsEvent, SqsMessageAttribute};
     use proptest::prelude::*;
     use serde_json::json;
 
     const PASS: &str = "pass-7";
+
+    /// The limit of a queue with the default (and largest) `MaximumMessageSize`, 1 MiB.
+    const MAX_MESSAGE_BYTES: usize = SQS_MAX_MESSAGE_BYTES;
+
+    /// A queue whose `MaximumMessageSize` is the old 256 KiB.
+    const SMALL_QUEUE: usize = 262_144;
+
+    /// [`plan`] for a queue of the default 1 MiB limit.
+    fn plan(
+        records: &[SqsMessage],
+        range: &DelayRange,
+        pass: &str,
+        draw: impl FnMut() -> f64,
+    ) -> (Vec<Vec<Outgoing>>, Vec<Rejected>) {
+        super::plan(records, range, pass, MAX_MESSAGE_BYTES, draw)
+    }
 
     fn full_range() -> DelayRange {
         DelayRange::new(0, 900).unwrap()
@@ -360,6 +382,141 @@ mod tests {
         assert!(batches[1][0].attributes.contains_key(MARKER));
     }
 
+    /// A message with ten attributes (no slot left for the marker) and a non-ASCII body that
+    /// make exactly `total` bytes as SQS counts them.
+    fn ten_attributes_totalling(id: &str, total: usize) -> SqsMessage {
+        let mut m = message(Some(id), None);
+        for i in 0..MAX_MESSAGE_ATTRIBUTES {
+            m.message_attributes.insert(
+                format!("attr-{i}"),
+                string_attribute(Some("String.custom"), &format!("value-{i}")),
+            );
+        }
+        let attributes = message_bytes("", &out_attributes(&m).unwrap());
+        m.body = Some("é".repeat((total - attributes) / 2) + &"x".repeat((total - attributes) % 2));
+        m
+    }
+
+    #[test]
+    fn a_message_at_the_limit_with_ten_attributes_goes_alone_whole() {
+        for limit in [MAX_MESSAGE_BYTES, SMALL_QUEUE] {
+            let records = vec![
+                message(Some("a"), Some("x")),
+                ten_attributes_totalling("full", limit),
+                message(Some("c"), Some("x")),
+            ];
+            let (batches, rejected) = super::plan(&records, &full_range(), PASS, limit, || 0.0);
+            assert!(rejected.is_empty());
+            let planned: Vec<&Outgoing> = batches.iter().flatten().collect();
+            assert_eq!(planned.len(), 3, "nothing dropped");
+            let full = planned.iter().find(|o| o.message_id == "full").unwrap();
+            assert_eq!(full.size(), limit, "counted with its attributes");
+            assert_eq!(Some(&full.body), records[1].body.as_ref(), "not split");
+            assert_eq!(full.attributes, out_attributes(&records[1]).unwrap());
+            assert!(
+                !full.attributes.contains_key(MARKER),
+                "no slot for the marker"
+            );
+            if limit == MAX_MESSAGE_BYTES {
+                // 1 MiB fills a batch on its own.
+                let ids: Vec<Vec<&str>> = batches
+                    .iter()
+                    .map(|b| b.iter().map(|o| o.message_id.as_str()).collect())
+                    .collect();
+                assert_eq!(ids, vec![vec!["a"], vec!["full"], vec!["c"]]);
+            }
+        }
+    }
+
+    #[test]
+    fn batches_are_packed_up_to_one_mib() {
+        // Four messages of exactly a quarter MiB each, marker included, fill one call exactly.
+        let marker_bytes = MARKER.len() + "String".len() + PASS.len();
+        let quarter = MAX_BATCH_BYTES / 4;
+        let mut records: Vec<SqsMessage> = (0..4)
+            .map(|i| {
+                let mut m = message(Some(&format!("q{i}")), None);
+                m.message_attributes
+                    .insert("k".to_owned(), string_attribute(Some("Number"), "12"));
+                m.body = Some("b".repeat(quarter - marker_bytes - ("k".len() + 6 + 2)));
+                m
+            })
+            .collect();
+        let (batches, _) = plan(&records, &full_range(), PASS, || 0.0);
+        assert_eq!(batches.len(), 1);
+        assert_eq!(
+            batches[0].iter().map(Outgoing::size).sum::<usize>(),
+            MAX_BATCH_BYTES
+        );
+
+        // One byte more goes to a second call.
+        records.push(message(Some("one"), Some("")));
+        records[4].body = Some(String::new());
+        let (batches, _) = plan(&records, &full_range(), "", || 0.0);
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(
+            sizes,
+            [5],
+            "no marker (empty pass), so room for an empty message"
+        );
+        let (batches, _) = plan(&records, &full_range(), PASS, || 0.0);
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [4, 1], "the batch is full: its marker does not fit");
+
+        // Ten messages of a tenth of a MiB fit one call; the old 256 KiB limit needed five.
+        let tenth: Vec<SqsMessage> = (0..10)
+            .map(|i| {
+                message(
+                    Some(&format!("t{i}")),
+                    Some(&"t".repeat(MAX_BATCH_BYTES / 10 - 40)),
+                )
+            })
+            .collect();
+        let (batches, _) = plan(&tenth, &full_range(), PASS, || 0.0);
+        assert_eq!(batches.len(), 1);
+        assert!(batches[0].iter().map(Outgoing::size).sum::<usize>() <= MAX_BATCH_BYTES);
+    }
+
+    #[test]
+    fn a_smaller_queue_limit_decides_the_marker_and_who_goes_alone() {
+        // Fits a 256 KiB queue only without the marker.
+        let body = "x".repeat(SMALL_QUEUE - 3);
+        let (batches, _) = super::plan(
+            &[message(Some("a"), Some(&body))],
+            &full_range(),
+            PASS,
+            SMALL_QUEUE,
+            || 0.0,
+        );
+        assert!(batches[0][0].attributes.is_empty());
+        // The same message on a 1 MiB queue keeps it.
+        let (batches, _) = plan(
+            &[message(Some("a"), Some(&body))],
+            &full_range(),
+            PASS,
+            || 0.0,
+        );
+        assert!(batches[0][0].attributes.contains_key(MARKER));
+
+        // Over the queue's limit but well within a call: still planned, alone.
+        let over = "x".repeat(SMALL_QUEUE + 1);
+        let records = vec![
+            message(Some("a"), Some("x")),
+            message(Some("over"), Some(&over)),
+            message(Some("c"), Some("x")),
+        ];
+        let (batches, rejected) = super::plan(&records, &full_range(), PASS, SMALL_QUEUE, || 0.0);
+        assert!(rejected.is_empty());
+        let ids: Vec<Vec<&str>> = batches
+            .iter()
+            .map(|b| b.iter().map(|o| o.message_id.as_str()).collect())
+            .collect();
+        assert_eq!(ids, vec![vec!["a"], vec!["over"], vec!["c"]]);
+        // On a 1 MiB queue it shares.
+        let (batches, _) = plan(&records, &full_range(), PASS, || 0.0);
+        assert_eq!(batches.len(), 1);
+    }
+
     #[test]
     fn nothing_in_nothing_out() {
         let (batches, rejected) = plan(&[], &full_range(), PASS, || panic!("no draw expected"));
@@ -395,6 +552,7 @@ mod tests {
             6 => any::<String>().prop_map(Body::Text),
             3 => (0..=MAX_BATCH_BYTES / 3).prop_map(Body::Repeat),
             1 => (MAX_MESSAGE_BYTES - 60..=MAX_MESSAGE_BYTES + 20).prop_map(Body::Repeat),
+            1 => (SMALL_QUEUE - 60..=SMALL_QUEUE + 20).prop_map(Body::Repeat),
         ];
         let attribute = (
             "[a-z]{1,8}",
@@ -455,11 +613,13 @@ mod tests {
             specs in proptest::collection::vec(spec(), 0..30),
             min in 0u32..=900,
             units in proptest::collection::vec(0.0..1.0f64, 30),
+            limit in prop_oneof![Just(MAX_MESSAGE_BYTES), Just(SMALL_QUEUE), 1_024..=MAX_MESSAGE_BYTES],
         ) {
             let records = build(&specs);
             let range = DelayRange::new(min, 900).unwrap();
             let mut next = units.iter().copied();
-            let (batches, rejected) = plan(&records, &range, PASS, || next.next().unwrap_or(0.0));
+            let (batches, rejected) =
+                super::plan(&records, &range, PASS, limit, || next.next().unwrap_or(0.0));
 
             let planned: Vec<&Outgoing> = batches.iter().flatten().collect();
             prop_assert_eq!(planned.len() + rejected.len(), records.len());
@@ -478,7 +638,7 @@ mod tests {
                         let plain = message_bytes(&o.body, &received);
                         let marker_bytes = MARKER.len() + "String".len() + PASS.len();
                         let marked = received.len() < MAX_MESSAGE_ATTRIBUTES
-                            && (plain + marker_bytes <= MAX_MESSAGE_BYTES || plain > MAX_MESSAGE_BYTES);
+                            && (plain + marker_bytes <= limit || plain > limit);
                         let mut without_marker = o.attributes.clone();
                         let found = without_marker.remove(MARKER);
                         prop_assert_eq!(found, marked.then(|| marker(PASS)));
@@ -495,6 +655,7 @@ mod tests {
                 prop_assert!((1..=MAX_BATCH_ENTRIES).contains(&batch.len()));
                 let total: usize = batch.iter().map(Outgoing::size).sum();
                 prop_assert!(total <= MAX_BATCH_BYTES || batch.len() == 1);
+                prop_assert!(batch.len() == 1 || batch.iter().all(|o| o.size() <= limit));
                 let mut ids: Vec<&str> = batch.iter().map(|o| o.entry_id.as_str()).collect();
                 prop_assert!(ids.iter().all(|id| is_entry_id(id)));
                 ids.sort_unstable();

@@ -1,23 +1,30 @@
-//! The SQS adapter: finds the queue's URL once, then sends each planned batch with one
-//! `SendMessageBatch` call and says which messages were not re-sent.
+//! The SQS adapter: looks the queue up once, then sends each planned batch with one
+//! `SendMessageBatch` call and says which messages were not re-sent, and hides the records left
+//! for the consumer with `ChangeMessageVisibilityBatch`.
 //!
 //! The configuration names the queue by its ARN; [`Queue`] turns that into the URL the SQS API
-//! needs with one `GetQueueUrl` call, the first time a batch is sent, and keeps it for the life
-//! of the process. Nothing is looked up at init, so the cold start makes no network call.
+//! needs with one `GetQueueUrl` call, and reads the queue's `MaximumMessageSize` and
+//! `MessageRetentionPeriod` with one `GetQueueAttributes` call, the first time an invocation
+//! needs the queue, and keeps them for the life of the process ([`QueueInfo`]). Nothing is
+//! looked up at init, so the cold start makes no network call.
 //!
 //! A message counts as re-sent only when SQS lists its entry as successful. Everything else
 //! (an entry SQS lists as failed or does not mention, an entry that cannot be built, a call
 //! that fails as a whole) is reported, so the handler leaves the message on the queue: at worst
-//! it is delivered twice, never lost.
+//! it is delivered twice, never lost. A hide that fails only costs an extra receive: the record
+//! is left on the queue either way.
 
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{BuildError, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError;
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
 use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError;
 use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError;
 use aws_sdk_sqs::types::{
-    MessageAttributeValue, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
+    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue,
+    MessageSystemAttributeNameForSends, MessageSystemAttributeValue, QueueAttributeName,
     SendMessageBatchRequestEntry,
 };
 use aws_smithy_types::Blob;
@@ -26,20 +33,33 @@ use tokio::sync::OnceCell;
 use crate::attributes::{AttributeValue, OutAttribute};
 use crate::config::Config;
 use crate::plan::Outgoing;
+use crate::size::{message_limit, MAX_BATCH_ENTRIES};
+
+/// What the rejitter needs to know about its queue, looked up once per process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    /// The URL `GetQueueUrl` answered.
+    pub url: String,
+    /// The largest message the queue accepts: its `MaximumMessageSize`, within what SQS allows
+    /// ([`message_limit`]; SQS's 1 MiB if the attribute is missing or not a number).
+    pub max_message_bytes: usize,
+    /// The queue's `MessageRetentionPeriod` in seconds, if the answer had a readable one.
+    pub retention_seconds: Option<u32>,
+}
 
 /// The SQS client and the queue the rejitter re-sends to, named by its ARN.
 ///
-/// Build it once per process and share it across invocations: the queue's URL is looked up
-/// with one `GetQueueUrl` call (`QueueName` and `QueueOwnerAWSAccountId` from the ARN) the first
-/// time [`Queue::url`] is awaited, and kept. A failed lookup is not kept; the next call tries
-/// again.
+/// Build it once per process and share it across invocations: the queue is looked up the first
+/// time [`Queue::info`] is awaited, with one `GetQueueUrl` call (`QueueName` and
+/// `QueueOwnerAWSAccountId` from the ARN) then one `GetQueueAttributes` call, and kept. A failed
+/// lookup is not kept; the next call tries both again.
 #[derive(Debug)]
 pub struct Queue {
     client: aws_sdk_sqs::Client,
     arn: String,
     name: String,
     account: String,
-    url: OnceCell<String>,
+    info: OnceCell<QueueInfo>,
 }
 
 impl Queue {
@@ -50,7 +70,7 @@ impl Queue {
             arn: config.queue_arn.clone(),
             name: config.queue_name().to_owned(),
             account: config.queue_account().to_owned(),
-            url: OnceCell::new(),
+            info: OnceCell::new(),
         }
     }
 
@@ -63,44 +83,71 @@ impl Queue {
         &self.arn
     }
 
+    /// What was already looked up, if anything.
+    pub fn cached(&self) -> Option<&QueueInfo> {
+        self.info.get()
+    }
+
     /// The queue's URL if it was already looked up.
     pub fn cached_url(&self) -> Option<&str> {
-        self.url.get().map(String::as_str)
+        self.cached().map(|info| info.url.as_str())
     }
 
-    /// The queue's URL: the cached one, or the result of one `GetQueueUrl` call, cached on
-    /// success. A failure is logged here, classified as transient or not.
-    pub async fn url(&self) -> Result<&str, QueueUrlError> {
-        let url = self
-            .url
-            // Boxed: the SDK call's future is deep, and inlining it in every invocation's
+    /// The queue's URL and attributes: the cached ones, or the result of one `GetQueueUrl` and
+    /// one `GetQueueAttributes` call, cached on success. A failure is logged here, classified as
+    /// transient or not.
+    pub async fn info(&self) -> Result<&QueueInfo, QueueLookupError> {
+        self.info
+            // Boxed: the SDK calls' future is deep, and inlining it in every invocation's
             // future overflows the compiler's layout depth limit in main.
             .get_or_try_init(|| Box::pin(self.lookup()))
-            .await?;
-        Ok(url.as_str())
+            .await
     }
 
-    /// One `GetQueueUrl` call, logged.
-    async fn lookup(&self) -> Result<String, QueueUrlError> {
-        let url = self.get_queue_url().await.inspect_err(|e| {
+    /// The queue's URL (see [`Queue::info`]).
+    pub async fn url(&self) -> Result<&str, QueueLookupError> {
+        Ok(self.info().await?.url.as_str())
+    }
+
+    /// One `GetQueueUrl` call and one `GetQueueAttributes` call, logged.
+    async fn lookup(&self) -> Result<QueueInfo, QueueLookupError> {
+        let logged = |e: &QueueLookupError| {
             tracing::error!(
-                operation = "GetQueueUrl",
+                operation = e.operation,
                 queue_arn = %self.arn,
                 transient = e.transient,
                 error = %e.message,
-                "GetQueueUrl call failed; nothing is sent"
+                "{} call failed; nothing is sent",
+                e.operation
             )
-        })?;
-        tracing::info!(queue_arn = %self.arn, queue_url = %url, "queue URL resolved");
-        Ok(url)
+        };
+        let url = self.get_queue_url().await.inspect_err(logged)?;
+        let info = self.get_queue_attributes(url).await.inspect_err(logged)?;
+        tracing::info!(
+            queue_arn = %self.arn,
+            queue_url = %info.url,
+            max_message_bytes = info.max_message_bytes,
+            retention_seconds = info.retention_seconds,
+            "queue URL resolved"
+        );
+        Ok(info)
     }
 
-    async fn get_queue_url(&self) -> Result<String, QueueUrlError> {
-        let failed = |message: String, transient: bool| QueueUrlError {
+    fn failed(
+        &self,
+        operation: &'static str,
+        message: String,
+        transient: bool,
+    ) -> QueueLookupError {
+        QueueLookupError {
+            operation,
             queue_arn: self.arn.clone(),
             message,
             transient,
-        };
+        }
+    }
+
+    async fn get_queue_url(&self) -> Result<String, QueueLookupError> {
         let output = self
             .client
             .get_queue_url()
@@ -111,27 +158,220 @@ impl Queue {
             .map_err(|err| {
                 let (message, transient) =
                     describe(&err, |e| matches!(e, GetQueueUrlError::RequestThrottled(_)));
-                failed(message, transient)
+                self.failed(GET_QUEUE_URL, message, transient)
             })?;
         match output.queue_url() {
             Some(url) if !url.trim().is_empty() => Ok(url.to_owned()),
-            _ => Err(failed(
+            _ => Err(self.failed(
+                GET_QUEUE_URL,
                 "the GetQueueUrl response has no QueueUrl".to_owned(),
                 false,
             )),
         }
     }
+
+    async fn get_queue_attributes(&self, url: String) -> Result<QueueInfo, QueueLookupError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::MaximumMessageSize)
+            .attribute_names(QueueAttributeName::MessageRetentionPeriod)
+            .send()
+            .await
+            .map_err(|err| {
+                let (message, transient) = describe(&err, |e| {
+                    matches!(e, GetQueueAttributesError::RequestThrottled(_))
+                });
+                self.failed(GET_QUEUE_ATTRIBUTES, message, transient)
+            })?;
+        let attribute = |name| {
+            output
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .map(String::as_str)
+        };
+        let maximum = attribute(QueueAttributeName::MaximumMessageSize);
+        let retention = attribute(QueueAttributeName::MessageRetentionPeriod);
+        let retention_seconds = retention.and_then(|r| r.trim().parse::<u32>().ok());
+        if maximum
+            .and_then(|m| m.trim().parse::<usize>().ok())
+            .is_none()
+            || retention_seconds.is_none()
+        {
+            tracing::warn!(
+                queue_arn = %self.arn,
+                maximum_message_size = maximum,
+                message_retention_period = retention,
+                "GetQueueAttributes gave no readable MaximumMessageSize or \
+                 MessageRetentionPeriod: planning against 1 MiB, and nothing is hidden"
+            );
+        }
+        Ok(QueueInfo {
+            url,
+            max_message_bytes: message_limit(maximum),
+            retention_seconds,
+        })
+    }
 }
 
-/// Why the queue's URL could not be looked up.
+const GET_QUEUE_URL: &str = "GetQueueUrl";
+const GET_QUEUE_ATTRIBUTES: &str = "GetQueueAttributes";
+
+/// Why the queue could not be looked up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("GetQueueUrl failed for {queue_arn}: {message}")]
-pub struct QueueUrlError {
+#[error("{operation} failed for {queue_arn}: {message}")]
+pub struct QueueLookupError {
+    /// `GetQueueUrl` or `GetQueueAttributes`.
+    pub operation: &'static str,
     pub queue_arn: String,
     /// The SQS error code and message, or the SDK's description of the failure.
     pub message: String,
     /// Throttling, a 5xx, a timeout or a network failure.
     pub transient: bool,
+}
+
+impl QueueLookupError {
+    /// Whether the failed call was `GetQueueUrl` (else `GetQueueAttributes`).
+    pub fn is_url(&self) -> bool {
+        self.operation == GET_QUEUE_URL
+    }
+}
+
+/// A record to hide, see [`crate::hide`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hide {
+    /// The received record's id, for the logs.
+    pub message_id: String,
+    pub receipt_handle: String,
+    /// The new visibility timeout, from now.
+    pub seconds: u32,
+}
+
+/// A record whose visibility could not be changed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HideFailure {
+    /// The record's position in the slice given to [`hide_all`].
+    pub index: usize,
+    pub message_id: String,
+    pub reason: String,
+}
+
+/// Hides each record of `hides` for its seconds, with one `ChangeMessageVisibilityBatch` call
+/// per [`MAX_BATCH_ENTRIES`] records (entry ids `h{i}`); returns the records not hidden, in
+/// order. A call that fails as a whole fails every entry (and is logged once here).
+pub async fn hide_all(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    hides: &[Hide],
+) -> Vec<HideFailure> {
+    let mut failures = Vec::new();
+    for (n, chunk) in hides.chunks(MAX_BATCH_ENTRIES).enumerate() {
+        let first = n * MAX_BATCH_ENTRIES;
+        failures.extend(
+            hide_batch(sqs, queue_url, chunk)
+                .await
+                .into_iter()
+                .map(|f| HideFailure {
+                    index: first + f.index,
+                    ..f
+                }),
+        );
+    }
+    failures
+}
+
+/// One `ChangeMessageVisibilityBatch` call for at most [`MAX_BATCH_ENTRIES`] records.
+async fn hide_batch(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    hides: &[Hide],
+) -> Vec<HideFailure> {
+    let fail_all = |reason: String| -> Vec<HideFailure> {
+        hides
+            .iter()
+            .enumerate()
+            .map(|(index, h)| HideFailure {
+                index,
+                message_id: h.message_id.clone(),
+                reason: reason.clone(),
+            })
+            .collect()
+    };
+    let entries: Result<Vec<_>, BuildError> = hides
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(format!("h{i}"))
+                .receipt_handle(&h.receipt_handle)
+                .visibility_timeout(i32::try_from(h.seconds).unwrap_or(i32::MAX))
+                .build()
+        })
+        .collect();
+    let entries = match entries {
+        Ok(entries) => entries,
+        Err(e) => {
+            return fail_all(format!(
+                "cannot build the ChangeMessageVisibilityBatch entries: {e}"
+            ))
+        }
+    };
+    let output = match sqs
+        .change_message_visibility_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+    {
+        Ok(output) => output,
+        Err(err) => {
+            let (message, transient) = describe(&err, |e| {
+                matches!(e, ChangeMessageVisibilityBatchError::RequestThrottled(_))
+            });
+            tracing::error!(
+                operation = "ChangeMessageVisibilityBatch",
+                entries = hides.len(),
+                transient,
+                error = %message,
+                "ChangeMessageVisibilityBatch call failed; its records stay on the queue, not hidden"
+            );
+            return fail_all(format!("ChangeMessageVisibilityBatch failed: {message}"));
+        }
+    };
+    let successful: HashSet<&str> = output.successful().iter().map(|e| e.id()).collect();
+    let failed: HashMap<&str, String> = output
+        .failed()
+        .iter()
+        .map(|e| {
+            let reason = format!(
+                "SQS refused the visibility change: {}: {} (sender fault: {})",
+                e.code(),
+                e.message().unwrap_or("no message"),
+                e.sender_fault()
+            );
+            (e.id(), reason)
+        })
+        .collect();
+    hides
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let id = format!("h{i}");
+            let reason = match failed.get(id.as_str()) {
+                Some(reason) => reason.clone(),
+                None if successful.contains(id.as_str()) => return None,
+                None => {
+                    "the ChangeMessageVisibilityBatch response does not list the entry".to_owned()
+                }
+            };
+            Some(HideFailure {
+                index: i,
+                message_id: h.message_id.clone(),
+                reason,
+            })
+        })
+        .collect()
 }
 
 /// A message that was not re-sent, and why.

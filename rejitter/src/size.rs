@@ -2,16 +2,29 @@
 //!
 //! SQS counts the body and, for every message attribute, its name, data type and value. System
 //! attributes such as `AWSTraceHeader` do not count, so the trace header is not an input here.
+//!
+//! Two limits apply: one message may not exceed the queue's `MaximumMessageSize` attribute
+//! (1,024 to [`SQS_MAX_MESSAGE_BYTES`]; [`crate::sender::Queue`] reads it once per process), and
+//! one `SendMessageBatch` call may not exceed [`MAX_BATCH_BYTES`] in total, whatever the queue.
 
 use std::collections::BTreeMap;
 
 use crate::attributes::OutAttribute;
 
-/// Largest message SQS accepts by default (256 KiB).
+/// Largest message SQS accepts on any queue (1 MiB): the ceiling of a queue's
+/// `MaximumMessageSize`.
+pub const SQS_MAX_MESSAGE_BYTES: usize = 1_048_576;
+
+/// 256 KiB: SQS's message limit before it was raised to 1 MiB, and still the limit of a queue
+/// whose `MaximumMessageSize` says so. The rejitter does not plan against it (it plans against
+/// [`message_limit`]); kept for test traffic that must fit such queues (`xtask::traffic`).
 pub const MAX_MESSAGE_BYTES: usize = 262_144;
 
-/// Largest total of one `SendMessageBatch` request's messages.
-pub const MAX_BATCH_BYTES: usize = 262_144;
+/// Smallest `MaximumMessageSize` a queue can have (1 KiB).
+pub const SQS_MIN_MESSAGE_BYTES: usize = 1_024;
+
+/// Largest total of one `SendMessageBatch` request's messages (1 MiB).
+pub const MAX_BATCH_BYTES: usize = 1_048_576;
 
 /// Most entries in one `SendMessageBatch` request.
 pub const MAX_BATCH_ENTRIES: usize = 10;
@@ -19,6 +32,16 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 /// Bytes one message attribute adds: name + data type + value.
 pub fn attribute_bytes(name: &str, attribute: &OutAttribute) -> usize {
     name.len() + attribute.data_type.len() + attribute.value.byte_len()
+}
+
+/// The per-message limit to plan against: the queue's `MaximumMessageSize` (if it was read and
+/// is a number), kept within what SQS allows, so never above [`SQS_MAX_MESSAGE_BYTES`].
+pub fn message_limit(queue_maximum: Option<&str>) -> usize {
+    queue_maximum
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(SQS_MAX_MESSAGE_BYTES, |n| {
+            n.clamp(SQS_MIN_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES)
+        })
 }
 
 /// Bytes SQS counts for a message: UTF-8 body plus every message attribute.
@@ -71,7 +94,34 @@ mod tests {
         assert_eq!(message_bytes("body", &attrs), want);
     }
 
+    #[test]
+    fn the_limit_is_the_queue_maximum_within_what_sqs_allows() {
+        assert_eq!(message_limit(Some("262144")), 262_144);
+        assert_eq!(message_limit(Some(" 1048576 ")), SQS_MAX_MESSAGE_BYTES);
+        assert_eq!(message_limit(Some("1024")), 1_024);
+        // Out of range or unreadable: what SQS allows at most (a refusal is then reported).
+        assert_eq!(message_limit(Some("2097152")), SQS_MAX_MESSAGE_BYTES);
+        assert_eq!(message_limit(Some("10")), SQS_MIN_MESSAGE_BYTES);
+        assert_eq!(message_limit(Some("")), SQS_MAX_MESSAGE_BYTES);
+        assert_eq!(message_limit(Some("256 KiB")), SQS_MAX_MESSAGE_BYTES);
+        assert_eq!(message_limit(None), SQS_MAX_MESSAGE_BYTES);
+    }
+
+    #[test]
+    fn a_batch_may_carry_as_much_as_the_largest_message() {
+        assert_eq!(MAX_BATCH_BYTES, SQS_MAX_MESSAGE_BYTES);
+    }
+
     proptest! {
+        #[test]
+        fn the_limit_never_leaves_the_sqs_range(n in any::<u64>()) {
+            let limit = message_limit(Some(&n.to_string()));
+            prop_assert!((SQS_MIN_MESSAGE_BYTES..=SQS_MAX_MESSAGE_BYTES).contains(&limit));
+            if (SQS_MIN_MESSAGE_BYTES as u64..=SQS_MAX_MESSAGE_BYTES as u64).contains(&n) {
+                prop_assert_eq!(limit as u64, n);
+            }
+        }
+
         /// Each attribute adds exactly its name, type and value bytes, whatever is there already.
         #[test]
         fn adding_an_attribute_adds_its_three_parts(

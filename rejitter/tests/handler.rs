@@ -228,20 +228,28 @@ async fn a_record_with_a_recent_marker_is_left_for_the_consumer() {
 }
 
 #[tokio::test]
-async fn only_already_rejittered_records_need_no_call() {
+async fn only_already_rejittered_records_are_hidden_without_a_send() {
     let seen = Seen::default();
     let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
     let lookup = lookup_rule();
-    let queue = queue_with(&[&lookup, &rule]);
+    let attributes = attributes_rule();
+    let hides = SeenHides::default();
+    let hide = hide_rule(&hides, |input| {
+        MockResponse::Output(hide_output(input, &[]))
+    });
+    let queue = queue_with(&[&lookup, &attributes, &hide, &rule]);
     let input = records(vec![with_marker(record_json(0), &NOW.to_string())]);
     let outcome = handle(&queue, &config(), &input, NOW, random_unit)
         .await
         .expect("handled");
     assert_eq!(rule.num_calls(), 0);
-    assert_eq!(lookup.num_calls(), 0, "nothing to send, no URL needed");
-    assert_eq!(queue.cached_url(), None);
+    assert_eq!((lookup.num_calls(), attributes.num_calls()), (1, 1));
+    assert_eq!(hide.num_calls(), 1);
+    // 900 s of phase at most (the default) + 300 s of slack, from the marker.
+    assert_eq!(hidden(&hides), [("AQEB-receipt-0".to_owned(), 1_200)]);
     assert_eq!(failure_ids(&outcome.response), ["id-0"]);
     assert_eq!(outcome.counts.batches, 0);
+    assert_eq!(outcome.counts.skipped_already_rejittered, 1);
 }
 
 #[tokio::test]
@@ -310,12 +318,13 @@ async fn a_record_without_a_message_id_fails_the_invocation_before_any_send() {
 }
 
 #[tokio::test]
-async fn the_queue_url_is_looked_up_once_for_the_life_of_the_process() {
+async fn the_queue_is_looked_up_once_for_the_life_of_the_process() {
     let seen = Seen::default();
     let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
     let lookup = lookup_rule();
+    let attributes = attributes_rule();
     // One handler state for both invocations, as in main.
-    let queue = queue_with(&[&lookup, &rule]);
+    let queue = queue_with(&[&lookup, &attributes, &rule]);
     let config = config();
     assert_eq!(
         queue.cached_url(),
@@ -338,6 +347,7 @@ async fn the_queue_url_is_looked_up_once_for_the_life_of_the_process() {
     .expect("handled");
 
     assert_eq!(lookup.num_calls(), 1, "the URL is cached");
+    assert_eq!(attributes.num_calls(), 1, "the attributes too");
     assert_eq!(rule.num_calls(), 3);
     assert!(first.response.batch_item_failures.is_empty());
     assert!(second.batch_item_failures.is_empty());
@@ -457,4 +467,505 @@ async fn only_records_from_another_queue_need_no_call() {
     assert_eq!((lookup.num_calls(), rule.num_calls()), (0, 0));
     assert_eq!(failure_ids(&outcome.response), ["id-0"]);
     assert_eq!(outcome.counts.failures, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Already rejittered records are hidden until the phase is over (at most one extra receive).
+
+/// [`config`] with these variables on top.
+fn config_with(extra: &[(&str, &str)]) -> rejitter::Config {
+    let mut env: std::collections::HashMap<&str, &str> = [
+        ("QUEUE_ARN", QUEUE_ARN),
+        ("MIN_DELAY_SECONDS", "10"),
+        ("MAX_DELAY_SECONDS", "20"),
+    ]
+    .into();
+    env.extend(extra.iter().copied());
+    rejitter::Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).expect("valid config")
+}
+
+#[tokio::test]
+async fn an_already_rejittered_record_is_hidden_until_the_phase_is_over() {
+    let seen = Seen::default();
+    let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
+    let hides = SeenHides::default();
+    let hide = hide_rule(&hides, |input| {
+        MockResponse::Output(hide_output(input, &[]))
+    });
+    let mut no_handle = with_marker(record_json(3), &(NOW - 100).to_string());
+    no_handle.as_object_mut().unwrap().remove("receiptHandle");
+    let input = records(vec![
+        record_json(0),
+        with_marker(record_json(1), &(NOW - 100).to_string()),
+        // Written by a host whose clock is 30 s ahead.
+        with_marker(record_json(2), &(NOW + 30).to_string()),
+        no_handle,
+    ]);
+    let config = config_with(&[("REJITTER_MAX_SECONDS", "3600")]);
+    let outcome = handle(
+        &queue_with(&[&hide, &rule]),
+        &config,
+        &input,
+        NOW,
+        random_unit,
+    )
+    .await
+    .expect("handled");
+
+    assert_eq!(rule.num_calls(), 1);
+    assert_eq!(hide.num_calls(), 1, "one ChangeMessageVisibilityBatch call");
+    let calls = hides.lock().unwrap().clone();
+    assert_eq!(calls[0].queue_url(), Some(QUEUE_URL));
+    let ids: Vec<&str> = calls[0].entries().iter().map(|e| e.id()).collect();
+    assert_eq!(ids, ["h0", "h1"]);
+    // Visible again 3600 + 300 s after each marker; no receipt handle, no hide.
+    assert_eq!(
+        hidden(&hides),
+        [
+            ("AQEB-receipt-1".to_owned(), 3_900 - 100),
+            ("AQEB-receipt-2".to_owned(), 3_900 + 30),
+        ]
+    );
+    // Hidden or not, they stay on the queue for the consumer.
+    assert_eq!(failure_ids(&outcome.response), ["id-1", "id-2", "id-3"]);
+    assert_eq!(
+        outcome.counts,
+        Counts {
+            rejittered: 1,
+            batches: 1,
+            failures: 0,
+            skipped_already_rejittered: 3
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_failed_hide_still_leaves_the_record_on_the_queue() {
+    let input = || {
+        records(vec![
+            with_marker(record_json(0), &NOW.to_string()),
+            record_json(1),
+            with_marker(record_json(2), &NOW.to_string()),
+        ])
+    };
+
+    // The call fails as a whole: no retry, both records still listed.
+    let seen = Seen::default();
+    let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
+    let hides = SeenHides::default();
+    let hide = hide_rule(&hides, |_| {
+        MockResponse::Error(
+            aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError::RequestThrottled(throttled()),
+        )
+    });
+    let outcome = handle(
+        &queue_with(&[&hide, &rule]),
+        &config(),
+        &input(),
+        NOW,
+        random_unit,
+    )
+    .await
+    .expect("a failed hide does not fail the invocation");
+    assert_eq!((hide.num_calls(), rule.num_calls()), (1, 1));
+    assert_eq!(failure_ids(&outcome.response), ["id-0", "id-2"]);
+    assert_eq!(outcome.counts.rejittered, 1);
+
+    // SQS refuses one entry: still listed, like the one it hid.
+    let seen = Seen::default();
+    let send = support::rule(&seen, |input| MockResponse::Output(output(input, &[])));
+    let hides = SeenHides::default();
+    let hide = hide_rule(&hides, |input| {
+        MockResponse::Output(hide_output(input, &["h1"]))
+    });
+    let outcome = handle(
+        &queue_with(&[&hide, &send]),
+        &config(),
+        &input(),
+        NOW,
+        random_unit,
+    )
+    .await
+    .expect("handled");
+    assert_eq!((hide.num_calls(), send.num_calls()), (1, 1));
+    assert_eq!(hidden(&hides).len(), 2);
+    assert_eq!(failure_ids(&outcome.response), ["id-0", "id-2"]);
+}
+
+#[tokio::test]
+async fn twelve_hidden_records_take_two_calls() {
+    let seen = Seen::default();
+    let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
+    let hides = SeenHides::default();
+    let hide = hide_rule(&hides, |input| {
+        MockResponse::Output(hide_output(input, &[]))
+    });
+    let marker = (NOW - 10).to_string();
+    let input = records(
+        (0..12)
+            .map(|i| with_marker(record_json(i), &marker))
+            .collect(),
+    );
+    let outcome = handle(
+        &queue_with(&[&hide, &rule]),
+        &config(),
+        &input,
+        NOW,
+        random_unit,
+    )
+    .await
+    .expect("handled");
+    assert_eq!((hide.num_calls(), rule.num_calls()), (2, 0));
+    let sizes: Vec<usize> = hides
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.entries().len())
+        .collect();
+    assert_eq!(sizes, [10, 2]);
+    let handles: Vec<String> = hidden(&hides).into_iter().map(|(h, _)| h).collect();
+    let want: Vec<String> = (0..12).map(|i| format!("AQEB-receipt-{i}")).collect();
+    assert_eq!(handles, want);
+    assert!(hidden(&hides).iter().all(|(_, s)| *s == 1_190));
+    assert_eq!(failure_ids(&outcome.response).len(), 12);
+}
+
+#[tokio::test]
+async fn no_hide_once_the_phase_must_be_over_or_near_the_end_of_retention() {
+    // A 30 s phase: a marker 400 s old is still this recovery's (window 20 + 900 s), but the
+    // phase must be over (30 + 300 s).
+    let hides = SeenHides::default();
+    let hide = hide_rule(&hides, |input| {
+        MockResponse::Output(hide_output(input, &[]))
+    });
+    let lookup = lookup_rule();
+    let input = records(vec![with_marker(record_json(0), &(NOW - 400).to_string())]);
+    let short = config_with(&[("REJITTER_MAX_SECONDS", "30")]);
+    let outcome = handle(
+        &queue_with(&[&lookup, &hide]),
+        &short,
+        &input,
+        NOW,
+        random_unit,
+    )
+    .await
+    .expect("handled");
+    assert_eq!((lookup.num_calls(), hide.num_calls()), (1, 0));
+    assert_eq!(failure_ids(&outcome.response), ["id-0"]);
+
+    // A queue keeping messages 16 minutes: hiding would risk the message expiring unseen.
+    // Without a readable retention, nothing is hidden either.
+    for retention in [Some("960"), None, Some("four days")] {
+        let hides = SeenHides::default();
+        let hide = hide_rule(&hides, |input| {
+            MockResponse::Output(hide_output(input, &[]))
+        });
+        let attributes = attributes_rule_with(Some("1048576"), retention);
+        let input = records(vec![with_marker(record_json(0), &NOW.to_string())]);
+        let outcome = handle(
+            &queue_with(&[&attributes, &hide]),
+            &config(),
+            &input,
+            NOW,
+            random_unit,
+        )
+        .await
+        .expect("handled");
+        assert_eq!(
+            (attributes.num_calls(), hide.num_calls()),
+            (1, 0),
+            "{retention:?}"
+        );
+        assert_eq!(failure_ids(&outcome.response), ["id-0"]);
+    }
+
+    // Twenty minutes: hidden until 15 minutes before it would expire (clock skew included).
+    let hides = SeenHides::default();
+    let hide = hide_rule(&hides, |input| {
+        MockResponse::Output(hide_output(input, &[]))
+    });
+    let attributes = attributes_rule_with(Some("1048576"), Some("1200"));
+    let input = records(vec![with_marker(record_json(0), &NOW.to_string())]);
+    handle(
+        &queue_with(&[&attributes, &hide]),
+        &config(),
+        &input,
+        NOW,
+        random_unit,
+    )
+    .await
+    .expect("handled");
+    assert_eq!(
+        hidden(&hides),
+        [("AQEB-receipt-0".to_owned(), 1_200 - 60 - 900)]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_attributes_lookup_fails_the_invocation_before_any_call_and_is_not_cached() {
+    let seen = Seen::default();
+    let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
+    let hides = SeenHides::default();
+    let hide = hide_rule(&hides, |input| {
+        MockResponse::Output(hide_output(input, &[]))
+    });
+    let lookup = lookup_rule();
+    let attributes = attributes_rule_failing_once();
+    let queue = queue_with(&[&lookup, &attributes, &hide, &rule]);
+    let mut values = numbered(3);
+    values[1] = with_marker(record_json(1), &NOW.to_string());
+
+    let error = handle(
+        &queue,
+        &config(),
+        &records(values.clone()),
+        NOW,
+        random_unit,
+    )
+    .await
+    .expect_err("without the queue's limits nothing is sent");
+    assert_eq!((lookup.num_calls(), attributes.num_calls()), (1, 1));
+    assert_eq!((rule.num_calls(), hide.num_calls()), (0, 0));
+    assert_eq!(queue.cached_url(), None, "the failure is not cached");
+    assert_eq!(
+        error,
+        HandlerError::QueueAttributesUnavailable {
+            queue_arn: QUEUE_ARN.to_owned(),
+            reason: "AWS.SimpleQueueService.NonExistentQueue: The specified queue does not exist."
+                .to_owned()
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "cannot read the attributes of the queue {QUEUE_ARN} (GetQueueAttributes failed: \
+             AWS.SimpleQueueService.NonExistentQueue: The specified queue does not exist.); \
+             nothing was sent and the whole batch will be retried"
+        )
+    );
+    let diagnostic: lambda_runtime::Diagnostic = error.into();
+    assert_eq!(diagnostic.error_type, "QueueAttributesUnavailable");
+
+    // The retry looks the queue up again, both calls.
+    let outcome = handle(&queue, &config(), &records(values), NOW, random_unit)
+        .await
+        .expect("handled");
+    assert_eq!((lookup.num_calls(), attributes.num_calls()), (2, 2));
+    assert_eq!((rule.num_calls(), hide.num_calls()), (1, 1));
+    assert_eq!(
+        queue
+            .cached()
+            .map(|i| (i.max_message_bytes, i.retention_seconds)),
+        Some((1_048_576, Some(RETENTION)))
+    );
+    assert_eq!(failure_ids(&outcome.response), ["id-1"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages up to 1 MiB, batches up to 1 MiB.
+
+/// Bytes SQS counts for the message attributes of a record in the shape of [`record_json`]
+/// (the only binary value there is [`BLOB`], base64 in the event).
+fn attribute_bytes(record: &serde_json::Value) -> usize {
+    record["messageAttributes"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, a)| {
+            let value = match a["stringValue"].as_str() {
+                Some(s) => s.len(),
+                None => {
+                    assert_eq!(a["binaryValue"], "AQID/w==");
+                    BLOB.len()
+                }
+            };
+            name.len() + a["dataType"].as_str().unwrap().len() + value
+        })
+        .sum()
+}
+
+/// Bytes SQS counts for an entry of a `SendMessageBatch` request.
+fn entry_bytes(entry: &aws_sdk_sqs::types::SendMessageBatchRequestEntry) -> usize {
+    entry.message_body().len()
+        + entry
+            .message_attributes()
+            .map(|attrs| {
+                attrs
+                    .iter()
+                    .map(|(name, a)| {
+                        name.len()
+                            + a.data_type().len()
+                            + a.string_value().map_or(0, str::len)
+                            + a.binary_value().map_or(0, |b| b.as_ref().len())
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+}
+
+/// Record `i` with a body of non-ASCII and ASCII text making the message exactly `total` bytes
+/// with the attributes it has.
+fn sized(mut record: serde_json::Value, total: usize) -> serde_json::Value {
+    let room = total - attribute_bytes(&record);
+    record["body"] = json!("€".repeat(room / 3) + &"x".repeat(room % 3));
+    record
+}
+
+/// Record `i` with ten attributes of its own, including a Binary and a Number with a custom
+/// type, so there is no slot for the marker.
+fn ten_attributes(i: usize) -> serde_json::Value {
+    let mut record = record_json(i);
+    let attrs = record["messageAttributes"].as_object_mut().unwrap();
+    for n in 0..7 {
+        attrs.insert(
+            format!("extra-{n}"),
+            json!({"stringValue": format!("välue {n}"), "stringListValues": [],
+                   "binaryListValues": [], "dataType": "String.custom"}),
+        );
+    }
+    assert_eq!(attrs.len(), 10);
+    record
+}
+
+#[tokio::test]
+async fn a_one_mib_message_with_ten_attributes_is_sent_alone_and_whole() {
+    let seen = Seen::default();
+    let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
+    let full = sized(ten_attributes(1), 1_048_576);
+    let input = records(vec![record_json(0), full.clone(), record_json(2)]);
+    let outcome = handle(&queue(&rule), &config(), &input, NOW, random_unit)
+        .await
+        .expect("handled");
+
+    assert_eq!(
+        rule.num_calls(),
+        3,
+        "one call each: the full one fills a call"
+    );
+    assert!(
+        outcome.response.batch_item_failures.is_empty(),
+        "not dropped"
+    );
+    assert_eq!(outcome.counts.rejittered, 3);
+    let requests = seen.lock().unwrap().clone();
+    let alone: Vec<_> = requests
+        .iter()
+        .filter(|r| r.entries()[0].message_body() == full["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(alone.len(), 1);
+    let entries = alone[0].entries();
+    assert_eq!(entries.len(), 1, "alone in its call");
+    assert_eq!(
+        entry_bytes(&entries[0]),
+        1_048_576,
+        "not split, nothing added"
+    );
+    let attrs = entries[0].message_attributes().unwrap();
+    assert_eq!(attrs.len(), 10);
+    assert!(!attrs.contains_key(MARKER));
+    assert_eq!(attrs["extra-3"].data_type(), "String.custom");
+    assert_eq!(attrs["extra-3"].string_value(), Some("välue 3"));
+    assert_eq!(
+        attrs["blob"].binary_value().map(Blob::as_ref),
+        Some(&BLOB[..])
+    );
+}
+
+#[tokio::test]
+async fn calls_are_packed_up_to_one_mib() {
+    // A quarter MiB each, the marker (name, type, 10 digits) included: four fill a call.
+    let marker = MARKER.len() + "String".len() + NOW.to_string().len();
+    let quarter = |i| sized(record_json(i), 262_144 - marker);
+    for maximum in ["1048576", "262144"] {
+        let seen = Seen::default();
+        let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
+        let attributes = attributes_rule_with(Some(maximum), Some("345600"));
+        let input = records((0..5).map(quarter).collect());
+        let outcome = handle(
+            &queue_with(&[&lookup_rule(), &attributes, &rule]),
+            &config(),
+            &input,
+            NOW,
+            random_unit,
+        )
+        .await
+        .expect("handled");
+        assert!(outcome.response.batch_item_failures.is_empty());
+        let requests = seen.lock().unwrap().clone();
+        let mut calls: Vec<(usize, usize)> = requests
+            .iter()
+            .map(|r| (r.entries().len(), r.entries().iter().map(entry_bytes).sum()))
+            .collect();
+        calls.sort_unstable();
+        // Whatever the queue's message limit, a call carries up to 1 MiB.
+        assert_eq!(
+            calls,
+            [(1, 262_144), (4, 1_048_576)],
+            "MaximumMessageSize {maximum}"
+        );
+        for r in &requests {
+            for e in r.entries() {
+                assert!(e.message_attributes().unwrap().contains_key(MARKER));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_queue_maximum_message_size_is_planned_against() {
+    let seen = Seen::default();
+    let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
+    let attributes = attributes_rule_with(Some("262144"), Some("345600"));
+    // Fits the 256 KiB queue only without the marker; the next one does not fit at all.
+    let near = sized(record_json(1), 262_144 - 5);
+    let over = sized(record_json(3), 262_145);
+    let input = records(vec![
+        record_json(0),
+        near.clone(),
+        record_json(2),
+        over.clone(),
+    ]);
+    let outcome = handle(
+        &queue_with(&[&lookup_rule(), &attributes, &rule]),
+        &config(),
+        &input,
+        NOW,
+        random_unit,
+    )
+    .await
+    .expect("handled");
+
+    let requests = seen.lock().unwrap().clone();
+    let shapes: Vec<Vec<usize>> = requests
+        .iter()
+        .map(|r| r.entries().iter().map(entry_bytes).collect())
+        .collect();
+    assert_eq!(
+        shapes.iter().map(Vec::len).sum::<usize>(),
+        4,
+        "every record planned: {shapes:?}"
+    );
+    // The near one is sent without a marker; the one over the queue's limit goes alone (SQS
+    // refuses it there, not its neighbours).
+    let near_entry = requests
+        .iter()
+        .flat_map(|r| r.entries())
+        .find(|e| e.message_body() == near["body"].as_str().unwrap())
+        .unwrap();
+    assert!(!near_entry
+        .message_attributes()
+        .unwrap()
+        .contains_key(MARKER));
+    assert_eq!(entry_bytes(near_entry), 262_144 - 5);
+    let over_call = requests
+        .iter()
+        .find(|r| {
+            r.entries()
+                .iter()
+                .any(|e| e.message_body() == over["body"].as_str().unwrap())
+        })
+        .unwrap();
+    assert_eq!(over_call.entries().len(), 1);
+    assert_eq!(requests.len(), 2, "the three that fit share one call");
+    assert!(outcome.response.batch_item_failures.is_empty());
 }

@@ -41,6 +41,8 @@ async fn logs_each_record_left_and_one_line_per_invocation() {
     assert_eq!(resolved.len(), 1, "{lines:#?}");
     assert_eq!(resolved[0]["queue_arn"], QUEUE_ARN);
     assert_eq!(resolved[0]["queue_url"], QUEUE_URL);
+    assert_eq!(resolved[0]["max_message_bytes"], 1_048_576);
+    assert_eq!(resolved[0]["retention_seconds"], RETENTION);
     let messages: Vec<&str> = lines
         .iter()
         .map(|l| l["message"].as_str().unwrap())
@@ -97,6 +99,14 @@ async fn logs_each_record_left_and_one_line_per_invocation() {
              QUEUE_ARN {QUEUE_ARN}; not re-sent to another queue"
         )
     );
+    let skipped = lines.iter().find(|l| l["message_id"] == "id-0").unwrap();
+    assert_eq!(
+        skipped["reason"],
+        format!(
+            "already rejittered during this recovery (marker {NOW}); left for the consumer; \
+             hidden for 1200 s"
+        )
+    );
     let refused = lines.iter().find(|l| l["message_id"] == "id-2").unwrap();
     assert_eq!(
         refused["reason"],
@@ -111,7 +121,7 @@ async fn logs_each_record_left_and_one_line_per_invocation() {
     assert_eq!(
         *done[0],
         json!({"level": "INFO", "message": "invocation done", "records": 13, "rejittered": 9,
-               "batches": 2, "failures": 3, "skipped_already_rejittered": 1,
+               "batches": 2, "failures": 3, "skipped_already_rejittered": 1, "hidden": 1,
                "batch_item_failures": 4, "pass": NOW})
     );
 }
