@@ -16,6 +16,10 @@ static BUILD_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// first template built compiles everything, the second finds it built, and a later run only
 /// recompiles what changed: cargo is the cache (not `sam build --cached`, which would hash
 /// `CodeUri` (infra/) and miss changes to the Rust sources).
+///
+/// These local builds only run on the emulator, so they skip the release profile's fat LTO
+/// (kept for the packages users deploy: see Cargo.toml): a build after an edit of the
+/// controller and the rejitter takes 16 s instead of 75 s on two cores.
 pub fn build(tools: &Tools, template: &str) -> Result<PathBuf> {
     let _turn = BUILD_LOCK
         .lock()
@@ -27,6 +31,8 @@ pub fn build(tools: &Tools, template: &str) -> Result<PathBuf> {
         tools
             .command("sam")
             .current_dir(paths::root())
+            .env("CARGO_PROFILE_RELEASE_LTO", "false")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
             .args(["build", "--template-file"])
             .arg(&source)
             .arg("--build-dir")
