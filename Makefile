@@ -1,0 +1,30 @@
+# `sam build` runs this Makefile for every function of infra/template.yaml and
+# infra/example.yaml (their Metadata say `BuildMethod: makefile`), one target a function:
+# `make build-<LogicalId>` with ARTIFACTS_DIR set to where its package goes, run in the
+# repository root.
+#
+# Every target first runs the same single `cargo lambda build` for ALL the Lambda binaries,
+# so the dependencies they share (the AWS SDK, tokio, rustls) compile once, with one set of
+# features, for every function of both templates. The first target does the work; the
+# following ones find everything built and take a second or two. Then each copies its own
+# `bootstrap`.
+#
+# Needs cargo, cargo-lambda and zig on PATH (`cargo xtask` puts its pinned ones there).
+
+CARGO ?= cargo
+CARGO_TARGET_DIR ?= target
+LAMBDA_PACKAGES := -p controller -p rejitter -p example-consumer
+
+.PHONY: lambdas build-ControllerFunction build-RejitterFunction build-ConsumerFunction
+
+lambdas:
+	$(CARGO) lambda build --release --x86-64 $(LAMBDA_PACKAGES)
+
+build-ControllerFunction: lambdas
+	cp $(CARGO_TARGET_DIR)/lambda/controller/bootstrap $(ARTIFACTS_DIR)/bootstrap
+
+build-RejitterFunction: lambdas
+	cp $(CARGO_TARGET_DIR)/lambda/rejitter/bootstrap $(ARTIFACTS_DIR)/bootstrap
+
+build-ConsumerFunction: lambdas
+	cp $(CARGO_TARGET_DIR)/lambda/example-consumer/bootstrap $(ARTIFACTS_DIR)/bootstrap
