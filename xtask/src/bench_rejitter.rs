@@ -2,10 +2,12 @@
 //!
 //! The binary runs as Lambda runs it, against two fakes on loopback served by plain std
 //! threads: a Lambda Runtime API that hands out SQS events and collects the responses, and an
-//! SQS endpoint (`AWS_ENDPOINT_URL`) speaking the SDK's JSON protocol, which checks the batch
-//! limits and counts calls and entries. Figures: cold start, `SendMessageBatch` calls per
-//! message for several message-size mixes, warm throughput and invocation latency,
-//! `batchItemFailures` when SQS refuses entries, and peak RSS.
+//! SQS endpoint (`AWS_ENDPOINT_URL`) speaking the SDK's JSON protocol (`GetQueueUrl`,
+//! `GetQueueAttributes`, `SendMessageBatch`, `ChangeMessageVisibilityBatch`), which checks the
+//! batch limits (10 entries and 1 MiB a call) and the queue's `MaximumMessageSize`, and counts
+//! calls and entries. Figures: cold start, `SendMessageBatch` calls per message for several
+//! message-size mixes, warm throughput and invocation latency, `batchItemFailures` when SQS
+//! refuses entries, already rejittered records hidden, and peak RSS.
 //!
 //! aws-sdk-sqs (1.119) does not check the MD5 digests SQS returns (no checksum interceptor,
 //! unlike the Java SDK), so the fake answers with a placeholder digest; a unit test runs the
@@ -32,10 +34,19 @@ const ACCOUNT: &str = "123456789012";
 const QUEUE_NAME: &str = "orders";
 const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:rejitter";
 
-/// SQS limits, repeated from the rejitter so the fake checks the binary independently.
-pub const MAX_BATCH_BYTES: usize = 262_144;
+/// SQS limits, repeated from the rejitter so the fake checks the binary independently: one
+/// `SendMessageBatch` call carries at most 10 entries and 1 MiB, whatever the queue.
+pub const MAX_BATCH_BYTES: usize = 1_048_576;
 pub const MAX_BATCH_ENTRIES: usize = 10;
+/// The fake queue's `MaximumMessageSize` unless a run asks for a smaller one: SQS's largest.
+pub const QUEUE_MAX_MESSAGE_BYTES: usize = 1_048_576;
+/// The fake queue's `MessageRetentionPeriod`: 4 days, SQS's default.
+pub const RETENTION_SECONDS: u32 = 345_600;
+/// SQS's longest visibility timeout (12 hours).
+const MAX_VISIBILITY_SECONDS: i64 = 43_200;
 const MAX_DELAY_SECONDS: i64 = 900;
+/// `REJITTER_MAX_SECONDS`: the template's default `RejitterMaxSeconds`.
+const REJITTER_MAX_SECONDS: u64 = 900;
 
 /// The fake SQS refuses the entries whose body starts with this.
 pub const REFUSE_PREFIX: &str = "REFUSE-";
@@ -89,9 +100,16 @@ pub fn run(runs: usize, invocations: usize, sqs_latency_ms: u64) -> Result<()> {
         "largest call",
         "peak RSS",
     );
-    let mixes = [Mix::Small, Mix::Mixed, Mix::Fixed(30 * KIB), Mix::NearLimit];
-    for (seed, mix) in (1u64..).zip(mixes) {
-        let w = workload(&binary, mix, seed)?;
+    // (sizes, the queue's MaximumMessageSize)
+    let rows = [
+        (Mix::Small, QUEUE_MAX_MESSAGE_BYTES),
+        (Mix::Mixed, QUEUE_MAX_MESSAGE_BYTES),
+        (Mix::Fixed(120 * KIB), QUEUE_MAX_MESSAGE_BYTES),
+        (Mix::Large, QUEUE_MAX_MESSAGE_BYTES),
+        (Mix::NearOldLimit, 256 * KIB),
+    ];
+    for (seed, (mix, queue_max)) in (1u64..).zip(rows) {
+        let w = workload(&binary, mix, queue_max, seed)?;
         emf.add(&w.stopped);
         let sqs = &w.stopped.sqs;
         ensure!(
@@ -100,9 +118,14 @@ pub fn run(runs: usize, invocations: usize, sqs_latency_ms: u64) -> Result<()> {
             sqs.refused_calls
         );
         let per_message = sqs.calls as f64 / w.messages as f64;
+        let label = if queue_max == QUEUE_MAX_MESSAGE_BYTES {
+            mix.label()
+        } else {
+            format!("{}, {} queue", mix.label(), kib_short(queue_max))
+        };
         println!(
             "  {:<34} {:>9.3} {:>11.3} {:>12.1} {:>12} {:>11}  {:.1}x as many calls",
-            mix.label(),
+            label,
             per_message,
             w.lower_bound as f64 / w.messages as f64,
             sqs.entry_bytes.len() as f64 / sqs.calls as f64,
@@ -112,18 +135,21 @@ pub fn run(runs: usize, invocations: usize, sqs_latency_ms: u64) -> Result<()> {
         );
     }
     println!(
-        "  lower bound: summed over invocations, max(ceil(records / {MAX_BATCH_ENTRIES}), ceil(bytes / 256 KiB), \
-         messages over 128 KiB), bytes as SQS counts them (body, attribute names, types and values, the marker included)."
+        "  lower bound: summed over invocations, max(ceil(records / {MAX_BATCH_ENTRIES}), ceil(bytes / 1 MiB), \
+         and for k = 2..{MAX_BATCH_ENTRIES} ceil(messages over 1/k MiB / (k - 1)), as k of those exceed 1 MiB), \
+         bytes as SQS counts them (body, attribute names, types and values, the marker included)."
     );
     println!(
-        "  A call carries at most {MAX_BATCH_ENTRIES} entries and 256 KiB: an invocation of mixed sizes needs a second call \
-         when its ten messages add up to more than 256 KiB; 30 KiB messages fit 8 to a call; no two 200-250 KiB messages \
-         fit in one, so each goes alone (1.0, the same as one SendMessage each)."
+        "  A call carries at most {MAX_BATCH_ENTRIES} entries and 1 MiB, whatever the queue's MaximumMessageSize: \
+         ten small or mixed messages fit in one call unless they add up to more than 1 MiB; 120 KiB messages fit 8 to a call; \
+         300-500 KiB messages go 2 or 3 to a call, packed in arrival order, so a little above the bound; \
+         200-250 KiB messages on a queue whose limit is still 256 KiB go 4 or 5 to a full call (each alone with 256 KiB calls). \
+         Ten records of 300-500 KiB stay under the 6 MB a mapping puts in one event."
     );
 
     println!();
     println!(
-        "warm invocations (the first, which looks up the queue URL, not counted), through the fake Runtime API and a fake SQS on loopback:"
+        "warm invocations (the first, which looks up the queue's URL and attributes, not counted), through the fake Runtime API and a fake SQS on loopback:"
     );
     println!(
         "  {:>8} {:>12} {:>11} {:>9} {:>15} {:>11} {:>10} {:>11}",
@@ -173,8 +199,9 @@ pub fn run(runs: usize, invocations: usize, sqs_latency_ms: u64) -> Result<()> {
         let sqs = &t.stopped.sqs;
         let (lo, hi, mean) = delay_spread(&sqs.delays);
         println!(
-            "  GetQueueUrl calls: {} for {} invocations (looked up once per process); delays drawn: {} in [{lo}, {hi}] s, mean {mean:.0} s (configured 0-900)",
+            "  GetQueueUrl calls: {}, GetQueueAttributes calls: {} for {} invocations (looked up once per process); delays drawn: {} in [{lo}, {hi}] s, mean {mean:.0} s (configured 0-900)",
             sqs.get_queue_url,
+            sqs.get_queue_attributes,
             count + 1,
             sqs.delays.len()
         );
@@ -198,6 +225,25 @@ pub fn run(runs: usize, invocations: usize, sqs_latency_ms: u64) -> Result<()> {
         } else {
             "NOT the refused ones"
         }
+    );
+    let h = hides(&binary)?;
+    emf.add(&h.stopped);
+    let hide_sqs = &h.stopped.sqs;
+    let (lo, hi, _) = delay_spread(&hide_sqs.hide_seconds);
+    println!(
+        "already rejittered records (a marker {HIDE_MARKER_AGE_SECONDS} s old, 2 of every 10): {} records, {} marked, \
+         batchItemFailures listed {} ({}); {} hidden with {} ChangeMessageVisibilityBatch calls, for {lo}-{hi} s \
+         (REJITTER_MAX_SECONDS {REJITTER_MAX_SECONDS} + 300 s slack - the marker's age)",
+        h.records,
+        h.marked,
+        h.listed,
+        if h.exact {
+            "exactly the marked ones"
+        } else {
+            "NOT the marked ones"
+        },
+        hide_sqs.hide_seconds.len(),
+        hide_sqs.visibility_calls,
     );
     println!(
         "EMF metrics (stdout) vs the fake SQS over all runs: RejitterBatches {} / SendMessageBatch calls {}, MessagesRejittered {} / entries accepted {}",
@@ -245,6 +291,7 @@ pub fn rejitter_env(runtime_api: &str, sqs_endpoint: &str) -> Vec<(&'static str,
         ("MIN_DELAY_SECONDS", "0".into()),
         ("MAX_DELAY_SECONDS", MAX_DELAY_SECONDS.to_string()),
         ("METRICS_NAMESPACE", "SqsCircuitBreaker".into()),
+        ("REJITTER_MAX_SECONDS", REJITTER_MAX_SECONDS.to_string()),
         ("RUST_LOG", "info".into()),
         ("AWS_ENDPOINT_URL", format!("http://{sqs_endpoint}")),
     ]);
@@ -280,8 +327,11 @@ pub enum Mix {
     /// 80% 256 B - 8 KiB, 15% 8-64 KiB, 5% 64-200 KiB.
     Mixed,
     Fixed(usize),
-    /// 200-250 KiB: no two fit in one call.
-    NearLimit,
+    /// 300-500 KiB: two or three fit in one call, so packing order matters.
+    Large,
+    /// 200-250 KiB: near the 256 KiB message limit SQS had before 1 MiB (and a queue may keep);
+    /// four or five fit in one call.
+    NearOldLimit,
 }
 
 impl Mix {
@@ -290,7 +340,8 @@ impl Mix {
             Mix::Small => "small: 0.1-2 KiB".into(),
             Mix::Mixed => "mixed: 80% <8, 15% <64, 5% <200 KiB".into(),
             Mix::Fixed(n) => format!("{} KiB each", n / KIB),
-            Mix::NearLimit => "near the limit: 200-250 KiB".into(),
+            Mix::Large => "large: 300-500 KiB".into(),
+            Mix::NearOldLimit => "200-250 KiB".into(),
         }
     }
 
@@ -303,7 +354,8 @@ impl Mix {
                 _ => rng.range(64 * KIB, 200 * KIB),
             },
             Mix::Fixed(n) => n,
-            Mix::NearLimit => rng.range(200 * KIB, 250 * KIB),
+            Mix::Large => rng.range(300 * KIB, 500 * KIB),
+            Mix::NearOldLimit => rng.range(200 * KIB, 250 * KIB),
         }
     }
 }
@@ -314,6 +366,9 @@ pub struct RecordSpec {
     pub body_len: usize,
     /// The body starts with [`REFUSE_PREFIX`], so the fake SQS refuses the re-send.
     pub refuse: bool,
+    /// The record carries the rejitter's marker with this value (epoch seconds): already
+    /// rejittered when recent.
+    pub marker: Option<u64>,
 }
 
 /// `n` records with sizes from `mix`, none refused.
@@ -322,6 +377,7 @@ pub fn specs(mix: Mix, n: usize, rng: &mut Rng) -> Vec<RecordSpec> {
         .map(|_| RecordSpec {
             body_len: mix.body_len(rng),
             refuse: false,
+            marker: None,
         })
         .collect()
 }
@@ -352,6 +408,15 @@ pub fn sqs_event(invocation: usize, records: &[RecordSpec]) -> Value {
         .iter()
         .enumerate()
         .map(|(i, &spec)| {
+            let mut attributes = json!({
+                "tenant": {"stringValue": "acme", "stringListValues": [], "binaryListValues": [], "dataType": "String"},
+                "attempt": {"stringValue": "1", "stringListValues": [], "binaryListValues": [], "dataType": "Number"}
+            });
+            if let Some(marker) = spec.marker {
+                attributes[rejitter::MARKER] = json!({
+                    "stringValue": marker.to_string(), "stringListValues": [], "binaryListValues": [], "dataType": "String"
+                });
+            }
             json!({
                 "messageId": message_id(invocation, i),
                 "receiptHandle": format!("AQEB-bench-{invocation}-{i}"),
@@ -363,10 +428,7 @@ pub fn sqs_event(invocation: usize, records: &[RecordSpec]) -> Value {
                     "ApproximateFirstReceiveTimestamp": now_ms,
                     "AWSTraceHeader": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
                 },
-                "messageAttributes": {
-                    "tenant": {"stringValue": "acme", "stringListValues": [], "binaryListValues": [], "dataType": "String"},
-                    "attempt": {"stringValue": "1", "stringListValues": [], "binaryListValues": [], "dataType": "Number"}
-                },
+                "messageAttributes": attributes,
                 "md5OfBody": PLACEHOLDER_MD5,
                 "eventSource": "aws:sqs",
                 "eventSourceARN": QUEUE_ARN,
@@ -391,12 +453,23 @@ pub fn batch_item_failures(response: &Value) -> Vec<String> {
 }
 
 /// A lower bound on the `SendMessageBatch` calls that can carry messages of these sizes: ten
-/// entries and 256 KiB per call, and no two messages over 128 KiB in one call.
+/// entries and [`MAX_BATCH_BYTES`] per call, and, for each k from 2 to ten, at most k - 1
+/// messages over 1/k of [`MAX_BATCH_BYTES`] in one call (k of them would exceed it; k = 2: no
+/// two messages over half in one call).
 pub fn fewest_calls(sizes: &[usize]) -> usize {
     let by_count = sizes.len().div_ceil(MAX_BATCH_ENTRIES);
     let by_bytes = sizes.iter().sum::<usize>().div_ceil(MAX_BATCH_BYTES);
-    let over_half = sizes.iter().filter(|&&s| s > MAX_BATCH_BYTES / 2).count();
-    by_count.max(by_bytes).max(over_half)
+    let by_share = (2..=MAX_BATCH_ENTRIES)
+        .map(|k| {
+            let over = sizes
+                .iter()
+                .filter(|&&s| s.saturating_mul(k) > MAX_BATCH_BYTES)
+                .count();
+            over.div_ceil(k - 1)
+        })
+        .max()
+        .unwrap_or_default();
+    by_count.max(by_bytes).max(by_share)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -408,9 +481,10 @@ struct Workload {
     stopped: Stopped,
 }
 
-/// [`WORKLOAD_INVOCATIONS`] invocations of `mix`-sized records, counted by the fake SQS.
-fn workload(binary: &Path, mix: Mix, seed: u64) -> Result<Workload> {
-    let mut session = Session::start(binary, Duration::ZERO)?;
+/// [`WORKLOAD_INVOCATIONS`] invocations of `mix`-sized records, counted by the fake SQS, whose
+/// queue's `MaximumMessageSize` is `queue_max`.
+fn workload(binary: &Path, mix: Mix, queue_max: usize, seed: u64) -> Result<Workload> {
+    let mut session = Session::start(binary, Duration::ZERO, queue_max)?;
     let mut rng = Rng(seed);
     let (mut messages, mut lower_bound) = (0, 0);
     for invocation in 0..WORKLOAD_INVOCATIONS {
@@ -454,7 +528,7 @@ fn throughput(
     let events: Vec<String> = (0..=invocations)
         .map(|i| sqs_event(i, &specs(Mix::Small, records, &mut rng)).to_string())
         .collect();
-    let mut session = Session::start(binary, sqs_latency)?;
+    let mut session = Session::start(binary, sqs_latency, QUEUE_MAX_MESSAGE_BYTES)?;
     let mut events = events.into_iter();
     let (first, _) = session.invoke(events.next().unwrap_or_default())?;
     let cpu_before = session.cpu_ns()?;
@@ -487,7 +561,7 @@ struct Refusals {
 
 /// 20 invocations in which SQS refuses records 3 and 8 of every 10.
 fn refusals(binary: &Path) -> Result<Refusals> {
-    let mut session = Session::start(binary, Duration::ZERO)?;
+    let mut session = Session::start(binary, Duration::ZERO, QUEUE_MAX_MESSAGE_BYTES)?;
     let mut rng = Rng(11);
     let (mut records, mut refused, mut listed, mut exact) = (0, 0, 0, true);
     for invocation in 0..20 {
@@ -509,6 +583,55 @@ fn refusals(binary: &Path) -> Result<Refusals> {
     Ok(Refusals {
         records,
         refused,
+        listed,
+        exact,
+        stopped: session.stop()?,
+    })
+}
+
+/// How old the marker of an already rejittered record is in [`hides`].
+const HIDE_MARKER_AGE_SECONDS: u64 = 60;
+
+struct Hides {
+    records: usize,
+    marked: usize,
+    listed: usize,
+    exact: bool,
+    stopped: Stopped,
+}
+
+/// 20 invocations in which records 1 and 6 of every 10 carry a marker
+/// [`HIDE_MARKER_AGE_SECONDS`] old: the rejitter leaves them on the queue (listed in
+/// `batchItemFailures`) and hides them with `ChangeMessageVisibilityBatch`.
+fn hides(binary: &Path) -> Result<Hides> {
+    let mut session = Session::start(binary, Duration::ZERO, QUEUE_MAX_MESSAGE_BYTES)?;
+    let mut rng = Rng(13);
+    let (mut records, mut marked, mut listed, mut exact) = (0, 0, 0, true);
+    for invocation in 0..20 {
+        let now_s = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut specs = specs(Mix::Small, MAPPING_BATCH_SIZE, &mut rng);
+        for (i, spec) in specs.iter_mut().enumerate() {
+            if i % 5 == 1 {
+                spec.marker = Some(now_s - HIDE_MARKER_AGE_SECONDS);
+            }
+        }
+        let want: HashSet<String> = (0..specs.len())
+            .filter(|&i| specs[i].marker.is_some())
+            .map(|i| message_id(invocation, i))
+            .collect();
+        let (_, response) = session.invoke(sqs_event(invocation, &specs).to_string())?;
+        let got = batch_item_failures(&response);
+        exact &= got.len() == want.len() && got.iter().all(|id| want.contains(id));
+        records += specs.len();
+        marked += want.len();
+        listed += got.len();
+    }
+    Ok(Hides {
+        records,
+        marked,
         listed,
         exact,
         stopped: session.stop()?,
@@ -542,6 +665,15 @@ fn delay_spread(delays: &[i64]) -> (i64, i64, f64) {
     (lo, hi, mean)
 }
 
+/// `256 KiB`, `1 MiB`.
+fn kib_short(bytes: usize) -> String {
+    if bytes.is_multiple_of(KIB * KIB) {
+        format!("{} MiB", bytes / (KIB * KIB))
+    } else {
+        format!("{} KiB", bytes / KIB)
+    }
+}
+
 fn kib(bytes: usize) -> String {
     format!("{:.1} KiB", bytes as f64 / KIB as f64)
 }
@@ -570,8 +702,9 @@ struct Session {
 }
 
 impl Session {
-    fn start(binary: &Path, sqs_latency: Duration) -> Result<Session> {
-        let sqs = FakeSqs::start(sqs_latency)?;
+    /// The fake queue's `MaximumMessageSize` is `queue_max`.
+    fn start(binary: &Path, sqs_latency: Duration, queue_max: usize) -> Result<Session> {
+        let sqs = FakeSqs::start(sqs_latency, queue_max)?;
         let runtime = RuntimeApi::start()?;
         let mut child = Command::new(binary)
             .env_clear()
@@ -841,6 +974,29 @@ struct GetQueueUrlInput {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
+struct GetQueueAttributesInput {
+    queue_url: String,
+    #[serde(default)]
+    attribute_names: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ChangeMessageVisibilityBatchInput {
+    queue_url: String,
+    entries: Vec<VisibilityEntryInput>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct VisibilityEntryInput {
+    id: String,
+    receipt_handle: String,
+    visibility_timeout: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
 struct SendMessageBatchInput {
     queue_url: String,
     entries: Vec<EntryInput>,
@@ -890,10 +1046,23 @@ pub fn base64_decoded_len(text: &str) -> usize {
     (text.len() / 4 * 3).saturating_sub(padding)
 }
 
+/// The one queue the fake SQS serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeQueue {
+    pub url: String,
+    /// Its `MaximumMessageSize`: a larger entry is refused.
+    pub max_message_bytes: usize,
+}
+
 /// What one request to the fake SQS was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SqsCall {
     GetQueueUrl,
+    GetQueueAttributes,
+    /// The visibility timeouts of the entries changed.
+    ChangeMessageVisibilityBatch {
+        timeouts: Vec<i64>,
+    },
     SendMessageBatch {
         entry_bytes: Vec<usize>,
         accepted: usize,
@@ -915,15 +1084,17 @@ pub struct SqsReply {
 }
 
 /// Answers one SQS JSON-protocol request (`target` is the `X-Amz-Target` header) for the one
-/// queue at `queue_url`. `SendMessageBatch` is checked against SQS's limits (a violation
-/// refuses the call as SQS does); an entry is refused when its body starts with
-/// [`REFUSE_PREFIX`] or its delay is out of range. `next_id` numbers the message ids.
+/// `queue`. `SendMessageBatch` and `ChangeMessageVisibilityBatch` are checked against SQS's
+/// limits (a violation refuses the call as SQS does); a `SendMessageBatch` entry is refused
+/// when its body starts with [`REFUSE_PREFIX`], it is over the queue's `MaximumMessageSize` or
+/// its delay is out of range. `next_id` numbers the message ids.
 pub fn sqs_reply(
     target: Option<&str>,
     body: &[u8],
-    queue_url: &str,
+    queue: &FakeQueue,
     next_id: &mut u64,
 ) -> SqsReply {
+    let queue_url = queue.url.as_str();
     match target {
         Some("AmazonSQS.GetQueueUrl") => match serde_json::from_slice::<GetQueueUrlInput>(body) {
             Ok(input)
@@ -944,47 +1115,164 @@ pub fn sqs_reply(
             ),
             Err(e) => sqs_error("GetQueueUrl", "InvalidParameterValue", &e.to_string()),
         },
+        Some("AmazonSQS.GetQueueAttributes") => {
+            match serde_json::from_slice::<GetQueueAttributesInput>(body) {
+                Ok(input) => get_queue_attributes(input, queue),
+                Err(e) => sqs_error(
+                    "GetQueueAttributes",
+                    "InvalidParameterValue",
+                    &e.to_string(),
+                ),
+            }
+        }
         Some("AmazonSQS.SendMessageBatch") => {
             match serde_json::from_slice::<SendMessageBatchInput>(body) {
-                Ok(input) => send_message_batch(input, queue_url, next_id),
+                Ok(input) => send_message_batch(input, queue, next_id),
                 Err(e) => sqs_error("SendMessageBatch", "InvalidParameterValue", &e.to_string()),
+            }
+        }
+        Some("AmazonSQS.ChangeMessageVisibilityBatch") => {
+            match serde_json::from_slice::<ChangeMessageVisibilityBatchInput>(body) {
+                Ok(input) => change_message_visibility_batch(input, queue_url),
+                Err(e) => sqs_error(
+                    "ChangeMessageVisibilityBatch",
+                    "InvalidParameterValue",
+                    &e.to_string(),
+                ),
             }
         }
         other => sqs_error(
             other.unwrap_or("(no X-Amz-Target)"),
             "UnknownOperationException",
-            "The fake SQS answers GetQueueUrl and SendMessageBatch only.",
+            "The fake SQS answers GetQueueUrl, GetQueueAttributes, SendMessageBatch and \
+             ChangeMessageVisibilityBatch only.",
         ),
+    }
+}
+
+/// The queue's `MaximumMessageSize` and `MessageRetentionPeriod`, the only attributes the fake
+/// knows: those asked for (`All`: both), as strings like SQS's.
+fn get_queue_attributes(input: GetQueueAttributesInput, queue: &FakeQueue) -> SqsReply {
+    if input.queue_url != queue.url {
+        return sqs_error(
+            "GetQueueAttributes",
+            "QueueDoesNotExist",
+            "The specified queue does not exist.",
+        );
+    }
+    let known = [
+        ("MaximumMessageSize", queue.max_message_bytes.to_string()),
+        ("MessageRetentionPeriod", RETENTION_SECONDS.to_string()),
+    ];
+    let mut attributes = serde_json::Map::new();
+    for name in &input.attribute_names {
+        if name == "All" {
+            for (known, value) in &known {
+                attributes.insert((*known).to_owned(), json!(value));
+            }
+        } else if let Some((known, value)) = known.iter().find(|(k, _)| k == name) {
+            attributes.insert((*known).to_owned(), json!(value));
+        } else {
+            return sqs_error(
+                "GetQueueAttributes",
+                "InvalidAttributeName",
+                &format!("Unknown Attribute {name}."),
+            );
+        }
+    }
+    let body = if attributes.is_empty() {
+        json!({})
+    } else {
+        json!({ "Attributes": attributes })
+    };
+    SqsReply {
+        status: 200,
+        body: body.to_string(),
+        query_error: None,
+        call: SqsCall::GetQueueAttributes,
+    }
+}
+
+/// Every entry is successful unless its visibility timeout is outside 0-12 h.
+fn change_message_visibility_batch(
+    input: ChangeMessageVisibilityBatchInput,
+    queue_url: &str,
+) -> SqsReply {
+    const OPERATION: &str = "ChangeMessageVisibilityBatch";
+    if input.queue_url != queue_url {
+        return sqs_error(
+            OPERATION,
+            "QueueDoesNotExist",
+            "The specified queue does not exist.",
+        );
+    }
+    if let Some((code, message)) = batch_shape_error(input.entries.iter().map(|e| e.id.as_str())) {
+        return sqs_error(OPERATION, code, message);
+    }
+    let (mut successful, mut failed, mut timeouts) = (Vec::new(), Vec::new(), Vec::new());
+    for entry in &input.entries {
+        let timeout = entry.visibility_timeout.unwrap_or_default();
+        if entry.receipt_handle.is_empty() {
+            failed.push(json!({
+                "Id": entry.id, "SenderFault": true, "Code": "ReceiptHandleIsInvalid",
+                "Message": "The input receipt handle is invalid."
+            }));
+        } else if !(0..=MAX_VISIBILITY_SECONDS).contains(&timeout) {
+            failed.push(json!({
+                "Id": entry.id, "SenderFault": true, "Code": "InvalidParameterValue",
+                "Message": "VisibilityTimeout must be between 0 and 43200"
+            }));
+        } else {
+            timeouts.push(timeout);
+            successful.push(json!({ "Id": entry.id }));
+        }
+    }
+    SqsReply {
+        status: 200,
+        body: json!({ "Successful": successful, "Failed": failed }).to_string(),
+        query_error: None,
+        call: SqsCall::ChangeMessageVisibilityBatch { timeouts },
+    }
+}
+
+/// Why SQS would refuse a batch call with these entry ids as a whole: none, more than
+/// [`MAX_BATCH_ENTRIES`], or two alike.
+fn batch_shape_error<'a>(
+    ids: impl ExactSizeIterator<Item = &'a str>,
+) -> Option<(&'static str, &'static str)> {
+    let count = ids.len();
+    let distinct = ids.collect::<HashSet<_>>().len();
+    if count == 0 {
+        Some((
+            "EmptyBatchRequest",
+            "The batch request doesn't contain any entries.",
+        ))
+    } else if count > MAX_BATCH_ENTRIES {
+        Some((
+            "TooManyEntriesInBatchRequest",
+            "The batch request contains more entries than permissible.",
+        ))
+    } else if distinct != count {
+        Some((
+            "BatchEntryIdsNotDistinct",
+            "Two or more batch entries in the request have the same Id.",
+        ))
+    } else {
+        None
     }
 }
 
 fn send_message_batch(
     input: SendMessageBatchInput,
-    queue_url: &str,
+    queue: &FakeQueue,
     next_id: &mut u64,
 ) -> SqsReply {
     let refuse = |code, message: &str| sqs_error("SendMessageBatch", code, message);
-    if input.queue_url != queue_url {
+    if input.queue_url != queue.url {
         return refuse("QueueDoesNotExist", "The specified queue does not exist.");
     }
-    if input.entries.is_empty() {
-        return refuse(
-            "EmptyBatchRequest",
-            "The batch request doesn't contain any entries.",
-        );
-    }
-    if input.entries.len() > MAX_BATCH_ENTRIES {
-        return refuse(
-            "TooManyEntriesInBatchRequest",
-            "The batch request contains more entries than permissible.",
-        );
-    }
-    let ids: HashSet<&str> = input.entries.iter().map(|e| e.id.as_str()).collect();
-    if ids.len() != input.entries.len() {
-        return refuse(
-            "BatchEntryIdsNotDistinct",
-            "Two or more batch entries in the request have the same Id.",
-        );
+    if let Some((code, message)) = batch_shape_error(input.entries.iter().map(|e| e.id.as_str())) {
+        return refuse(code, message);
     }
     let entry_bytes: Vec<usize> = input.entries.iter().map(EntryInput::bytes).collect();
     if entry_bytes.iter().sum::<usize>() > MAX_BATCH_BYTES {
@@ -994,10 +1282,16 @@ fn send_message_batch(
         );
     }
     let (mut successful, mut failed, mut delays) = (Vec::new(), Vec::new(), Vec::new());
-    for entry in &input.entries {
+    for (entry, &bytes) in input.entries.iter().zip(&entry_bytes) {
         let delay = entry.delay_seconds.unwrap_or_default();
+        let too_long = format!(
+            "One or more parameters are invalid. Reason: Message must be shorter than {} bytes.",
+            queue.max_message_bytes
+        );
         let problem = if entry.message_body.starts_with(REFUSE_PREFIX) {
             Some("refused on purpose by the benchmark")
+        } else if bytes > queue.max_message_bytes {
+            Some(too_long.as_str())
         } else if !(0..=MAX_DELAY_SECONDS).contains(&delay) {
             Some("DelaySeconds must be between 0 and 900")
         } else {
@@ -1054,6 +1348,11 @@ fn sqs_error(operation: &str, code: &str, message: &str) -> SqsReply {
 #[derive(Debug, Default, Clone)]
 pub struct SqsTally {
     pub get_queue_url: usize,
+    pub get_queue_attributes: usize,
+    /// `ChangeMessageVisibilityBatch` calls answered 200.
+    pub visibility_calls: usize,
+    /// The visibility timeout of every entry changed, in arrival order.
+    pub hide_seconds: Vec<i64>,
     /// `SendMessageBatch` calls answered 200.
     pub calls: usize,
     /// The size of every entry received, in arrival order.
@@ -1069,6 +1368,11 @@ impl SqsTally {
     fn record(&mut self, call: SqsCall) {
         match call {
             SqsCall::GetQueueUrl => self.get_queue_url += 1,
+            SqsCall::GetQueueAttributes => self.get_queue_attributes += 1,
+            SqsCall::ChangeMessageVisibilityBatch { timeouts } => {
+                self.visibility_calls += 1;
+                self.hide_seconds.extend(timeouts);
+            }
             SqsCall::SendMessageBatch {
                 entry_bytes,
                 accepted,
@@ -1095,22 +1399,21 @@ struct FakeSqs {
 }
 
 impl FakeSqs {
-    /// Answers after `latency`, to stand in for the network and SQS itself.
-    fn start(latency: Duration) -> Result<FakeSqs> {
+    /// Answers after `latency`, to stand in for the network and SQS itself; the queue's
+    /// `MaximumMessageSize` is `max_message_bytes`.
+    fn start(latency: Duration, max_message_bytes: usize) -> Result<FakeSqs> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        let queue_url = format!("http://{}/{ACCOUNT}/{QUEUE_NAME}", listener.local_addr()?);
+        let queue = FakeQueue {
+            url: format!("http://{}/{ACCOUNT}/{QUEUE_NAME}", listener.local_addr()?),
+            max_message_bytes,
+        };
         let tally = Arc::new(Mutex::new(SqsTally::default()));
         let next_id = Mutex::new(0u64);
         let recorded = Arc::clone(&tally);
         let handler = move |req: &Request| -> Response {
             let reply = {
                 let mut next_id = next_id.lock().unwrap_or_else(PoisonError::into_inner);
-                sqs_reply(
-                    req.header("x-amz-target"),
-                    &req.body,
-                    &queue_url,
-                    &mut next_id,
-                )
+                sqs_reply(req.header("x-amz-target"), &req.body, &queue, &mut next_id)
             };
             recorded
                 .lock()
@@ -1348,9 +1651,25 @@ mod tests {
 
     const URL: &str = "http://127.0.0.1:1/123456789012/orders";
 
-    fn reply(target: &str, body: Value) -> SqsReply {
+    fn queue(max_message_bytes: usize) -> FakeQueue {
+        FakeQueue {
+            url: URL.to_owned(),
+            max_message_bytes,
+        }
+    }
+
+    fn reply_from(queue: &FakeQueue, target: &str, body: Value) -> SqsReply {
         let mut next_id = 0;
-        sqs_reply(Some(target), body.to_string().as_bytes(), URL, &mut next_id)
+        sqs_reply(
+            Some(target),
+            body.to_string().as_bytes(),
+            queue,
+            &mut next_id,
+        )
+    }
+
+    fn reply(target: &str, body: Value) -> SqsReply {
+        reply_from(&queue(QUEUE_MAX_MESSAGE_BYTES), target, body)
     }
 
     fn entry(id: &str, body: &str) -> Value {
@@ -1487,7 +1806,117 @@ mod tests {
             "AmazonSQS.SendMessageBatch",
             json!({"QueueUrl": URL, "Entries": [entry("m0", &exactly), entry("m1", &exactly)]}),
         );
-        assert_eq!(r.status, 200, "exactly 256 KiB is allowed");
+        assert_eq!(r.status, 200, "exactly 1 MiB is allowed");
+        assert!(matches!(
+            r.call,
+            SqsCall::SendMessageBatch { accepted: 2, .. }
+        ));
+        let tenth = "x".repeat(MAX_BATCH_BYTES / 10);
+        let ten: Vec<Value> = (0..10).map(|i| entry(&format!("m{i}"), &tenth)).collect();
+        let r = reply(
+            "AmazonSQS.SendMessageBatch",
+            json!({"QueueUrl": URL, "Entries": ten}),
+        );
+        assert!(matches!(
+            r.call,
+            SqsCall::SendMessageBatch { accepted: 10, .. }
+        ));
+    }
+
+    #[test]
+    fn an_entry_over_the_queue_limit_is_refused_alone() {
+        let small = queue(256 * KIB);
+        let over = "x".repeat(256 * KIB + 1);
+        let at = "x".repeat(256 * KIB);
+        let r = reply_from(
+            &small,
+            "AmazonSQS.SendMessageBatch",
+            json!({"QueueUrl": URL, "Entries": [entry("m0", &over), entry("m1", &at)]}),
+        );
+        assert_eq!(r.status, 200);
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["Successful"][0]["Id"], "m1");
+        assert_eq!(body["Failed"][0]["Id"], "m0");
+        assert_eq!(body["Failed"][0]["Code"], "InvalidParameterValue");
+        assert!(body["Failed"][0]["Message"]
+            .as_str()
+            .unwrap()
+            .contains("262144"));
+        // The same entry fits a 1 MiB queue.
+        let r = reply(
+            "AmazonSQS.SendMessageBatch",
+            json!({"QueueUrl": URL, "Entries": [entry("m0", &over)]}),
+        );
+        assert!(matches!(
+            r.call,
+            SqsCall::SendMessageBatch { accepted: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn get_queue_attributes_answers_the_size_limit_and_retention() {
+        let attributes = |queue: &FakeQueue, names: Value| {
+            let r = reply_from(
+                queue,
+                "AmazonSQS.GetQueueAttributes",
+                json!({"QueueUrl": URL, "AttributeNames": names}),
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(r.call, SqsCall::GetQueueAttributes);
+            serde_json::from_str::<Value>(&r.body).unwrap()
+        };
+        let both = json!(["MaximumMessageSize", "MessageRetentionPeriod"]);
+        assert_eq!(
+            attributes(&queue(QUEUE_MAX_MESSAGE_BYTES), both.clone()),
+            json!({"Attributes": {"MaximumMessageSize": "1048576", "MessageRetentionPeriod": "345600"}})
+        );
+        assert_eq!(
+            attributes(&queue(256 * KIB), json!(["All"]))["Attributes"]["MaximumMessageSize"],
+            "262144"
+        );
+        assert_eq!(
+            attributes(&queue(256 * KIB), json!(["MessageRetentionPeriod"])),
+            json!({"Attributes": {"MessageRetentionPeriod": "345600"}})
+        );
+        let r = reply(
+            "AmazonSQS.GetQueueAttributes",
+            json!({"QueueUrl": URL, "AttributeNames": ["Nope"]}),
+        );
+        assert!(r.body.contains("InvalidAttributeName"), "{}", r.body);
+        let r = reply(
+            "AmazonSQS.GetQueueAttributes",
+            json!({"QueueUrl": "http://elsewhere/1/q", "AttributeNames": both}),
+        );
+        assert!(r.body.contains("QueueDoesNotExist"), "{}", r.body);
+    }
+
+    #[test]
+    fn change_message_visibility_batch_confirms_each_entry() {
+        let hide = |id: &str, seconds: i64| json!({"Id": id, "ReceiptHandle": format!("AQEB-{id}"), "VisibilityTimeout": seconds});
+        let r = reply(
+            "AmazonSQS.ChangeMessageVisibilityBatch",
+            json!({"QueueUrl": URL, "Entries": [hide("h0", 1140), hide("h1", 43_200), hide("h2", 43_201)]}),
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.call,
+            SqsCall::ChangeMessageVisibilityBatch {
+                timeouts: vec![1140, 43_200]
+            }
+        );
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["Successful"], json!([{"Id": "h0"}, {"Id": "h1"}]));
+        assert_eq!(body["Failed"][0]["Id"], "h2");
+        let eleven: Vec<Value> = (0..11).map(|i| hide(&format!("h{i}"), 5)).collect();
+        let r = reply(
+            "AmazonSQS.ChangeMessageVisibilityBatch",
+            json!({"QueueUrl": URL, "Entries": eleven}),
+        );
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            r.call,
+            SqsCall::Refused("ChangeMessageVisibilityBatch: TooManyEntriesInBatchRequest".into())
+        );
     }
 
     #[test]
@@ -1517,10 +1946,12 @@ mod tests {
             RecordSpec {
                 body_len: 300,
                 refuse: false,
+                marker: None,
             },
             RecordSpec {
                 body_len: 5000,
                 refuse: true,
+                marker: Some(1_700_000_000),
             },
         ];
         let event = sqs_event(7, &specs);
@@ -1533,6 +1964,11 @@ mod tests {
             assert_eq!(record["messageAttributes"]["tenant"]["dataType"], "String");
             assert!(record["attributes"]["AWSTraceHeader"].is_string());
         }
+        assert!(records[0]["messageAttributes"][rejitter::MARKER].is_null());
+        assert_eq!(
+            records[1]["messageAttributes"][rejitter::MARKER]["stringValue"],
+            "1700000000"
+        );
         assert_eq!(records[0]["messageId"], message_id(7, 0));
         assert_ne!(records[0]["messageId"], records[1]["messageId"]);
         assert!(!records[0]["body"]
@@ -1548,7 +1984,14 @@ mod tests {
     #[test]
     fn mixes_stay_in_their_ranges_and_repeat() {
         let (mut a, mut b) = (Rng(3), Rng(3));
-        for mix in [Mix::Small, Mix::Mixed, Mix::Fixed(30 * KIB), Mix::NearLimit] {
+        let mixes = [
+            Mix::Small,
+            Mix::Mixed,
+            Mix::Fixed(120 * KIB),
+            Mix::Large,
+            Mix::NearOldLimit,
+        ];
+        for mix in mixes {
             let sizes: Vec<usize> = (0..2000).map(|_| mix.body_len(&mut a)).collect();
             let again: Vec<usize> = (0..2000).map(|_| mix.body_len(&mut b)).collect();
             assert_eq!(sizes, again);
@@ -1556,7 +1999,8 @@ mod tests {
                 Mix::Small => (100, 2 * KIB),
                 Mix::Mixed => (256, 200 * KIB),
                 Mix::Fixed(n) => (n, n),
-                Mix::NearLimit => (200 * KIB, 250 * KIB),
+                Mix::Large => (300 * KIB, 500 * KIB),
+                Mix::NearOldLimit => (200 * KIB, 250 * KIB),
             };
             assert!(sizes.iter().all(|s| (lo..=hi).contains(s)), "{mix:?}");
         }
@@ -1570,11 +2014,30 @@ mod tests {
         assert_eq!(fewest_calls(&[]), 0);
         assert_eq!(fewest_calls(&[100; 10]), 1);
         assert_eq!(fewest_calls(&[100; 11]), 2);
-        assert_eq!(fewest_calls(&[30 * KIB; 10]), 2);
+        assert_eq!(fewest_calls(&[30 * KIB; 10]), 1);
+        assert_eq!(fewest_calls(&[120 * KIB; 10]), 2);
         assert_eq!(fewest_calls(&[MAX_BATCH_BYTES / 2; 2]), 1);
         // Bytes alone would say 8; no two fit together.
-        assert_eq!(fewest_calls(&[200 * KIB; 10]), 10);
-        assert_eq!(fewest_calls(&[200 * KIB, 50 * KIB, 200 * KIB]), 2);
+        assert_eq!(fewest_calls(&[600 * KIB; 10]), 10);
+        assert_eq!(fewest_calls(&[600 * KIB, 50 * KIB, 600 * KIB]), 2);
+        // Bytes alone would say 4 (3.5 MiB); over a third, at most two fit together.
+        assert_eq!(fewest_calls(&[350 * KIB; 10]), 5);
+        // Over a quarter, at most three: bytes say 3 (2.9 MiB), shares 4.
+        assert_eq!(fewest_calls(&[300 * KIB; 10]), 4);
+        // Exactly a third: three fit.
+        assert_eq!(fewest_calls(&[MAX_BATCH_BYTES / 3; 3]), 1);
+    }
+
+    proptest::proptest! {
+        /// Whatever the sizes, the rejitter's own packing never beats the bound (it is a bound)
+        /// and every packed call is within the limits the bound assumes.
+        #[test]
+        fn fewest_calls_is_a_lower_bound_of_the_packing(
+            sizes in proptest::collection::vec(1..=MAX_BATCH_BYTES, 0..40)
+        ) {
+            let batches = rejitter::batch::pack(&sizes);
+            proptest::prop_assert!(fewest_calls(&sizes) <= batches.len());
+        }
     }
 
     #[test]
@@ -1646,9 +2109,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_sdk_accepts_the_fake_sqs_replies() {
         use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
-        use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+        use aws_sdk_sqs::types::{
+            ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, QueueAttributeName,
+            SendMessageBatchRequestEntry,
+        };
 
-        let sqs = FakeSqs::start(Duration::ZERO).unwrap();
+        let sqs = FakeSqs::start(Duration::ZERO, QUEUE_MAX_MESSAGE_BYTES).unwrap();
         let config = aws_sdk_sqs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
@@ -1669,6 +2135,41 @@ mod tests {
             url,
             format!("http://{}/{ACCOUNT}/{QUEUE_NAME}", sqs.server.addr)
         );
+        let attributes = client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::MaximumMessageSize)
+            .attribute_names(QueueAttributeName::MessageRetentionPeriod)
+            .send()
+            .await
+            .unwrap();
+        let attributes = attributes.attributes().unwrap();
+        assert_eq!(
+            attributes[&QueueAttributeName::MaximumMessageSize],
+            "1048576"
+        );
+        assert_eq!(
+            attributes[&QueueAttributeName::MessageRetentionPeriod],
+            "345600"
+        );
+        let hidden = client
+            .change_message_visibility_batch()
+            .queue_url(&url)
+            .entries(
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id("h0")
+                    .receipt_handle("AQEB-1")
+                    .visibility_timeout(1140)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let ok: Vec<&str> = hidden.successful().iter().map(|e| e.id()).collect();
+        assert_eq!(ok, ["h0"]);
+        assert!(hidden.failed().is_empty());
+
         let entry = |id: &str, body: &str| {
             SendMessageBatchRequestEntry::builder()
                 .id(id)
@@ -1714,6 +2215,11 @@ mod tests {
 
         let tally = sqs.snapshot();
         assert_eq!((tally.get_queue_url, tally.calls), (1, 1));
+        assert_eq!(tally.get_queue_attributes, 1);
+        assert_eq!(
+            (tally.visibility_calls, tally.hide_seconds),
+            (1, vec![1140])
+        );
         assert_eq!((tally.accepted, tally.refused_entries), (1, 1));
         assert_eq!(tally.entry_bytes, [5 + 16, 9 + 16]);
         assert_eq!(

@@ -341,10 +341,40 @@ fn test() -> Result<()> {
         tools.command("cfn-lint").args(&templates),
     )?;
     // Local-stack tests are #[ignore]d so that a plain `cargo test` stays offline and fast.
-    step(
-        "cargo test (unit, property and local-stack tests)",
-        Command::new(&cargo).args(["test", "--workspace", "--", "--include-ignored"]),
-    )
+    // They spend most of their time waiting (backoffs, delays, visibility timeouts), each on
+    // its own emulator: cargo-nextest runs them side by side, a process each.
+    if nextest_available(&cargo) {
+        step(
+            "cargo nextest (unit, property and local-stack tests, 3 at a time)",
+            Command::new(&cargo).args([
+                "nextest",
+                "run",
+                "--workspace",
+                "--run-ignored",
+                "all",
+                "--test-threads",
+                "3",
+                "--no-fail-fast",
+            ]),
+        )?;
+        step(
+            "cargo test --doc",
+            Command::new(&cargo).args(["test", "--workspace", "--doc"]),
+        )
+    } else {
+        step(
+            "cargo test (unit, property and local-stack tests; one binary at a time, as \
+             cargo-nextest is not installed)",
+            Command::new(&cargo).args(["test", "--workspace", "--", "--include-ignored"]),
+        )
+    }
+}
+
+fn nextest_available(cargo: &str) -> bool {
+    Command::new(cargo)
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success())
 }
 
 fn bench_controller(runs: usize, executions: usize) -> Result<()> {

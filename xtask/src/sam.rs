@@ -6,8 +6,18 @@ use std::path::PathBuf;
 
 pub const REGION: &str = "us-east-1";
 
-/// Tests in one process share the build folders; builds take turns.
-static BUILD_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Builds and deploys take turns, across threads and processes (tests run in parallel, each
+/// in its own process): they share the build folders, which a build rewrites while another
+/// process's deploy may be reading them. Held from a build until its deploy is done.
+pub struct Turn(#[allow(dead_code)] std::fs::File);
+
+pub fn turn() -> Result<Turn> {
+    let dir = paths::local().join("sam");
+    std::fs::create_dir_all(&dir)?;
+    let file = std::fs::File::create(dir.join(".lock")).context("creating the sam lock file")?;
+    file.lock().context("waiting for the sam lock")?;
+    Ok(Turn(file))
+}
 
 /// Builds `infra/<template>.yaml`; returns the built template's path.
 ///
@@ -20,10 +30,8 @@ static BUILD_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// These local builds only run on the emulator, so they skip the release profile's fat LTO
 /// (kept for the packages users deploy: see Cargo.toml): a build after an edit of the
 /// controller and the rejitter takes 16 s instead of 75 s on two cores.
+/// Call it holding a [`turn`].
 pub fn build(tools: &Tools, template: &str) -> Result<PathBuf> {
-    let _turn = BUILD_LOCK
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let source = paths::root().join("infra").join(format!("{template}.yaml"));
     let build_dir = paths::local().join("sam").join(template);
     run::logged(

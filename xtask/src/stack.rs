@@ -35,6 +35,7 @@ pub fn deploy_example(
     emulator: &Emulator,
     parameters: &Parameters,
 ) -> Result<()> {
+    let _turn = sam::turn()?;
     let built = sam::build(tools, "example")?;
     sam::deploy(tools, emulator, &built, EXAMPLE_STACK, parameters)
 }
@@ -59,8 +60,10 @@ pub async fn deploy_breaker(
         ("QueueArn", output("QueueArn")?),
     ];
     all.extend(parameters.iter().cloned());
+    let turn = sam::turn()?;
     let built = sam::build(tools, "template")?;
     sam::deploy(tools, emulator, &built, BREAKER_STACK, &all)?;
+    drop(turn);
     crate::emulator_gaps::settle_disabled_mappings(&config, BREAKER_STACK, &["RejitterMapping"])
         .await
 }

@@ -122,7 +122,11 @@ pub fn mixed_message(prefix: &str, n: usize, mix: &Mix) -> Message {
         .map(|k| mixed_attribute(n, k))
         .collect();
     // Multi-byte text in some bodies, so sizes are counted in UTF-8 bytes, not characters.
-    let text = if n % 3 == 0 { "é€😀" } else { "plain" };
+    let text = if n.is_multiple_of(3) {
+        "é€😀"
+    } else {
+        "plain"
+    };
     let head = format!(r#"{{"id":"{prefix}-{n}","n":{n},"text":"{text}","pad":""#);
     let tail = "\"}";
     let body_bytes = if picked(mix.full_size_every) {
@@ -184,7 +188,8 @@ pub async fn send_mixed(
 }
 
 /// Sends `messages` in as few `SendMessageBatch` calls as SQS's limits allow (10 entries and
-/// 256 KiB a call); fails if SQS refuses any entry. Returns them as sent, in order.
+/// 1 MiB a call, [`rejitter::batch::pack`]); fails if SQS refuses any entry. Returns them as
+/// sent, in order.
 pub async fn send_messages(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
