@@ -28,6 +28,21 @@ pub fn alarm_event(alarm: &str, account: &str, region: &str, time: &str) -> Valu
 
 /// An alarm event's `time` (and `detail.state.timestamp`, as the breaker reads it) for the
 /// instant `at`, in UTC to the second: `2026-12-01T10:11:12Z`.
+/// [`alarm_event`] for an ALARM entered now, its state timestamp in milliseconds as
+/// CloudWatch writes it (an ALARM raised within the second of a close is not older than it).
+pub fn alarm_event_now(alarm: &str, account: &str, region: &str) -> Value {
+    let now = epoch_ms(SystemTime::now());
+    let mut event = alarm_event(
+        alarm,
+        account,
+        region,
+        &crate::emulator_gaps::alarm_evaluation::event_time(now),
+    );
+    event["detail"]["state"]["timestamp"] =
+        crate::emulator_gaps::alarm_evaluation::state_timestamp(now).into();
+    event
+}
+
 pub fn utc_time(at: SystemTime) -> String {
     crate::emulator_gaps::alarm_evaluation::event_time(epoch_ms(at))
 }

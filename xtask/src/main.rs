@@ -440,12 +440,8 @@ fn bench_controller(runs: usize, executions: usize) -> Result<()> {
                     traffic::send(&sqs, &example["QueueUrl"], "bench", 3).await?;
                 }
                 // Stamped now: the breaker ignores an ALARM from before the circuit's last close.
-                let event = breaker::alarm_event(
-                    &deployed["AlarmName"],
-                    "000000000000",
-                    "us-east-1",
-                    &breaker::utc_time(std::time::SystemTime::now()),
-                );
+                let event =
+                    breaker::alarm_event_now(&deployed["AlarmName"], "000000000000", "us-east-1");
                 let execution = breaker::start(&sfn, &deployed["StateMachineArn"], &event).await?;
                 if outage {
                     // Let a few probes fail (each invokes the consumer), then heal.

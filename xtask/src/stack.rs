@@ -164,8 +164,12 @@ impl Deployment {
     /// (what opening by hand does), stamped with the current time: the breaker ignores an
     /// ALARM event older than the circuit's last close.
     pub async fn start_alarm_execution(&self) -> Result<String> {
-        let now = crate::breaker::utc_time(std::time::SystemTime::now());
-        self.start_alarm_execution_at(&now).await
+        let event = crate::breaker::alarm_event_now(
+            &self.breaker["AlarmName"],
+            "000000000000",
+            crate::sam::REGION,
+        );
+        crate::breaker::start(&self.sfn, &self.breaker["StateMachineArn"], &event).await
     }
 
     /// Starts an execution with the alarm event as it would have been sent at `time`

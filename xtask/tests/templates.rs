@@ -1072,6 +1072,7 @@ fn template_wires_the_workflow_and_the_controller() -> Result<()> {
         "CONSUMER_FUNCTION_NAME",
         "QUEUE_ARN",
         "ALARM_NAME",
+        "STATE_MACHINE_NAME",
         "CIRCUIT_TABLE",
         "EVENT_BUS_NAME",
         "METRICS_NAMESPACE",
@@ -1086,6 +1087,7 @@ fn template_wires_the_workflow_and_the_controller() -> Result<()> {
         "SETTLE_TIMEOUT_SECONDS",
         "REJITTER_FUNCTION_NAME",
         "REJITTER_MAX_SECONDS",
+        "MAX_CIRCUITS_PER_HOUR",
         "RUST_LOG",
     ]
     .map(String::from)
@@ -1794,5 +1796,45 @@ fn ministack_deploys_valid_stacks_with_the_refusals_in_place() -> Result<()> {
             verdicts[case]
         );
     }
+    Ok(())
+}
+
+/// Every object anywhere in `value` whose `Sid` is `sid`.
+fn statements_with_sid<'a>(value: &'a Value, sid: &str, out: &mut Vec<&'a Value>) {
+    match value {
+        Value::Object(map) => {
+            if map.get("Sid").and_then(Value::as_str) == Some(sid) {
+                out.push(value);
+            }
+            map.values().for_each(|v| statements_with_sid(v, sid, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| statements_with_sid(v, sid, out)),
+        _ => {}
+    }
+}
+
+#[test]
+#[ignore = "needs the local toolchain (venv with cfn-lint); run with `cargo xtask test`"]
+fn an_encrypted_queue_gets_exactly_its_keys_two_actions() -> Result<()> {
+    let template = decoded_template()?.raw;
+    let mut found = Vec::new();
+    statements_with_sid(&template["Resources"], "UseTheQueuesKey", &mut found);
+    // The controller (probe receive, fresh copies) and the rejitter (receive, re-send).
+    ensure!(found.len() == 2, "two grants on the queue's key: {found:?}");
+    for statement in found {
+        ensure!(
+            statement["Action"] == json!(["kms:Decrypt", "kms:GenerateDataKey"])
+                && statement["Resource"] == json!({"Ref": "QueueKmsKeyArn"}),
+            "exactly kms:Decrypt and kms:GenerateDataKey on QueueKmsKeyArn: {statement}"
+        );
+    }
+    // Only with a key: each grant sits in an Fn::If on HasQueueKey.
+    let text = std::fs::read_to_string(paths::root().join("infra/template.yaml"))?;
+    ensure!(
+        text.matches("- HasQueueKey\n              - Sid: UseTheQueuesKey")
+            .count()
+            == 2,
+        "each key grant is conditional on HasQueueKey"
+    );
     Ok(())
 }
