@@ -32,24 +32,7 @@ pub enum ConfigError {
 
     #[error("FIFO queues cannot delay single messages; disable the rejitter for {queue_arn}")]
     FifoQueue { queue_arn: String },
-
-    #[error(
-        "REJITTER_MAX_SECONDS={value} is outside {min}-{max} s, the range of the template's \
-         RejitterMaxSeconds",
-        min = MIN_REJITTER_MAX_SECONDS,
-        max = MAX_REJITTER_MAX_SECONDS
-    )]
-    RejitterMaxSecondsOutOfRange { value: u32 },
 }
-
-/// The shortest rejitter phase the template allows (`RejitterMaxSeconds`' `MinValue`).
-pub const MIN_REJITTER_MAX_SECONDS: u32 = 30;
-
-/// The longest rejitter phase the template allows (`RejitterMaxSeconds`' `MaxValue`).
-pub const MAX_REJITTER_MAX_SECONDS: u32 = 86_400;
-
-/// `REJITTER_MAX_SECONDS` when unset: the template's default.
-pub const DEFAULT_REJITTER_MAX_SECONDS: u32 = 900;
 
 /// Everything the rejitter needs to know, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,9 +44,6 @@ pub struct Config {
     pub delays: DelayRange,
     /// The CloudWatch namespace of the rejitter's metrics (`METRICS_NAMESPACE`).
     pub metrics_namespace: String,
-    /// The longest the rejitter phase lasts (`REJITTER_MAX_SECONDS`, the controller's own
-    /// setting): how long an already rejittered record is hidden, see [`crate::hide`].
-    pub rejitter_max_seconds: u32,
 }
 
 impl Config {
@@ -74,9 +54,7 @@ impl Config {
     /// queue: SQS ignores per-message delays there, so the rejitter would re-send the backlog as
     /// one burst. `MIN_DELAY_SECONDS` (default 0) and `MAX_DELAY_SECONDS` (default 900) bound the
     /// delays. `METRICS_NAMESPACE` (default [`DEFAULT_METRICS_NAMESPACE`]) names the metrics'
-    /// namespace. `REJITTER_MAX_SECONDS` (default [`DEFAULT_REJITTER_MAX_SECONDS`], within
-    /// [`MIN_REJITTER_MAX_SECONDS`]-[`MAX_REJITTER_MAX_SECONDS`]) is the longest rejitter phase.
-    /// Values are trimmed; a blank optional value means its default.
+    /// namespace. Values are trimmed; a blank optional value means its default.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let value = |name: &str| {
             get(name)
@@ -100,17 +78,10 @@ impl Config {
         let delays = DelayRange::new(min, max)?;
         let metrics_namespace =
             value("METRICS_NAMESPACE").unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned());
-        let rejitter_max_seconds = seconds("REJITTER_MAX_SECONDS", DEFAULT_REJITTER_MAX_SECONDS)?;
-        if !(MIN_REJITTER_MAX_SECONDS..=MAX_REJITTER_MAX_SECONDS).contains(&rejitter_max_seconds) {
-            return Err(ConfigError::RejitterMaxSecondsOutOfRange {
-                value: rejitter_max_seconds,
-            });
-        }
         Ok(Config {
             queue_arn,
             delays,
             metrics_namespace,
-            rejitter_max_seconds,
         })
     }
 
@@ -220,39 +191,6 @@ mod tests {
         assert_eq!(c.queue_name(), "orders");
         assert_eq!(c.queue_account(), "123456789012");
         assert_eq!(c.recent_marker_window_seconds(), 1800);
-        assert_eq!(c.rejitter_max_seconds, 900);
-    }
-
-    #[test]
-    fn reads_and_checks_the_longest_phase() {
-        let c = from(&[("QUEUE_ARN", ARN), ("REJITTER_MAX_SECONDS", " 3600 ")]).unwrap();
-        assert_eq!(c.rejitter_max_seconds, 3600);
-        let c = from(&[("QUEUE_ARN", ARN), ("REJITTER_MAX_SECONDS", " ")]).unwrap();
-        assert_eq!(c.rejitter_max_seconds, DEFAULT_REJITTER_MAX_SECONDS);
-        for edge in ["30", "86400"] {
-            let c = from(&[("QUEUE_ARN", ARN), ("REJITTER_MAX_SECONDS", edge)]).unwrap();
-            assert_eq!(c.rejitter_max_seconds.to_string(), edge);
-        }
-        for (bad, value) in [("29", 29), ("86401", 86_401), ("0", 0)] {
-            let err = from(&[("QUEUE_ARN", ARN), ("REJITTER_MAX_SECONDS", bad)]).unwrap_err();
-            assert_eq!(err, ConfigError::RejitterMaxSecondsOutOfRange { value });
-            assert_eq!(
-                err.to_string(),
-                format!(
-                    "REJITTER_MAX_SECONDS={value} is outside 30-86400 s, the range of the \
-                     template's RejitterMaxSeconds"
-                )
-            );
-        }
-        for bad in ["-1", "15m", "4294967296"] {
-            assert_eq!(
-                from(&[("QUEUE_ARN", ARN), ("REJITTER_MAX_SECONDS", bad)]),
-                Err(ConfigError::InvalidNumber {
-                    name: "REJITTER_MAX_SECONDS",
-                    value: bad.to_owned()
-                })
-            );
-        }
     }
 
     #[test]

@@ -30,6 +30,19 @@ impl DelayRange {
         Ok(DelayRange { min, max })
     }
 
+    /// The single delay `seconds`, checked at compile time when used in a constant (a value
+    /// above [`SQS_MAX_DELAY_SECONDS`] panics).
+    pub const fn fixed(seconds: u32) -> DelayRange {
+        assert!(
+            seconds <= SQS_MAX_DELAY_SECONDS,
+            "a delay above the SQS limit of 900 s"
+        );
+        DelayRange {
+            min: seconds,
+            max: seconds,
+        }
+    }
+
     pub fn min(&self) -> u32 {
         self.min
     }
@@ -87,6 +100,20 @@ mod tests {
             DelayRange::new(901, 901),
             Err(ConfigError::MaxDelayTooLarge { max: 901 })
         );
+    }
+
+    #[test]
+    fn fixed_is_the_single_value_range() {
+        assert_eq!(DelayRange::fixed(60), DelayRange::new(60, 60).unwrap());
+        assert_eq!(DelayRange::fixed(900).draw(0.0), 900);
+        assert_eq!(DelayRange::fixed(0).draw(0.99), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "above the SQS limit")]
+    fn fixed_refuses_a_delay_above_the_sqs_limit() {
+        let seconds = std::hint::black_box(901);
+        DelayRange::fixed(seconds);
     }
 
     #[test]

@@ -8,24 +8,23 @@
 //!    twice.
 //! 2. A record whose `eventSourceARN` is not the configured `QUEUE_ARN` is left on its queue:
 //!    the mapping never delivers one, but re-sending it would move it to another queue.
-//! 3. A record this recovery already rejittered ([`crate::marker`]) is left on the queue, hidden
-//!    until the phase must be over ([`crate::hide`]) so the rejitter receives it at most once
-//!    more.
+//! 3. A record this recovery already rejittered ([`crate::marker`]) is re-sent as a fresh copy
+//!    delayed [`RESEND_DELAY_SECONDS`] with a fresh marker, instead of a random delay: while the
+//!    phase lasts it comes back about once a minute, and after it the consumer waits at most
+//!    that long for it.
 //! 4. Before the first call the queue is looked up ([`Queue::info`]: one `GetQueueUrl` and one
 //!    `GetQueueAttributes` call per process); if that fails, the whole invocation fails before
-//!    anything is sent or hidden (the mapping retries the batch, and the next invocation looks
-//!    the queue up again). No call at all when no record is to be planned or hidden (all from
-//!    another queue, or already rejittered without a receipt handle).
-//! 5. The rest is planned ([`crate::plan::plan`], marker = the current epoch second, against the
-//!    queue's `MaximumMessageSize`). Each batch is sent with one `SendMessageBatch` call, up to
-//!    [`MAX_CONCURRENT_SENDS`] at once; meanwhile the records of step 3 are hidden with
-//!    `ChangeMessageVisibilityBatch`.
+//!    anything is sent (the mapping retries the batch, and the next invocation looks the queue
+//!    up again). No call at all when no record is to be planned (all from another queue).
+//! 5. The records of step 3 and the others are planned apart ([`crate::plan::plan`], marker =
+//!    the current epoch second, against the queue's `MaximumMessageSize`), the others with the
+//!    configured random delays. Each batch of either is sent with one `SendMessageBatch` call,
+//!    up to [`MAX_CONCURRENT_SENDS`] at once.
 //! 6. `batchItemFailures` lists exactly the records not re-sent (left on the queue: from
-//!    another queue, already rejittered, whether hidden or not, rejected by the plan, or not
-//!    confirmed by SQS), in record order. Lambda deletes the others, whose delayed copies are
-//!    now on the queue.
+//!    another queue, rejected by the plan, or not confirmed by SQS), in record order. Lambda
+//!    deletes the others, whose delayed copies are now on the queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -36,15 +35,17 @@ use tracing::instrument::WithSubscriber;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::delay::random_unit;
-use crate::hide::hide_seconds;
-use crate::marker::{already_rejittered, marker_of, marker_seconds};
+use crate::delay::{random_unit, DelayRange};
+use crate::marker::{already_rejittered, marker_of, RESEND_DELAY_SECONDS};
 use crate::metrics::{emf_line, Counts};
 use crate::plan::{plan, Outgoing};
-use crate::sender::{hide_all, send_batch, Hide, Queue, QueueLookupError, SendFailure};
+use crate::sender::{send_batch, Queue, QueueLookupError, SendFailure};
 
 /// Most `SendMessageBatch` calls in flight at once in one invocation.
 pub const MAX_CONCURRENT_SENDS: usize = 4;
+
+/// The delay of every copy of an already rejittered record.
+const RESEND_DELAYS: DelayRange = DelayRange::fixed(RESEND_DELAY_SECONDS);
 
 /// Why an invocation failed as a whole (the mapping then retries the whole batch).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,7 +116,6 @@ pub struct Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     OtherQueue,
-    AlreadyRejittered,
     Rejected,
     SendFailed,
 }
@@ -124,7 +124,6 @@ impl Kind {
     fn as_str(self) -> &'static str {
         match self {
             Kind::OtherQueue => "other_queue",
-            Kind::AlreadyRejittered => "already_rejittered",
             Kind::Rejected => "rejected",
             Kind::SendFailed => "send_failed",
         }
@@ -165,8 +164,8 @@ pub async fn handle(
 
     let mut left = Vec::new();
     let mut to_send = Vec::with_capacity(batch_size);
-    // Already rejittered: (index in `left`, marker second, receipt handle).
-    let mut to_hide = Vec::new();
+    // Already rejittered during this recovery: re-sent with the short fixed delay.
+    let mut to_resend = Vec::new();
     let max_delay = config.delays.max();
     for record in records {
         let message_id = record.message_id.clone().unwrap_or_default();
@@ -183,34 +182,16 @@ pub async fn handle(
                 ),
                 kind: Kind::OtherQueue,
             });
-            continue;
-        }
-        let marker = marker_of(record);
-        if already_rejittered(marker, now_s, max_delay) {
-            let reason = format!(
-                "already rejittered during this recovery (marker {}); left for the consumer",
-                marker.unwrap_or_default()
-            );
-            match (marker_seconds(marker), record.receipt_handle.as_deref()) {
-                (Some(sent_s), Some(handle)) if !handle.is_empty() => {
-                    to_hide.push((left.len(), sent_s, handle.to_owned()))
-                }
-                _ => {}
-            }
-            left.push(Left {
-                message_id,
-                reason,
-                kind: Kind::AlreadyRejittered,
-            });
+        } else if already_rejittered(marker_of(record), now_s, max_delay) {
+            to_resend.push(record.clone());
         } else {
             to_send.push(record.clone());
         }
     }
-    let other_queue = left.iter().filter(|l| l.kind == Kind::OtherQueue).count();
-    let skipped_already_rejittered = left.len() - other_queue;
+    let other_queue = left.len();
 
-    // Before any send or hide: without the URL nothing can be done, so the batch is retried.
-    let info = if to_send.is_empty() && to_hide.is_empty() {
+    // Before any send: without the URL nothing can be done, so the batch is retried.
+    let info = if to_send.is_empty() && to_resend.is_empty() {
         None
     } else {
         Some(queue.info().await.map_err(|e| {
@@ -221,7 +202,17 @@ pub async fn handle(
     };
 
     let limit = info.map_or(crate::size::SQS_MAX_MESSAGE_BYTES, |i| i.max_message_bytes);
-    let (batches, rejected) = plan(&to_send, &config.delays, &now_s.to_string(), limit, draw);
+    let pass = now_s.to_string();
+    let (mut batches, mut rejected) = plan(&to_send, &config.delays, &pass, limit, draw);
+    // The delay is fixed: no draw is taken from `draw`.
+    let (resend_batches, resend_rejected) = plan(&to_resend, &RESEND_DELAYS, &pass, limit, || 0.0);
+    let resent: HashSet<String> = resend_batches
+        .iter()
+        .flatten()
+        .map(|o| o.message_id.clone())
+        .collect();
+    batches.extend(resend_batches);
+    rejected.extend(resend_rejected);
     left.extend(rejected.iter().filter_map(|r| {
         Some(Left {
             message_id: r.message_id.clone()?,
@@ -230,56 +221,28 @@ pub async fn handle(
         })
     }));
 
-    // How long to hide each already rejittered record; 0 means no call.
-    let retention = info.and_then(|i| i.retention_seconds);
-    let mut hides = Vec::new();
-    let mut hidden_records = Vec::new();
-    for (index, sent_s, receipt_handle) in to_hide {
-        let seconds = hide_seconds(sent_s, now_s, config.rejitter_max_seconds, retention);
-        if seconds == 0 {
-            left[index]
-                .reason
-                .push_str("; not hidden: the rejitter phase must be over by now");
-            continue;
-        }
-        hidden_records.push(index);
-        hides.push(Hide {
-            message_id: left[index].message_id.clone(),
-            receipt_handle,
-            seconds,
-        });
-    }
-
     let planned: usize = batches.iter().map(Vec::len).sum();
     let batch_count = batches.len();
-    let (send_failures, hide_failures) = match info {
-        None => (Vec::new(), Vec::new()),
-        Some(info) => {
-            tokio::join!(
-                send_all(queue.client(), &info.url, batches),
-                hide_all(queue.client(), &info.url, &hides)
-            )
-        }
+    let send_failures = match info {
+        None => Vec::new(),
+        Some(info) => send_all(queue.client(), &info.url, batches).await,
     };
     let failed_sends = send_failures.len();
-    let hidden = hides.len() - hide_failures.len();
-    let hide_failed: HashMap<usize, String> = hide_failures
-        .into_iter()
-        .map(|f| (f.index, f.reason))
-        .collect();
-    for (i, (index, hide)) in hidden_records.into_iter().zip(&hides).enumerate() {
-        let reason = &mut left[index].reason;
-        match hide_failed.get(&i) {
-            None => reason.push_str(&format!("; hidden for {} s", hide.seconds)),
-            Some(why) => reason.push_str(&format!(
-                "; could not be hidden for {} s: {why}",
-                hide.seconds
-            )),
-        }
-    }
+    let failed_resends = send_failures
+        .iter()
+        .filter(|f| resent.contains(&f.message_id))
+        .count();
     left.extend(send_failures.into_iter().map(|f| Left {
+        reason: if resent.contains(&f.message_id) {
+            format!(
+                "already rejittered during this recovery, its copy delayed \
+                 {RESEND_DELAY_SECONDS} s was not sent: {}",
+                f.reason
+            )
+        } else {
+            f.reason
+        },
         message_id: f.message_id,
-        reason: f.reason,
         kind: Kind::SendFailed,
     }));
 
@@ -295,29 +258,21 @@ pub async fn handle(
     for l in &left {
         let (message_id, reason) = (l.message_id.as_str(), l.reason.as_str());
         let outcome = l.kind.as_str();
-        match l.kind {
-            Kind::AlreadyRejittered => {
-                tracing::info!(message_id, outcome, reason, "record left on the queue")
-            }
-            Kind::OtherQueue | Kind::Rejected | Kind::SendFailed => {
-                tracing::warn!(message_id, outcome, reason, "record left on the queue")
-            }
-        }
+        tracing::warn!(message_id, outcome, reason, "record left on the queue");
     }
 
     let counts = Counts {
         rejittered: planned.saturating_sub(failed_sends),
         batches: batch_count,
         failures: other_queue + rejected.len() + failed_sends,
-        skipped_already_rejittered,
+        resent_already_rejittered: resent.len().saturating_sub(failed_resends),
     };
     tracing::info!(
         records = batch_size,
         rejittered = counts.rejittered,
         batches = counts.batches,
         failures = counts.failures,
-        skipped_already_rejittered = counts.skipped_already_rejittered,
-        hidden,
+        resent_already_rejittered = counts.resent_already_rejittered,
         batch_item_failures = left.len(),
         pass = now_s,
         "invocation done"

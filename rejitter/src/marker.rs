@@ -1,18 +1,23 @@
-//! Loop prevention: a message the rejitter already re-sent during this recovery is not delayed
+//! Loop prevention: a message the rejitter already re-sent during this recovery is not spread
 //! again.
 //!
 //! The rejitter's event source mapping reads the consumer's own queue, so a message it re-sent
-//! comes back to it once its delay is over if the mapping is still on. Delaying it again would
-//! push it back over and over for as long as the phase lasts. The [`MARKER`] attribute stops
-//! that: its value, the pass, is the epoch second at which the rejitter re-sent the message (the
-//! handler calls [`crate::plan::plan`] with `now_seconds.to_string()`).
+//! comes back to it once its delay is over if the mapping is still on. Giving it another random
+//! delay would push it back over and over for as long as the phase lasts, and up to
+//! `MAX_DELAY_SECONDS` past its end. The [`MARKER`] attribute stops that: its value, the pass,
+//! is the epoch second at which the rejitter re-sent the message (the handler calls
+//! [`crate::plan::plan`] with `now_seconds.to_string()`).
 //!
-//! A record whose marker is recent ([`already_rejittered`]) is neither re-sent nor deleted: the
-//! handler lists it in `batchItemFailures`, so it stays on the queue for the consumer, whose
-//! mapping the breaker re-enables right after the rejitter phase. Before that, the handler hides
-//! it until the phase must be over ([`crate::hide`]), so the rejitter's own mapping does not
-//! receive it again every visibility timeout: it costs such a message one extra receive (its
-//! `ApproximateReceiveCount` grows by one, which counts towards the queue's redrive policy).
+//! A record whose marker is recent ([`already_rejittered`]) is not given a new random delay:
+//! the handler re-sends it as a fresh copy delayed [`RESEND_DELAY_SECONDS`], with a fresh
+//! marker (the current second), and Lambda deletes the record once SQS confirmed the copy, like
+//! any re-sent record (a copy SQS does not confirm is listed in `batchItemFailures`, so the
+//! record stays on the queue: never lost). While the phase lasts, such a message thus comes back
+//! to the rejitter about once per [`RESEND_DELAY_SECONDS`] and is re-sent again, one
+//! `SendMessageBatch` entry each time; once the phase is over, the consumer gets it at most
+//! [`RESEND_DELAY_SECONDS`] later. Each copy is a new message, so the rejitter adds at most one
+//! receive to any message (the one that brought it), and the copy the consumer gets starts
+//! with a receive count of 0.
 //!
 //! A marker from an earlier recovery, or one that is not a time, is ignored: the message is
 //! rejittered normally and its marker overwritten. A message the rejitter could not mark (it
@@ -34,6 +39,12 @@
 use aws_lambda_events::event::sqs::SqsMessage;
 
 use crate::attributes::MARKER;
+
+/// The delay of the fresh copy the rejitter sends of a record it already rejittered during this
+/// recovery: the longest extra wait such a message gets after the phase ends, and the period of
+/// its re-sends while the phase lasts. 60 s keeps the consumer's wait short and the churn to
+/// one `SendMessageBatch` entry per such message per minute.
+pub const RESEND_DELAY_SECONDS: u32 = 60;
 
 /// Added to `MAX_DELAY_SECONDS` to give the window in which a marker counts as this recovery's:
 /// a re-sent message is visible again at most `MAX_DELAY_SECONDS` after it was sent, and the

@@ -3,22 +3,23 @@
 //!
 //! Lambda ships stdout to CloudWatch Logs, which turns an EMF line into metrics: no API call,
 //! no IAM permission, no added latency. Metrics (all `Count`, dimension `QueueName`):
-//! `MessagesRejittered` (re-sent with a delay), `RejitterBatches` (`SendMessageBatch` calls) and
-//! `RejitterFailures` (records left on the queue because they could not be re-sent; records
-//! skipped as already rejittered are not failures).
+//! `MessagesRejittered` (re-sent with a delay, including the copies of records already
+//! rejittered during this recovery), `RejitterBatches` (`SendMessageBatch` calls) and
+//! `RejitterFailures` (records left on the queue because they could not be re-sent).
 
 /// What one invocation did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Messages SQS confirmed as re-sent.
+    /// Messages SQS confirmed as re-sent, already rejittered ones included.
     pub rejittered: usize,
     /// `SendMessageBatch` calls made.
     pub batches: usize,
     /// Records not re-sent because they came from another queue, were refused by the plan or by
     /// SQS, or the invocation failed as a whole.
     pub failures: usize,
-    /// Records left on the queue because this recovery already rejittered them.
-    pub skipped_already_rejittered: usize,
+    /// Of [`Counts::rejittered`], the records this recovery had already rejittered, re-sent
+    /// with the fixed [`crate::marker::RESEND_DELAY_SECONDS`]. Logged, not a metric.
+    pub resent_already_rejittered: usize,
 }
 
 /// The EMF line (no trailing newline) for one invocation's `counts` on `queue_name`, stamped
@@ -58,7 +59,7 @@ mod tests {
             rejittered: 24,
             batches: 3,
             failures: 1,
-            skipped_already_rejittered: 5,
+            resent_already_rejittered: 5,
         };
         let line = emf_line("SqsCircuitBreaker", "orders", 1_700_000_000_123, &counts);
         assert_eq!(

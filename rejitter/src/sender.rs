@@ -1,31 +1,27 @@
 //! The SQS adapter: looks the queue up once, then sends each planned batch with one
-//! `SendMessageBatch` call and says which messages were not re-sent, and hides the records left
-//! for the consumer with `ChangeMessageVisibilityBatch`.
+//! `SendMessageBatch` call and says which messages were not re-sent.
 //!
 //! The configuration names the queue by its ARN; [`Queue`] turns that into the URL the SQS API
-//! needs with one `GetQueueUrl` call, and reads the queue's `MaximumMessageSize` and
-//! `MessageRetentionPeriod` with one `GetQueueAttributes` call, the first time an invocation
-//! needs the queue, and keeps them for the life of the process ([`QueueInfo`]). Nothing is
-//! looked up at init, so the cold start makes no network call.
+//! needs with one `GetQueueUrl` call, and reads the queue's `MaximumMessageSize` with one
+//! `GetQueueAttributes` call, the first time an invocation needs the queue, and keeps them for
+//! the life of the process ([`QueueInfo`]). Nothing is looked up at init, so the cold start
+//! makes no network call.
 //!
 //! A message counts as re-sent only when SQS lists its entry as successful. Everything else
 //! (an entry SQS lists as failed or does not mention, an entry that cannot be built, a call
 //! that fails as a whole) is reported, so the handler leaves the message on the queue: at worst
-//! it is delivered twice, never lost. A hide that fails only costs an extra receive: the record
-//! is left on the queue either way.
+//! it is delivered twice, never lost.
 
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{BuildError, ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError;
 use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
 use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError;
 use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue,
-    MessageSystemAttributeNameForSends, MessageSystemAttributeValue, QueueAttributeName,
-    SendMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
+    QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use aws_smithy_types::Blob;
 use tokio::sync::OnceCell;
@@ -33,7 +29,7 @@ use tokio::sync::OnceCell;
 use crate::attributes::{AttributeValue, OutAttribute};
 use crate::config::Config;
 use crate::plan::Outgoing;
-use crate::size::{message_limit, MAX_BATCH_ENTRIES};
+use crate::size::message_limit;
 
 /// What the rejitter needs to know about its queue, looked up once per process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +39,6 @@ pub struct QueueInfo {
     /// The largest message the queue accepts: its `MaximumMessageSize`, within what SQS allows
     /// ([`message_limit`]; SQS's 1 MiB if the attribute is missing or not a number).
     pub max_message_bytes: usize,
-    /// The queue's `MessageRetentionPeriod` in seconds, if the answer had a readable one.
-    pub retention_seconds: Option<u32>,
 }
 
 /// The SQS client and the queue the rejitter re-sends to, named by its ARN.
@@ -127,7 +121,6 @@ impl Queue {
             queue_arn = %self.arn,
             queue_url = %info.url,
             max_message_bytes = info.max_message_bytes,
-            retention_seconds = info.retention_seconds,
             "queue URL resolved"
         );
         Ok(info)
@@ -176,7 +169,6 @@ impl Queue {
             .get_queue_attributes()
             .queue_url(&url)
             .attribute_names(QueueAttributeName::MaximumMessageSize)
-            .attribute_names(QueueAttributeName::MessageRetentionPeriod)
             .send()
             .await
             .map_err(|err| {
@@ -185,32 +177,23 @@ impl Queue {
                 });
                 self.failed(GET_QUEUE_ATTRIBUTES, message, transient)
             })?;
-        let attribute = |name| {
-            output
-                .attributes()
-                .and_then(|a| a.get(&name))
-                .map(String::as_str)
-        };
-        let maximum = attribute(QueueAttributeName::MaximumMessageSize);
-        let retention = attribute(QueueAttributeName::MessageRetentionPeriod);
-        let retention_seconds = retention.and_then(|r| r.trim().parse::<u32>().ok());
+        let maximum = output
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::MaximumMessageSize))
+            .map(String::as_str);
         if maximum
             .and_then(|m| m.trim().parse::<usize>().ok())
             .is_none()
-            || retention_seconds.is_none()
         {
             tracing::warn!(
                 queue_arn = %self.arn,
                 maximum_message_size = maximum,
-                message_retention_period = retention,
-                "GetQueueAttributes gave no readable MaximumMessageSize or \
-                 MessageRetentionPeriod: planning against 1 MiB, and nothing is hidden"
+                "GetQueueAttributes gave no readable MaximumMessageSize: planning against 1 MiB"
             );
         }
         Ok(QueueInfo {
             url,
             max_message_bytes: message_limit(maximum),
-            retention_seconds,
         })
     }
 }
@@ -236,142 +219,6 @@ impl QueueLookupError {
     pub fn is_url(&self) -> bool {
         self.operation == GET_QUEUE_URL
     }
-}
-
-/// A record to hide, see [`crate::hide`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hide {
-    /// The received record's id, for the logs.
-    pub message_id: String,
-    pub receipt_handle: String,
-    /// The new visibility timeout, from now.
-    pub seconds: u32,
-}
-
-/// A record whose visibility could not be changed, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HideFailure {
-    /// The record's position in the slice given to [`hide_all`].
-    pub index: usize,
-    pub message_id: String,
-    pub reason: String,
-}
-
-/// Hides each record of `hides` for its seconds, with one `ChangeMessageVisibilityBatch` call
-/// per [`MAX_BATCH_ENTRIES`] records (entry ids `h{i}`); returns the records not hidden, in
-/// order. A call that fails as a whole fails every entry (and is logged once here).
-pub async fn hide_all(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    hides: &[Hide],
-) -> Vec<HideFailure> {
-    let mut failures = Vec::new();
-    for (n, chunk) in hides.chunks(MAX_BATCH_ENTRIES).enumerate() {
-        let first = n * MAX_BATCH_ENTRIES;
-        failures.extend(
-            hide_batch(sqs, queue_url, chunk)
-                .await
-                .into_iter()
-                .map(|f| HideFailure {
-                    index: first + f.index,
-                    ..f
-                }),
-        );
-    }
-    failures
-}
-
-/// One `ChangeMessageVisibilityBatch` call for at most [`MAX_BATCH_ENTRIES`] records.
-async fn hide_batch(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    hides: &[Hide],
-) -> Vec<HideFailure> {
-    let fail_all = |reason: String| -> Vec<HideFailure> {
-        hides
-            .iter()
-            .enumerate()
-            .map(|(index, h)| HideFailure {
-                index,
-                message_id: h.message_id.clone(),
-                reason: reason.clone(),
-            })
-            .collect()
-    };
-    let entries: Result<Vec<_>, BuildError> = hides
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            ChangeMessageVisibilityBatchRequestEntry::builder()
-                .id(format!("h{i}"))
-                .receipt_handle(&h.receipt_handle)
-                .visibility_timeout(i32::try_from(h.seconds).unwrap_or(i32::MAX))
-                .build()
-        })
-        .collect();
-    let entries = match entries {
-        Ok(entries) => entries,
-        Err(e) => {
-            return fail_all(format!(
-                "cannot build the ChangeMessageVisibilityBatch entries: {e}"
-            ))
-        }
-    };
-    let output = match sqs
-        .change_message_visibility_batch()
-        .queue_url(queue_url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-    {
-        Ok(output) => output,
-        Err(err) => {
-            let (message, transient) = describe(&err, |e| {
-                matches!(e, ChangeMessageVisibilityBatchError::RequestThrottled(_))
-            });
-            tracing::error!(
-                operation = "ChangeMessageVisibilityBatch",
-                entries = hides.len(),
-                transient,
-                error = %message,
-                "ChangeMessageVisibilityBatch call failed; its records stay on the queue, not hidden"
-            );
-            return fail_all(format!("ChangeMessageVisibilityBatch failed: {message}"));
-        }
-    };
-    let successful: HashSet<&str> = output.successful().iter().map(|e| e.id()).collect();
-    let failed: HashMap<&str, String> = output
-        .failed()
-        .iter()
-        .map(|e| {
-            let reason = format!(
-                "SQS refused the visibility change: {}: {} (sender fault: {})",
-                e.code(),
-                e.message().unwrap_or("no message"),
-                e.sender_fault()
-            );
-            (e.id(), reason)
-        })
-        .collect();
-    hides
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| {
-            let id = format!("h{i}");
-            let reason = match failed.get(id.as_str()) {
-                Some(reason) => reason.clone(),
-                None if successful.contains(id.as_str()) => return None,
-                None => {
-                    "the ChangeMessageVisibilityBatch response does not list the entry".to_owned()
-                }
-            };
-            Some(HideFailure {
-                index: i,
-                message_id: h.message_id.clone(),
-                reason,
-            })
-        })
-        .collect()
 }
 
 /// A message that was not re-sent, and why.

@@ -7,6 +7,7 @@ use aws_sdk_sqs::operation::send_message_batch::{SendMessageBatchError, SendMess
 use aws_sdk_sqs::types::MessageSystemAttributeNameForSends;
 use aws_smithy_mocks::MockResponse;
 use aws_smithy_types::Blob;
+use proptest::prelude::*;
 use rejitter::handler::invoke;
 use rejitter::{delay::random_unit, handle, Counts, HandlerError, MARKER};
 use serde_json::json;
@@ -37,7 +38,7 @@ async fn twenty_five_records_are_sent_in_three_exact_batches() {
             rejittered: 25,
             batches: 3,
             failures: 0,
-            skipped_already_rejittered: 0
+            resent_already_rejittered: 0
         }
     );
 
@@ -121,7 +122,7 @@ async fn a_partial_failure_lists_exactly_the_refused_record() {
             rejittered: 24,
             batches: 3,
             failures: 1,
-            skipped_already_rejittered: 0
+            resent_already_rejittered: 0
         }
     );
 }
@@ -155,7 +156,7 @@ async fn a_failed_call_lists_its_whole_batch() {
             rejittered: 15,
             batches: 3,
             failures: 10,
-            skipped_already_rejittered: 0
+            resent_already_rejittered: 0
         }
     );
 }
@@ -186,11 +187,12 @@ async fn entries_the_response_does_not_confirm_are_listed() {
 }
 
 #[tokio::test]
-async fn a_record_with_a_recent_marker_is_left_for_the_consumer() {
+async fn a_record_with_a_recent_marker_is_re_sent_with_the_short_delay() {
     let seen = Seen::default();
     let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
+    let visibility = visibility_rules();
     let recent = (NOW - 100).to_string();
-    // A marker from an earlier recovery does not count: that record is rejittered again.
+    // A marker from an earlier recovery does not count: that record gets a random delay.
     let old = (NOW - 100_000).to_string();
     let input = records(vec![
         record_json(0),
@@ -198,58 +200,73 @@ async fn a_record_with_a_recent_marker_is_left_for_the_consumer() {
         with_marker(record_json(2), &old),
         with_marker(record_json(3), "not a time"),
     ]);
-    let outcome = handle(&queue(&rule), &config(), &input, NOW, random_unit)
-        .await
-        .expect("handled");
+    let [v0, v1] = &visibility;
+    let outcome = handle(
+        &queue_with(&[v0, v1, &rule]),
+        &config(),
+        &input,
+        NOW,
+        random_unit,
+    )
+    .await
+    .expect("handled");
 
-    assert_eq!(failure_ids(&outcome.response), ["id-1"]);
+    assert_eq!(failure_ids(&outcome.response), [] as [&str; 0]);
+    assert_eq!(rule.num_calls(), 2, "one call per group");
+    assert_eq!(visibility_calls(&visibility), 0);
     assert_eq!(
         outcome.counts,
         Counts {
-            rejittered: 3,
-            batches: 1,
+            rejittered: 4,
+            batches: 2,
             failures: 0,
-            skipped_already_rejittered: 1
+            resent_already_rejittered: 1
         }
     );
     let requests = requests(&seen);
-    assert_eq!(requests.len(), 1);
-    let bodies: Vec<&str> = requests[0]
-        .entries()
+    let bodies: Vec<Vec<&str>> = requests
         .iter()
-        .map(|e| e.message_body())
+        .map(|r| r.entries().iter().map(|e| e.message_body()).collect())
         .collect();
-    assert_eq!(bodies, [body(0), body(2), body(3)]);
-    let pass = NOW.to_string();
+    assert_eq!(bodies, [vec![body(0), body(2), body(3)], vec![body(1)]]);
     for entry in requests[0].entries() {
-        let marker = &entry.message_attributes().unwrap()[MARKER];
-        assert_eq!(marker.string_value(), Some(pass.as_str()), "overwritten");
+        let delay = check_copy(entry);
+        assert!((10..=20).contains(&delay), "{delay}");
     }
+    assert_eq!(check_copy(&requests[1].entries()[0]), 60);
 }
 
 #[tokio::test]
-async fn only_already_rejittered_records_are_hidden_without_a_send() {
+async fn only_already_rejittered_records_are_re_sent() {
     let seen = Seen::default();
     let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
     let lookup = lookup_rule();
     let attributes = attributes_rule();
-    let hides = SeenHides::default();
-    let hide = hide_rule(&hides, |input| {
-        MockResponse::Output(hide_output(input, &[]))
-    });
-    let queue = queue_with(&[&lookup, &attributes, &hide, &rule]);
+    let visibility = visibility_rules();
+    let [v0, v1] = &visibility;
+    let queue = queue_with(&[&lookup, &attributes, v0, v1, &rule]);
     let input = records(vec![with_marker(record_json(0), &NOW.to_string())]);
     let outcome = handle(&queue, &config(), &input, NOW, random_unit)
         .await
         .expect("handled");
-    assert_eq!(rule.num_calls(), 0);
     assert_eq!((lookup.num_calls(), attributes.num_calls()), (1, 1));
-    assert_eq!(hide.num_calls(), 1);
-    // 900 s of phase at most (the default) + 300 s of slack, from the marker.
-    assert_eq!(hidden(&hides), [("AQEB-receipt-0".to_owned(), 1_200)]);
-    assert_eq!(failure_ids(&outcome.response), ["id-0"]);
-    assert_eq!(outcome.counts.batches, 0);
-    assert_eq!(outcome.counts.skipped_already_rejittered, 1);
+    assert_eq!(rule.num_calls(), 1);
+    assert_eq!(visibility_calls(&visibility), 0);
+    let requests = requests(&seen);
+    assert_eq!(requests[0].queue_url(), Some(QUEUE_URL));
+    assert_eq!(requests[0].entries().len(), 1);
+    assert_eq!(check_copy(&requests[0].entries()[0]), 60);
+    // Deleted by Lambda once its copy is confirmed.
+    assert_eq!(failure_ids(&outcome.response), [] as [&str; 0]);
+    assert_eq!(
+        outcome.counts,
+        Counts {
+            rejittered: 1,
+            batches: 1,
+            failures: 0,
+            resent_already_rejittered: 1
+        }
+    );
 }
 
 #[tokio::test]
@@ -279,7 +296,7 @@ async fn a_record_without_a_body_is_listed() {
             rejittered: 1,
             batches: 1,
             failures: 2,
-            skipped_already_rejittered: 0
+            resent_already_rejittered: 0
         }
     );
 }
@@ -290,7 +307,7 @@ async fn a_record_without_a_message_id_fails_the_invocation_before_any_send() {
     let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
     let mut values = numbered(25);
     values[20].as_object_mut().unwrap().remove("messageId");
-    // Even one that would be skipped as already rejittered cannot be listed.
+    // Even one that would be re-sent as already rejittered cannot be listed.
     values[3] = with_marker(record_json(3), &NOW.to_string());
     values[3].as_object_mut().unwrap().remove("messageId");
     let lookup = lookup_rule();
@@ -435,7 +452,7 @@ async fn a_record_from_another_queue_is_listed_and_not_re_sent() {
             rejittered: 2,
             batches: 1,
             failures: 4,
-            skipped_already_rejittered: 0
+            resent_already_rejittered: 0
         }
     );
     let requests = requests(&seen);
@@ -470,28 +487,53 @@ async fn only_records_from_another_queue_need_no_call() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Already rejittered records are hidden until the phase is over (at most one extra receive).
+// Already rejittered records are re-sent as fresh copies delayed RESEND_DELAY_SECONDS.
 
-/// [`config`] with these variables on top.
-fn config_with(extra: &[(&str, &str)]) -> rejitter::Config {
-    let mut env: std::collections::HashMap<&str, &str> = [
-        ("QUEUE_ARN", QUEUE_ARN),
-        ("MIN_DELAY_SECONDS", "10"),
-        ("MAX_DELAY_SECONDS", "20"),
-    ]
-    .into();
-    env.extend(extra.iter().copied());
-    rejitter::Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).expect("valid config")
+/// Checks that `entry` carries its record (found by body, in the shape of [`record_json`])
+/// whole: body byte for byte, every attribute with its data type, the trace header, and a
+/// marker of [`NOW`]. Returns its delay.
+fn check_copy(entry: &aws_sdk_sqs::types::SendMessageBatchRequestEntry) -> i32 {
+    assert!(
+        (0..100).any(|i| entry.message_body().as_bytes() == body(i).as_bytes()),
+        "{entry:?}"
+    );
+    let attrs = entry.message_attributes().expect("attributes");
+    assert_eq!(attrs.len(), 4, "{attrs:?}");
+    let tenant = &attrs["tenant"];
+    assert_eq!(
+        (tenant.data_type(), tenant.string_value()),
+        ("String", Some("acme"))
+    );
+    let price = &attrs["price"];
+    assert_eq!(
+        (price.data_type(), price.string_value()),
+        ("Number.float", Some("1.5"))
+    );
+    let blob = &attrs["blob"];
+    assert_eq!(blob.data_type(), "Binary.gif");
+    assert_eq!(blob.binary_value().map(Blob::as_ref), Some(&BLOB[..]));
+    let pass = NOW.to_string();
+    let marker = &attrs[MARKER];
+    assert_eq!(
+        (marker.data_type(), marker.string_value()),
+        ("String", Some(pass.as_str())),
+        "a fresh marker"
+    );
+    let system = entry
+        .message_system_attributes()
+        .expect("system attributes");
+    let trace = &system[&MessageSystemAttributeNameForSends::AwsTraceHeader];
+    assert_eq!(trace.string_value(), Some(TRACE));
+    assert_eq!(entry.message_group_id(), None);
+    entry.delay_seconds().expect("a delay")
 }
 
 #[tokio::test]
-async fn an_already_rejittered_record_is_hidden_until_the_phase_is_over() {
+async fn an_already_rejittered_record_is_re_sent_as_a_fresh_copy_delayed_a_minute() {
     let seen = Seen::default();
     let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
-    let hides = SeenHides::default();
-    let hide = hide_rule(&hides, |input| {
-        MockResponse::Output(hide_output(input, &[]))
-    });
+    let visibility = visibility_rules();
+    // A receipt handle is not needed any more.
     let mut no_handle = with_marker(record_json(3), &(NOW - 100).to_string());
     no_handle.as_object_mut().unwrap().remove("receiptHandle");
     let input = records(vec![
@@ -500,47 +542,59 @@ async fn an_already_rejittered_record_is_hidden_until_the_phase_is_over() {
         // Written by a host whose clock is 30 s ahead.
         with_marker(record_json(2), &(NOW + 30).to_string()),
         no_handle,
+        record_json(4),
     ]);
-    let config = config_with(&[("REJITTER_MAX_SECONDS", "3600")]);
+    let [v0, v1] = &visibility;
     let outcome = handle(
-        &queue_with(&[&hide, &rule]),
-        &config,
+        &queue_with(&[v0, v1, &rule]),
+        &config(),
         &input,
         NOW,
-        random_unit,
+        // Draws for the unmarked records only: 0.0 then 0.99, so delays 10 and 20.
+        {
+            let mut draws = vec![0.99, 0.0];
+            move || draws.pop().expect("one draw per unmarked record")
+        },
     )
     .await
     .expect("handled");
 
-    assert_eq!(rule.num_calls(), 1);
-    assert_eq!(hide.num_calls(), 1, "one ChangeMessageVisibilityBatch call");
-    let calls = hides.lock().unwrap().clone();
-    assert_eq!(calls[0].queue_url(), Some(QUEUE_URL));
-    let ids: Vec<&str> = calls[0].entries().iter().map(|e| e.id()).collect();
-    assert_eq!(ids, ["h0", "h1"]);
-    // Visible again 3600 + 300 s after each marker; no receipt handle, no hide.
+    assert_eq!(rule.num_calls(), 2);
+    assert_eq!(visibility_calls(&visibility), 0, "no visibility change");
+    let requests = requests(&seen);
+    let sent: Vec<Vec<(String, i32)>> = requests
+        .iter()
+        .map(|r| {
+            r.entries()
+                .iter()
+                .map(|e| (e.message_body().to_owned(), check_copy(e)))
+                .collect()
+        })
+        .collect();
     assert_eq!(
-        hidden(&hides),
+        sent,
         [
-            ("AQEB-receipt-1".to_owned(), 3_900 - 100),
-            ("AQEB-receipt-2".to_owned(), 3_900 + 30),
+            vec![(body(0), 10), (body(4), 20)],
+            vec![(body(1), 60), (body(2), 60), (body(3), 60)],
         ]
     );
-    // Hidden or not, they stay on the queue for the consumer.
-    assert_eq!(failure_ids(&outcome.response), ["id-1", "id-2", "id-3"]);
+    let ids: Vec<&str> = requests[1].entries().iter().map(|e| e.id()).collect();
+    assert_eq!(ids, ["m0", "m1", "m2"]);
+    // All confirmed: Lambda deletes every record, the copies are on the queue.
+    assert_eq!(failure_ids(&outcome.response), [] as [&str; 0]);
     assert_eq!(
         outcome.counts,
         Counts {
-            rejittered: 1,
-            batches: 1,
+            rejittered: 5,
+            batches: 2,
             failures: 0,
-            skipped_already_rejittered: 3
+            resent_already_rejittered: 3
         }
     );
 }
 
 #[tokio::test]
-async fn a_failed_hide_still_leaves_the_record_on_the_queue() {
+async fn a_marked_record_whose_copy_is_not_confirmed_is_listed() {
     let input = || {
         records(vec![
             with_marker(record_json(0), &NOW.to_string()),
@@ -549,37 +603,16 @@ async fn a_failed_hide_still_leaves_the_record_on_the_queue() {
         ])
     };
 
-    // The call fails as a whole: no retry, both records still listed.
+    // SQS refuses the copy of record 2 (entry m1 of the marked records' call).
     let seen = Seen::default();
-    let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
-    let hides = SeenHides::default();
-    let hide = hide_rule(&hides, |_| {
-        MockResponse::Error(
-            aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError::RequestThrottled(throttled()),
-        )
+    let rule = rule(&seen, |input| {
+        let refuse: &[&str] = if starts_with(input, 0) { &["m1"] } else { &[] };
+        MockResponse::Output(output(input, refuse))
     });
+    let visibility = visibility_rules();
+    let [v0, v1] = &visibility;
     let outcome = handle(
-        &queue_with(&[&hide, &rule]),
-        &config(),
-        &input(),
-        NOW,
-        random_unit,
-    )
-    .await
-    .expect("a failed hide does not fail the invocation");
-    assert_eq!((hide.num_calls(), rule.num_calls()), (1, 1));
-    assert_eq!(failure_ids(&outcome.response), ["id-0", "id-2"]);
-    assert_eq!(outcome.counts.rejittered, 1);
-
-    // SQS refuses one entry: still listed, like the one it hid.
-    let seen = Seen::default();
-    let send = support::rule(&seen, |input| MockResponse::Output(output(input, &[])));
-    let hides = SeenHides::default();
-    let hide = hide_rule(&hides, |input| {
-        MockResponse::Output(hide_output(input, &["h1"]))
-    });
-    let outcome = handle(
-        &queue_with(&[&hide, &send]),
+        &queue_with(&[v0, v1, &rule]),
         &config(),
         &input(),
         NOW,
@@ -587,131 +620,96 @@ async fn a_failed_hide_still_leaves_the_record_on_the_queue() {
     )
     .await
     .expect("handled");
-    assert_eq!((hide.num_calls(), send.num_calls()), (1, 1));
-    assert_eq!(hidden(&hides).len(), 2);
+    assert_eq!(rule.num_calls(), 2);
+    assert_eq!(visibility_calls(&visibility), 0);
+    assert_eq!(requests(&seen)[0].entries()[1].message_body(), body(2));
+    assert_eq!(failure_ids(&outcome.response), ["id-2"]);
+    assert_eq!(
+        outcome.counts,
+        Counts {
+            rejittered: 2,
+            batches: 2,
+            failures: 1,
+            resent_already_rejittered: 1
+        }
+    );
+
+    // The marked records' call fails as a whole: no retry, both listed, the other one sent.
+    let seen = Seen::default();
+    let rule = support::rule(&seen, |input| {
+        if starts_with(input, 0) {
+            MockResponse::Error(SendMessageBatchError::RequestThrottled(throttled()))
+        } else {
+            MockResponse::Output(output(input, &[]))
+        }
+    });
+    let visibility = visibility_rules();
+    let [v0, v1] = &visibility;
+    let outcome = handle(
+        &queue_with(&[v0, v1, &rule]),
+        &config(),
+        &input(),
+        NOW,
+        random_unit,
+    )
+    .await
+    .expect("a failed send does not fail the invocation");
+    assert_eq!(rule.num_calls(), 2, "no retry of the failed call");
+    assert_eq!(visibility_calls(&visibility), 0);
     assert_eq!(failure_ids(&outcome.response), ["id-0", "id-2"]);
+    assert_eq!(
+        outcome.counts,
+        Counts {
+            rejittered: 1,
+            batches: 2,
+            failures: 2,
+            resent_already_rejittered: 0
+        }
+    );
 }
 
 #[tokio::test]
-async fn twelve_hidden_records_take_two_calls() {
+async fn twelve_marked_records_take_two_calls() {
     let seen = Seen::default();
     let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
-    let hides = SeenHides::default();
-    let hide = hide_rule(&hides, |input| {
-        MockResponse::Output(hide_output(input, &[]))
-    });
     let marker = (NOW - 10).to_string();
     let input = records(
         (0..12)
             .map(|i| with_marker(record_json(i), &marker))
             .collect(),
     );
-    let outcome = handle(
-        &queue_with(&[&hide, &rule]),
-        &config(),
-        &input,
-        NOW,
-        random_unit,
-    )
+    let outcome = handle(&queue(&rule), &config(), &input, NOW, || {
+        panic!("no random draw for a fixed delay")
+    })
     .await
     .expect("handled");
-    assert_eq!((hide.num_calls(), rule.num_calls()), (2, 0));
-    let sizes: Vec<usize> = hides
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| r.entries().len())
-        .collect();
+    assert_eq!(rule.num_calls(), 2);
+    let requests = requests(&seen);
+    let sizes: Vec<usize> = requests.iter().map(|r| r.entries().len()).collect();
     assert_eq!(sizes, [10, 2]);
-    let handles: Vec<String> = hidden(&hides).into_iter().map(|(h, _)| h).collect();
-    let want: Vec<String> = (0..12).map(|i| format!("AQEB-receipt-{i}")).collect();
-    assert_eq!(handles, want);
-    assert!(hidden(&hides).iter().all(|(_, s)| *s == 1_190));
-    assert_eq!(failure_ids(&outcome.response).len(), 12);
-}
-
-#[tokio::test]
-async fn no_hide_once_the_phase_must_be_over_or_near_the_end_of_retention() {
-    // A 30 s phase: a marker 400 s old is still this recovery's (window 20 + 900 s), but the
-    // phase must be over (30 + 300 s).
-    let hides = SeenHides::default();
-    let hide = hide_rule(&hides, |input| {
-        MockResponse::Output(hide_output(input, &[]))
-    });
-    let lookup = lookup_rule();
-    let input = records(vec![with_marker(record_json(0), &(NOW - 400).to_string())]);
-    let short = config_with(&[("REJITTER_MAX_SECONDS", "30")]);
-    let outcome = handle(
-        &queue_with(&[&lookup, &hide]),
-        &short,
-        &input,
-        NOW,
-        random_unit,
-    )
-    .await
-    .expect("handled");
-    assert_eq!((lookup.num_calls(), hide.num_calls()), (1, 0));
-    assert_eq!(failure_ids(&outcome.response), ["id-0"]);
-
-    // A queue keeping messages 16 minutes: hiding would risk the message expiring unseen.
-    // Without a readable retention, nothing is hidden either.
-    for retention in [Some("960"), None, Some("four days")] {
-        let hides = SeenHides::default();
-        let hide = hide_rule(&hides, |input| {
-            MockResponse::Output(hide_output(input, &[]))
-        });
-        let attributes = attributes_rule_with(Some("1048576"), retention);
-        let input = records(vec![with_marker(record_json(0), &NOW.to_string())]);
-        let outcome = handle(
-            &queue_with(&[&attributes, &hide]),
-            &config(),
-            &input,
-            NOW,
-            random_unit,
-        )
-        .await
-        .expect("handled");
-        assert_eq!(
-            (attributes.num_calls(), hide.num_calls()),
-            (1, 0),
-            "{retention:?}"
-        );
-        assert_eq!(failure_ids(&outcome.response), ["id-0"]);
+    let bodies: Vec<&str> = requests
+        .iter()
+        .flat_map(|r| r.entries())
+        .map(|e| e.message_body())
+        .collect();
+    let want: Vec<String> = (0..12).map(body).collect();
+    assert_eq!(bodies, want);
+    for entry in requests.iter().flat_map(|r| r.entries()) {
+        assert_eq!(check_copy(entry), 60);
     }
-
-    // Twenty minutes: hidden until 15 minutes before it would expire (clock skew included).
-    let hides = SeenHides::default();
-    let hide = hide_rule(&hides, |input| {
-        MockResponse::Output(hide_output(input, &[]))
-    });
-    let attributes = attributes_rule_with(Some("1048576"), Some("1200"));
-    let input = records(vec![with_marker(record_json(0), &NOW.to_string())]);
-    handle(
-        &queue_with(&[&attributes, &hide]),
-        &config(),
-        &input,
-        NOW,
-        random_unit,
-    )
-    .await
-    .expect("handled");
-    assert_eq!(
-        hidden(&hides),
-        [("AQEB-receipt-0".to_owned(), 1_200 - 60 - 900)]
-    );
+    assert!(outcome.response.batch_item_failures.is_empty());
+    assert_eq!(outcome.counts.resent_already_rejittered, 12);
 }
 
 #[tokio::test]
 async fn a_failed_attributes_lookup_fails_the_invocation_before_any_call_and_is_not_cached() {
     let seen = Seen::default();
     let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
-    let hides = SeenHides::default();
-    let hide = hide_rule(&hides, |input| {
-        MockResponse::Output(hide_output(input, &[]))
-    });
     let lookup = lookup_rule();
     let attributes = attributes_rule_failing_once();
-    let queue = queue_with(&[&lookup, &attributes, &hide, &rule]);
+    let visibility = visibility_rules();
+    let [v0, v1] = &visibility;
+    let queue = queue_with(&[&lookup, &attributes, v0, v1, &rule]);
     let mut values = numbered(3);
     values[1] = with_marker(record_json(1), &NOW.to_string());
 
@@ -725,7 +723,7 @@ async fn a_failed_attributes_lookup_fails_the_invocation_before_any_call_and_is_
     .await
     .expect_err("without the queue's limits nothing is sent");
     assert_eq!((lookup.num_calls(), attributes.num_calls()), (1, 1));
-    assert_eq!((rule.num_calls(), hide.num_calls()), (0, 0));
+    assert_eq!(rule.num_calls(), 0);
     assert_eq!(queue.cached_url(), None, "the failure is not cached");
     assert_eq!(
         error,
@@ -746,19 +744,177 @@ async fn a_failed_attributes_lookup_fails_the_invocation_before_any_call_and_is_
     let diagnostic: lambda_runtime::Diagnostic = error.into();
     assert_eq!(diagnostic.error_type, "QueueAttributesUnavailable");
 
-    // The retry looks the queue up again, both calls.
+    // The retry looks the queue up again, both calls, then sends both groups.
     let outcome = handle(&queue, &config(), &records(values), NOW, random_unit)
         .await
         .expect("handled");
     assert_eq!((lookup.num_calls(), attributes.num_calls()), (2, 2));
-    assert_eq!((rule.num_calls(), hide.num_calls()), (1, 1));
-    assert_eq!(
-        queue
-            .cached()
-            .map(|i| (i.max_message_bytes, i.retention_seconds)),
-        Some((1_048_576, Some(RETENTION)))
-    );
-    assert_eq!(failure_ids(&outcome.response), ["id-1"]);
+    assert_eq!(rule.num_calls(), 2);
+    assert_eq!(visibility_calls(&visibility), 0);
+    assert_eq!(queue.cached().map(|i| i.max_message_bytes), Some(1_048_576));
+    assert!(outcome.response.batch_item_failures.is_empty());
+    assert_eq!(outcome.counts.resent_already_rejittered, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whatever the batch and whatever SQS answers, nothing is lost.
+
+/// What happens to one record in [`nothing_is_lost`].
+#[derive(Debug, Clone, Copy)]
+struct Fate {
+    marked: bool,
+    other_queue: bool,
+    no_body: bool,
+    /// What SQS answers for its entry.
+    answer: Answer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Answer {
+    Confirm,
+    Refuse,
+    Unlisted,
+    /// The whole call fails.
+    FailCall,
+}
+
+fn fate() -> impl Strategy<Value = Fate> {
+    (
+        any::<bool>(),
+        prop::bool::weighted(0.1),
+        prop::bool::weighted(0.1),
+        prop_oneof![
+            6 => Just(Answer::Confirm),
+            1 => Just(Answer::Refuse),
+            1 => Just(Answer::Unlisted),
+            1 => Just(Answer::FailCall),
+        ],
+    )
+        .prop_map(|(marked, other_queue, no_body, answer)| Fate {
+            marked,
+            other_queue,
+            no_body,
+            answer,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Every record is either re-sent (SQS confirmed its copy) or listed in
+    /// `batchItemFailures`, never both; every marked record of the queue with a body gets a
+    /// send attempt delayed 60 s; no visibility is ever changed.
+    #[test]
+    fn nothing_is_lost(fates in prop::collection::vec(fate(), 1..=10)) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let by_body: std::collections::HashMap<String, Fate> =
+            fates.iter().enumerate().map(|(i, f)| (body(i), *f)).collect();
+        let confirmed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = Seen::default();
+        let rule = {
+            let confirmed = std::sync::Arc::clone(&confirmed);
+            support::rule(&seen, move |input| {
+                let answer = |e: &aws_sdk_sqs::types::SendMessageBatchRequestEntry| {
+                    by_body[e.message_body()].answer
+                };
+                if input.entries().iter().any(|e| answer(e) == Answer::FailCall) {
+                    return MockResponse::Error(SendMessageBatchError::RequestThrottled(
+                        throttled(),
+                    ));
+                }
+                let refuse: Vec<&str> = input
+                    .entries()
+                    .iter()
+                    .filter(|e| answer(e) == Answer::Refuse)
+                    .map(|e| e.id())
+                    .collect();
+                let mut out = output(input, &refuse);
+                // An unlisted entry is neither successful nor failed.
+                let unlisted: Vec<&str> = input
+                    .entries()
+                    .iter()
+                    .filter(|e| answer(e) == Answer::Unlisted)
+                    .map(|e| e.id())
+                    .collect();
+                out.successful.retain(|s| !unlisted.contains(&s.id()));
+                for s in &out.successful {
+                    let entry = input.entries().iter().find(|e| e.id() == s.id()).unwrap();
+                    confirmed.lock().unwrap().push(entry.message_body().to_owned());
+                }
+                MockResponse::Output(out)
+            })
+        };
+        let visibility = visibility_rules();
+        let [v0, v1] = &visibility;
+        let input: Vec<serde_json::Value> = fates
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let mut r = if f.marked {
+                    with_marker(record_json(i), &(NOW - 30).to_string())
+                } else {
+                    record_json(i)
+                };
+                if f.other_queue {
+                    r["eventSourceARN"] = json!("arn:aws:sqs:us-east-2:123456789012:payments");
+                }
+                if f.no_body {
+                    r.as_object_mut().unwrap().remove("body");
+                }
+                r
+            })
+            .collect();
+        let outcome = runtime
+            .block_on(handle(
+                &queue_with(&[v0, v1, &rule]),
+                &config(),
+                &records(input),
+                NOW,
+                random_unit,
+            ))
+            .expect("handled");
+
+        prop_assert_eq!(visibility_calls(&visibility), 0);
+        let listed = failure_ids(&outcome.response);
+        let confirmed = confirmed.lock().unwrap().clone();
+        let attempts: Vec<(String, i32)> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.entries().to_vec())
+            .map(|e| (e.message_body().to_owned(), e.delay_seconds().unwrap()))
+            .collect();
+        for (i, f) in fates.iter().enumerate() {
+            let id = id(i);
+            let is_listed = listed.contains(&id.as_str());
+            let is_confirmed = confirmed.contains(&body(i));
+            prop_assert!(is_listed != is_confirmed, "record {i} {f:?}: listed {is_listed}, confirmed {is_confirmed}");
+            let tries: Vec<i32> = attempts
+                .iter()
+                .filter(|(b, _)| *b == body(i))
+                .map(|(_, d)| *d)
+                .collect();
+            if f.other_queue || f.no_body {
+                prop_assert!(tries.is_empty(), "record {i} {f:?} was sent");
+            } else if f.marked {
+                prop_assert_eq!(tries, vec![60], "record {} {:?}", i, f);
+            } else {
+                prop_assert_eq!(tries.len(), 1);
+                prop_assert!((10..=20).contains(&tries[0]));
+            }
+        }
+        let marked_confirmed = fates
+            .iter()
+            .enumerate()
+            .filter(|(i, f)| f.marked && confirmed.contains(&body(*i)))
+            .count();
+        prop_assert_eq!(outcome.counts.resent_already_rejittered, marked_confirmed);
+        prop_assert_eq!(outcome.counts.rejittered, confirmed.len());
+        prop_assert_eq!(outcome.counts.failures, listed.len());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -879,7 +1035,7 @@ async fn calls_are_packed_up_to_one_mib() {
     for maximum in ["1048576", "262144"] {
         let seen = Seen::default();
         let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
-        let attributes = attributes_rule_with(Some(maximum), Some("345600"));
+        let attributes = attributes_rule_with(Some(maximum));
         let input = records((0..5).map(quarter).collect());
         let outcome = handle(
             &queue_with(&[&lookup_rule(), &attributes, &rule]),
@@ -915,7 +1071,7 @@ async fn calls_are_packed_up_to_one_mib() {
 async fn the_queue_maximum_message_size_is_planned_against() {
     let seen = Seen::default();
     let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
-    let attributes = attributes_rule_with(Some("262144"), Some("345600"));
+    let attributes = attributes_rule_with(Some("262144"));
     // Fits the 256 KiB queue only without the marker; the next one does not fit at all.
     let near = sized(record_json(1), 262_144 - 5);
     let over = sized(record_json(3), 262_145);

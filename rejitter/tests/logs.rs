@@ -19,6 +19,9 @@ async fn logs_each_record_left_and_one_line_per_invocation() {
     let rule = rule(&seen, |input| {
         if starts_with(input, 11) {
             MockResponse::Error(SendMessageBatchError::RequestThrottled(throttled()))
+        } else if starts_with(input, 0) {
+            // The copy of the already rejittered record 0, alone in its call.
+            MockResponse::Output(output(input, &["m0"]))
         } else {
             MockResponse::Output(output(input, &["m1"]))
         }
@@ -42,7 +45,7 @@ async fn logs_each_record_left_and_one_line_per_invocation() {
     assert_eq!(resolved[0]["queue_arn"], QUEUE_ARN);
     assert_eq!(resolved[0]["queue_url"], QUEUE_URL);
     assert_eq!(resolved[0]["max_message_bytes"], 1_048_576);
-    assert_eq!(resolved[0]["retention_seconds"], RETENTION);
+    assert!(resolved[0]["retention_seconds"].is_null(), "{lines:#?}");
     let messages: Vec<&str> = lines
         .iter()
         .map(|l| l["message"].as_str().unwrap())
@@ -53,6 +56,12 @@ async fn logs_each_record_left_and_one_line_per_invocation() {
             .filter(|m| m.starts_with("SendMessageBatch call failed"))
             .count(),
         1,
+        "{lines:#?}"
+    );
+    assert!(
+        !messages
+            .iter()
+            .any(|m| m.contains("ChangeMessageVisibility")),
         "{lines:#?}"
     );
     let call = lines
@@ -80,12 +89,13 @@ async fn logs_each_record_left_and_one_line_per_invocation() {
             )
         })
         .collect();
-    // Record 0 is skipped; records 1..=10 go in batch 1 (entry m1 is record 2, refused), record
-    // 11 alone in batch 2 (the failed call); record 12 comes from another queue.
+    // Record 0 is re-sent alone (its copy refused); records 1..=10 go in batch 1 (entry m1 is
+    // record 2, refused), record 11 alone in batch 2 (the failed call); record 12 comes from
+    // another queue.
     assert_eq!(
         left,
         [
-            ("INFO", "id-0", "already_rejittered"),
+            ("WARN", "id-0", "send_failed"),
             ("WARN", "id-2", "send_failed"),
             ("WARN", "id-11", "send_failed"),
             ("WARN", "id-12", "other_queue"),
@@ -99,13 +109,11 @@ async fn logs_each_record_left_and_one_line_per_invocation() {
              QUEUE_ARN {QUEUE_ARN}; not re-sent to another queue"
         )
     );
-    let skipped = lines.iter().find(|l| l["message_id"] == "id-0").unwrap();
+    let resent = lines.iter().find(|l| l["message_id"] == "id-0").unwrap();
     assert_eq!(
-        skipped["reason"],
-        format!(
-            "already rejittered during this recovery (marker {NOW}); left for the consumer; \
-             hidden for 1200 s"
-        )
+        resent["reason"],
+        "already rejittered during this recovery, its copy delayed 60 s was not sent: SQS \
+         refused the entry: InternalError: try again (sender fault: false)"
     );
     let refused = lines.iter().find(|l| l["message_id"] == "id-2").unwrap();
     assert_eq!(
@@ -121,7 +129,7 @@ async fn logs_each_record_left_and_one_line_per_invocation() {
     assert_eq!(
         *done[0],
         json!({"level": "INFO", "message": "invocation done", "records": 13, "rejittered": 9,
-               "batches": 2, "failures": 3, "skipped_already_rejittered": 1, "hidden": 1,
+               "batches": 3, "failures": 4, "resent_already_rejittered": 0,
                "batch_item_failures": 4, "pass": NOW})
     );
 }

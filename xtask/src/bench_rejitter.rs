@@ -3,11 +3,12 @@
 //! The binary runs as Lambda runs it, against two fakes on loopback served by plain std
 //! threads: a Lambda Runtime API that hands out SQS events and collects the responses, and an
 //! SQS endpoint (`AWS_ENDPOINT_URL`) speaking the SDK's JSON protocol (`GetQueueUrl`,
-//! `GetQueueAttributes`, `SendMessageBatch`, `ChangeMessageVisibilityBatch`), which checks the
-//! batch limits (10 entries and 1 MiB a call) and the queue's `MaximumMessageSize`, and counts
-//! calls and entries. Figures: cold start, `SendMessageBatch` calls per message for several
-//! message-size mixes, warm throughput and invocation latency, `batchItemFailures` when SQS
-//! refuses entries, already rejittered records hidden, and peak RSS.
+//! `GetQueueAttributes`, `SendMessageBatch`; any other operation is refused and counted), which
+//! checks the batch limits (10 entries and 1 MiB a call) and the queue's `MaximumMessageSize`,
+//! and counts calls and entries. Figures: cold start, `SendMessageBatch` calls per message for
+//! several message-size mixes, warm throughput and invocation latency, `batchItemFailures` when
+//! SQS refuses entries, already rejittered records re-sent with the fixed short delay, and peak
+//! RSS.
 //!
 //! aws-sdk-sqs (1.119) does not check the MD5 digests SQS returns (no checksum interceptor,
 //! unlike the Java SDK), so the fake answers with a placeholder digest; a unit test runs the
@@ -42,11 +43,7 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 pub const QUEUE_MAX_MESSAGE_BYTES: usize = 1_048_576;
 /// The fake queue's `MessageRetentionPeriod`: 4 days, SQS's default.
 pub const RETENTION_SECONDS: u32 = 345_600;
-/// SQS's longest visibility timeout (12 hours).
-const MAX_VISIBILITY_SECONDS: i64 = 43_200;
 const MAX_DELAY_SECONDS: i64 = 900;
-/// `REJITTER_MAX_SECONDS`: the template's default `RejitterMaxSeconds`.
-const REJITTER_MAX_SECONDS: u64 = 900;
 
 /// The fake SQS refuses the entries whose body starts with this.
 pub const REFUSE_PREFIX: &str = "REFUSE-";
@@ -226,24 +223,26 @@ pub fn run(runs: usize, invocations: usize, sqs_latency_ms: u64) -> Result<()> {
             "NOT the refused ones"
         }
     );
-    let h = hides(&binary)?;
-    emf.add(&h.stopped);
-    let hide_sqs = &h.stopped.sqs;
-    let (lo, hi, _) = delay_spread(&hide_sqs.hide_seconds);
+    let a = already_rejittered(&binary)?;
+    emf.add(&a.stopped);
+    let resend_delay = rejitter::RESEND_DELAY_SECONDS;
     println!(
-        "already rejittered records (a marker {HIDE_MARKER_AGE_SECONDS} s old, 2 of every 10): {} records, {} marked, \
-         batchItemFailures listed {} ({}); {} hidden with {} ChangeMessageVisibilityBatch calls, for {lo}-{hi} s \
-         (REJITTER_MAX_SECONDS {REJITTER_MAX_SECONDS} + 300 s slack - the marker's age)",
-        h.records,
-        h.marked,
-        h.listed,
-        if h.exact {
+        "already rejittered records (a marker {MARKER_AGE_SECONDS} s old, 2 of every 10): {} records, {} marked, \
+         batchItemFailures listed {}; {} marked re-sent once each as a fresh copy delayed {resend_delay} s with a fresh marker ({}), \
+         {} SendMessageBatch calls for {} invocations (marked and unmarked records go in separate calls); \
+         calls the fake SQS refused (a ChangeMessageVisibilityBatch would be one): {}",
+        a.records,
+        a.marked,
+        a.listed,
+        a.resent,
+        if a.exact {
             "exactly the marked ones"
         } else {
-            "NOT the marked ones"
+            "NOT exactly the marked ones"
         },
-        hide_sqs.hide_seconds.len(),
-        hide_sqs.visibility_calls,
+        a.stopped.sqs.calls,
+        a.invocations,
+        a.stopped.sqs.refused_calls.len(),
     );
     println!(
         "EMF metrics (stdout) vs the fake SQS over all runs: RejitterBatches {} / SendMessageBatch calls {}, MessagesRejittered {} / entries accepted {}",
@@ -291,7 +290,6 @@ pub fn rejitter_env(runtime_api: &str, sqs_endpoint: &str) -> Vec<(&'static str,
         ("MIN_DELAY_SECONDS", "0".into()),
         ("MAX_DELAY_SECONDS", MAX_DELAY_SECONDS.to_string()),
         ("METRICS_NAMESPACE", "SqsCircuitBreaker".into()),
-        ("REJITTER_MAX_SECONDS", REJITTER_MAX_SECONDS.to_string()),
         ("RUST_LOG", "info".into()),
         ("AWS_ENDPOINT_URL", format!("http://{sqs_endpoint}")),
     ]);
@@ -589,25 +587,31 @@ fn refusals(binary: &Path) -> Result<Refusals> {
     })
 }
 
-/// How old the marker of an already rejittered record is in [`hides`].
-const HIDE_MARKER_AGE_SECONDS: u64 = 60;
+/// How old the marker of an already rejittered record is in [`already_rejittered`].
+const MARKER_AGE_SECONDS: u64 = 60;
 
-struct Hides {
+struct AlreadyRejittered {
+    invocations: usize,
     records: usize,
     marked: usize,
     listed: usize,
+    /// Marked records whose copy SQS accepted with the fixed delay and a fresh marker.
+    resent: usize,
     exact: bool,
     stopped: Stopped,
 }
 
-/// 20 invocations in which records 1 and 6 of every 10 carry a marker
-/// [`HIDE_MARKER_AGE_SECONDS`] old: the rejitter leaves them on the queue (listed in
-/// `batchItemFailures`) and hides them with `ChangeMessageVisibilityBatch`.
-fn hides(binary: &Path) -> Result<Hides> {
+/// 20 invocations in which records 1 and 6 of every 10 carry a marker [`MARKER_AGE_SECONDS`]
+/// old: the rejitter re-sends each as a fresh copy delayed
+/// [`rejitter::RESEND_DELAY_SECONDS`] with a fresh marker, and lists none of them in
+/// `batchItemFailures`.
+fn already_rejittered(binary: &Path) -> Result<AlreadyRejittered> {
     let mut session = Session::start(binary, Duration::ZERO, QUEUE_MAX_MESSAGE_BYTES)?;
     let mut rng = Rng(13);
-    let (mut records, mut marked, mut listed, mut exact) = (0, 0, 0, true);
-    for invocation in 0..20 {
+    let invocations = 20;
+    let (mut records, mut marked, mut listed, mut resent, mut exact) = (0, 0, 0, 0, true);
+    let resend_delay = i64::from(rejitter::RESEND_DELAY_SECONDS);
+    for invocation in 0..invocations {
         let now_s = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -615,24 +619,49 @@ fn hides(binary: &Path) -> Result<Hides> {
         let mut specs = specs(Mix::Small, MAPPING_BATCH_SIZE, &mut rng);
         for (i, spec) in specs.iter_mut().enumerate() {
             if i % 5 == 1 {
-                spec.marker = Some(now_s - HIDE_MARKER_AGE_SECONDS);
+                spec.marker = Some(now_s - MARKER_AGE_SECONDS);
             }
         }
-        let want: HashSet<String> = (0..specs.len())
-            .filter(|&i| specs[i].marker.is_some())
-            .map(|i| message_id(invocation, i))
-            .collect();
+        let before = session.sqs.snapshot().sent.len();
         let (_, response) = session.invoke(sqs_event(invocation, &specs).to_string())?;
         let got = batch_item_failures(&response);
-        exact &= got.len() == want.len() && got.iter().all(|id| want.contains(id));
+        // Sequential invocations: the entries since `before` are exactly this one's.
+        let sent = session.sqs.snapshot().sent.split_off(before);
+        let old_marker = (now_s - MARKER_AGE_SECONDS).to_string();
+        for (i, &spec) in specs.iter().enumerate() {
+            let head = sent_head(&body(invocation, i, spec));
+            let copies: Vec<&SentEntry> = sent.iter().filter(|e| e.head == head).collect();
+            let fresh = |e: &SentEntry| {
+                e.marker
+                    .as_deref()
+                    .is_some_and(|m| m != old_marker && m.parse::<u64>().is_ok_and(|m| m >= now_s))
+            };
+            let ok = match copies[..] {
+                [copy] => {
+                    let short = copy.delay == resend_delay;
+                    if spec.marker.is_some() {
+                        resent += usize::from(short && fresh(copy));
+                        short && fresh(copy)
+                    } else {
+                        // The random 0-900 s delay may happen to be the short one.
+                        fresh(copy)
+                    }
+                }
+                _ => false,
+            };
+            exact &= ok;
+        }
+        exact &= got.is_empty();
         records += specs.len();
-        marked += want.len();
+        marked += specs.iter().filter(|s| s.marker.is_some()).count();
         listed += got.len();
     }
-    Ok(Hides {
+    Ok(AlreadyRejittered {
+        invocations,
         records,
         marked,
         listed,
+        resent,
         exact,
         stopped: session.stop()?,
     })
@@ -982,21 +1011,6 @@ struct GetQueueAttributesInput {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct ChangeMessageVisibilityBatchInput {
-    queue_url: String,
-    entries: Vec<VisibilityEntryInput>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct VisibilityEntryInput {
-    id: String,
-    receipt_handle: String,
-    visibility_timeout: Option<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
 struct SendMessageBatchInput {
     queue_url: String,
     entries: Vec<EntryInput>,
@@ -1059,18 +1073,34 @@ pub struct FakeQueue {
 pub enum SqsCall {
     GetQueueUrl,
     GetQueueAttributes,
-    /// The visibility timeouts of the entries changed.
-    ChangeMessageVisibilityBatch {
-        timeouts: Vec<i64>,
-    },
     SendMessageBatch {
         entry_bytes: Vec<usize>,
         accepted: usize,
         refused: usize,
-        delays: Vec<i64>,
+        /// The entries accepted, in order.
+        sent: Vec<SentEntry>,
     },
     /// Refused as a whole, as SQS would: `operation: code`.
     Refused(String),
+}
+
+/// An entry the fake SQS accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentEntry {
+    /// The body's first [`SENT_HEAD_CHARS`] characters ([`sent_head`]): enough to tell the
+    /// benchmark's records apart.
+    pub head: String,
+    pub delay: i64,
+    /// The rejitter's marker attribute, if the entry carries one with a string value.
+    pub marker: Option<String>,
+}
+
+/// How much of a body a [`SentEntry`] keeps.
+pub const SENT_HEAD_CHARS: usize = 40;
+
+/// The head of `body` a [`SentEntry`] keeps.
+pub fn sent_head(body: &str) -> String {
+    body.chars().take(SENT_HEAD_CHARS).collect()
 }
 
 /// The fake's answer to one request.
@@ -1084,8 +1114,8 @@ pub struct SqsReply {
 }
 
 /// Answers one SQS JSON-protocol request (`target` is the `X-Amz-Target` header) for the one
-/// `queue`. `SendMessageBatch` and `ChangeMessageVisibilityBatch` are checked against SQS's
-/// limits (a violation refuses the call as SQS does); a `SendMessageBatch` entry is refused
+/// `queue`. `SendMessageBatch` is checked against SQS's limits (a violation refuses the call as
+/// SQS does); an entry is refused
 /// when its body starts with [`REFUSE_PREFIX`], it is over the queue's `MaximumMessageSize` or
 /// its delay is out of range. `next_id` numbers the message ids.
 pub fn sqs_reply(
@@ -1131,21 +1161,10 @@ pub fn sqs_reply(
                 Err(e) => sqs_error("SendMessageBatch", "InvalidParameterValue", &e.to_string()),
             }
         }
-        Some("AmazonSQS.ChangeMessageVisibilityBatch") => {
-            match serde_json::from_slice::<ChangeMessageVisibilityBatchInput>(body) {
-                Ok(input) => change_message_visibility_batch(input, queue_url),
-                Err(e) => sqs_error(
-                    "ChangeMessageVisibilityBatch",
-                    "InvalidParameterValue",
-                    &e.to_string(),
-                ),
-            }
-        }
         other => sqs_error(
             other.unwrap_or("(no X-Amz-Target)"),
             "UnknownOperationException",
-            "The fake SQS answers GetQueueUrl, GetQueueAttributes, SendMessageBatch and \
-             ChangeMessageVisibilityBatch only.",
+            "The fake SQS answers GetQueueUrl, GetQueueAttributes and SendMessageBatch only.",
         ),
     }
 }
@@ -1190,48 +1209,6 @@ fn get_queue_attributes(input: GetQueueAttributesInput, queue: &FakeQueue) -> Sq
         body: body.to_string(),
         query_error: None,
         call: SqsCall::GetQueueAttributes,
-    }
-}
-
-/// Every entry is successful unless its visibility timeout is outside 0-12 h.
-fn change_message_visibility_batch(
-    input: ChangeMessageVisibilityBatchInput,
-    queue_url: &str,
-) -> SqsReply {
-    const OPERATION: &str = "ChangeMessageVisibilityBatch";
-    if input.queue_url != queue_url {
-        return sqs_error(
-            OPERATION,
-            "QueueDoesNotExist",
-            "The specified queue does not exist.",
-        );
-    }
-    if let Some((code, message)) = batch_shape_error(input.entries.iter().map(|e| e.id.as_str())) {
-        return sqs_error(OPERATION, code, message);
-    }
-    let (mut successful, mut failed, mut timeouts) = (Vec::new(), Vec::new(), Vec::new());
-    for entry in &input.entries {
-        let timeout = entry.visibility_timeout.unwrap_or_default();
-        if entry.receipt_handle.is_empty() {
-            failed.push(json!({
-                "Id": entry.id, "SenderFault": true, "Code": "ReceiptHandleIsInvalid",
-                "Message": "The input receipt handle is invalid."
-            }));
-        } else if !(0..=MAX_VISIBILITY_SECONDS).contains(&timeout) {
-            failed.push(json!({
-                "Id": entry.id, "SenderFault": true, "Code": "InvalidParameterValue",
-                "Message": "VisibilityTimeout must be between 0 and 43200"
-            }));
-        } else {
-            timeouts.push(timeout);
-            successful.push(json!({ "Id": entry.id }));
-        }
-    }
-    SqsReply {
-        status: 200,
-        body: json!({ "Successful": successful, "Failed": failed }).to_string(),
-        query_error: None,
-        call: SqsCall::ChangeMessageVisibilityBatch { timeouts },
     }
 }
 
@@ -1281,7 +1258,7 @@ fn send_message_batch(
             "The length of all the messages put together is more than the limit.",
         );
     }
-    let (mut successful, mut failed, mut delays) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut successful, mut failed, mut sent) = (Vec::new(), Vec::new(), Vec::new());
     for (entry, &bytes) in input.entries.iter().zip(&entry_bytes) {
         let delay = entry.delay_seconds.unwrap_or_default();
         let too_long = format!(
@@ -1306,7 +1283,14 @@ fn send_message_batch(
             })),
             None => {
                 *next_id += 1;
-                delays.push(delay);
+                sent.push(SentEntry {
+                    head: sent_head(&entry.message_body),
+                    delay,
+                    marker: entry
+                        .message_attributes
+                        .get(rejitter::MARKER)
+                        .and_then(|a| a.string_value.clone()),
+                });
                 successful.push(json!({
                     "Id": entry.id,
                     "MessageId": format!("5fea7756-0ea4-451a-a703-{:012x}", *next_id),
@@ -1324,7 +1308,7 @@ fn send_message_batch(
             entry_bytes,
             accepted,
             refused,
-            delays,
+            sent,
         },
     }
 }
@@ -1349,10 +1333,6 @@ fn sqs_error(operation: &str, code: &str, message: &str) -> SqsReply {
 pub struct SqsTally {
     pub get_queue_url: usize,
     pub get_queue_attributes: usize,
-    /// `ChangeMessageVisibilityBatch` calls answered 200.
-    pub visibility_calls: usize,
-    /// The visibility timeout of every entry changed, in arrival order.
-    pub hide_seconds: Vec<i64>,
     /// `SendMessageBatch` calls answered 200.
     pub calls: usize,
     /// The size of every entry received, in arrival order.
@@ -1362,6 +1342,8 @@ pub struct SqsTally {
     pub refused_entries: usize,
     pub refused_calls: Vec<String>,
     pub delays: Vec<i64>,
+    /// Every entry accepted, in arrival order.
+    pub sent: Vec<SentEntry>,
 }
 
 impl SqsTally {
@@ -1369,15 +1351,11 @@ impl SqsTally {
         match call {
             SqsCall::GetQueueUrl => self.get_queue_url += 1,
             SqsCall::GetQueueAttributes => self.get_queue_attributes += 1,
-            SqsCall::ChangeMessageVisibilityBatch { timeouts } => {
-                self.visibility_calls += 1;
-                self.hide_seconds.extend(timeouts);
-            }
             SqsCall::SendMessageBatch {
                 entry_bytes,
                 accepted,
                 refused,
-                delays,
+                sent,
             } => {
                 self.calls += 1;
                 self.largest_call_bytes = self
@@ -1386,7 +1364,8 @@ impl SqsTally {
                 self.entry_bytes.extend(entry_bytes);
                 self.accepted += accepted;
                 self.refused_entries += refused;
-                self.delays.extend(delays);
+                self.delays.extend(sent.iter().map(|e| e.delay));
+                self.sent.extend(sent);
             }
             SqsCall::Refused(what) => self.refused_calls.push(what),
         }
@@ -1752,7 +1731,11 @@ mod tests {
                 entry_bytes: vec![5 + (6 + 6 + 4) + (3 + 10 + 4), 8, 4],
                 accepted: 1,
                 refused: 2,
-                delays: vec![900],
+                sent: vec![SentEntry {
+                    head: "hello".into(),
+                    delay: 900,
+                    marker: None
+                }],
             }
         );
         let body: Value = serde_json::from_str(&r.body).unwrap();
@@ -1891,39 +1874,22 @@ mod tests {
     }
 
     #[test]
-    fn change_message_visibility_batch_confirms_each_entry() {
-        let hide = |id: &str, seconds: i64| json!({"Id": id, "ReceiptHandle": format!("AQEB-{id}"), "VisibilityTimeout": seconds});
-        let r = reply(
-            "AmazonSQS.ChangeMessageVisibilityBatch",
-            json!({"QueueUrl": URL, "Entries": [hide("h0", 1140), hide("h1", 43_200), hide("h2", 43_201)]}),
-        );
-        assert_eq!(r.status, 200);
-        assert_eq!(
-            r.call,
-            SqsCall::ChangeMessageVisibilityBatch {
-                timeouts: vec![1140, 43_200]
-            }
-        );
-        let body: Value = serde_json::from_str(&r.body).unwrap();
-        assert_eq!(body["Successful"], json!([{"Id": "h0"}, {"Id": "h1"}]));
-        assert_eq!(body["Failed"][0]["Id"], "h2");
-        let eleven: Vec<Value> = (0..11).map(|i| hide(&format!("h{i}"), 5)).collect();
-        let r = reply(
-            "AmazonSQS.ChangeMessageVisibilityBatch",
-            json!({"QueueUrl": URL, "Entries": eleven}),
-        );
-        assert_eq!(r.status, 400);
-        assert_eq!(
-            r.call,
-            SqsCall::Refused("ChangeMessageVisibilityBatch: TooManyEntriesInBatchRequest".into())
-        );
-    }
-
-    #[test]
     fn other_operations_and_queues_are_refused() {
         let r = reply("AmazonSQS.SendMessage", json!({}));
         assert_eq!(r.status, 400);
         assert!(r.body.contains("UnknownOperationException"));
+        // The rejitter never changes a message's visibility: such a call is refused, counted.
+        let r = reply(
+            "AmazonSQS.ChangeMessageVisibilityBatch",
+            json!({"QueueUrl": URL, "Entries": [{"Id": "h0", "ReceiptHandle": "AQEB-1", "VisibilityTimeout": 60}]}),
+        );
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            r.call,
+            SqsCall::Refused(
+                "AmazonSQS.ChangeMessageVisibilityBatch: UnknownOperationException".into()
+            )
+        );
         let r = reply(
             "AmazonSQS.SendMessageBatch",
             json!({"QueueUrl": "http://elsewhere/1/q", "Entries": [entry("m0", "x")]}),
@@ -2110,8 +2076,7 @@ mod tests {
     async fn the_sdk_accepts_the_fake_sqs_replies() {
         use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
         use aws_sdk_sqs::types::{
-            ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, QueueAttributeName,
-            SendMessageBatchRequestEntry,
+            MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry,
         };
 
         let sqs = FakeSqs::start(Duration::ZERO, QUEUE_MAX_MESSAGE_BYTES).unwrap();
@@ -2152,24 +2117,6 @@ mod tests {
             attributes[&QueueAttributeName::MessageRetentionPeriod],
             "345600"
         );
-        let hidden = client
-            .change_message_visibility_batch()
-            .queue_url(&url)
-            .entries(
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id("h0")
-                    .receipt_handle("AQEB-1")
-                    .visibility_timeout(1140)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let ok: Vec<&str> = hidden.successful().iter().map(|e| e.id()).collect();
-        assert_eq!(ok, ["h0"]);
-        assert!(hidden.failed().is_empty());
-
         let entry = |id: &str, body: &str| {
             SendMessageBatchRequestEntry::builder()
                 .id(id)
@@ -2216,9 +2163,10 @@ mod tests {
         let tally = sqs.snapshot();
         assert_eq!((tally.get_queue_url, tally.calls), (1, 1));
         assert_eq!(tally.get_queue_attributes, 1);
+        assert_eq!(tally.sent.len(), 1);
         assert_eq!(
-            (tally.visibility_calls, tally.hide_seconds),
-            (1, vec![1140])
+            (tally.sent[0].head.as_str(), tally.sent[0].delay),
+            ("hello", 10)
         );
         assert_eq!((tally.accepted, tally.refused_entries), (1, 1));
         assert_eq!(tally.entry_bytes, [5 + 16, 9 + 16]);

@@ -1835,6 +1835,9 @@ fn an_encrypted_queue_gets_exactly_its_keys_two_actions() -> Result<()> {
         .windows(2)
         .filter(|w| w[0] == "- HasQueueKey" && w[1] == "- Sid: UseTheQueuesKey")
         .count();
-    ensure!(conditional == 2, "each key grant is conditional on HasQueueKey");
+    ensure!(
+        conditional == 2,
+        "each key grant is conditional on HasQueueKey"
+    );
     Ok(())
 }

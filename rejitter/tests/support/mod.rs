@@ -1,7 +1,8 @@
 //! Shared fixtures for the handler tests: a test configuration, SQS records in the shape the
 //! event source mapping delivers, a `GetQueueUrl` mock rule answering [`QUEUE_URL`] for
 //! [`QUEUE_ARN`], a `GetQueueAttributes` rule, a `SendMessageBatch` mock rule that records every
-//! request, and a `ChangeMessageVisibilityBatch` rule that does too.
+//! request, and rules counting the `ChangeMessageVisibility(Batch)` calls the rejitter must
+//! never make.
 //!
 //! Retries are disabled so that one SDK call is one rule call.
 
@@ -12,10 +13,8 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sqs::operation::change_message_visibility_batch::{
-    ChangeMessageVisibilityBatchError, ChangeMessageVisibilityBatchInput,
-    ChangeMessageVisibilityBatchOutput,
-};
+use aws_sdk_sqs::operation::change_message_visibility::ChangeMessageVisibilityOutput;
+use aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchOutput;
 use aws_sdk_sqs::operation::get_queue_attributes::{
     GetQueueAttributesError, GetQueueAttributesOutput,
 };
@@ -26,10 +25,7 @@ use aws_sdk_sqs::operation::send_message_batch::{
     SendMessageBatchError, SendMessageBatchInput, SendMessageBatchOutput,
 };
 use aws_sdk_sqs::types::error::{QueueDoesNotExist, RequestThrottled};
-use aws_sdk_sqs::types::{
-    BatchResultErrorEntry, ChangeMessageVisibilityBatchResultEntry, QueueAttributeName,
-    SendMessageBatchResultEntry,
-};
+use aws_sdk_sqs::types::{BatchResultErrorEntry, QueueAttributeName, SendMessageBatchResultEntry};
 use aws_smithy_mocks::{mock, mock_client, MockResponse, Rule, RuleBuilder, RuleMode};
 use aws_smithy_types::error::ErrorMetadata;
 use rejitter::{Config, Queue, MARKER};
@@ -216,32 +212,24 @@ pub fn queue_does_not_exist() -> QueueDoesNotExist {
         .build()
 }
 
-/// SQS's default retention, 4 days, as [`attributes_rule`] answers it.
-pub const RETENTION: u32 = 345_600;
-
-/// A `GetQueueAttributes` rule for [`QUEUE_URL`] answering a 1 MiB `MaximumMessageSize` and a
-/// retention of [`RETENTION`].
+/// A `GetQueueAttributes` rule for [`QUEUE_URL`] answering a 1 MiB `MaximumMessageSize`.
 pub fn attributes_rule() -> Rule {
-    attributes_rule_with(Some("1048576"), Some(&RETENTION.to_string()))
+    attributes_rule_with(Some("1048576"))
 }
 
-/// A `GetQueueAttributes` rule for [`QUEUE_URL`] answering these values (`None`: left out).
-pub fn attributes_rule_with(maximum: Option<&str>, retention: Option<&str>) -> Rule {
-    let (maximum, retention) = (maximum.map(str::to_owned), retention.map(str::to_owned));
+/// A `GetQueueAttributes` rule for [`QUEUE_URL`] answering this `MaximumMessageSize`
+/// (`None`: left out).
+pub fn attributes_rule_with(maximum: Option<&str>) -> Rule {
+    let maximum = maximum.map(str::to_owned);
     mock!(aws_sdk_sqs::Client::get_queue_attributes)
         .match_requests(|input| {
-            let names = input.attribute_names();
             input.queue_url() == Some(QUEUE_URL)
-                && names.contains(&QueueAttributeName::MaximumMessageSize)
-                && names.contains(&QueueAttributeName::MessageRetentionPeriod)
+                && input.attribute_names() == [QueueAttributeName::MaximumMessageSize]
         })
         .then_output(move || {
             let mut output = GetQueueAttributesOutput::builder();
             if let Some(m) = &maximum {
                 output = output.attributes(QueueAttributeName::MaximumMessageSize, m);
-            }
-            if let Some(r) = &retention {
-                output = output.attributes(QueueAttributeName::MessageRetentionPeriod, r);
             }
             output.build()
         })
@@ -256,100 +244,36 @@ pub fn attributes_rule_failing_once() -> Rule {
         .output(|| {
             GetQueueAttributesOutput::builder()
                 .attributes(QueueAttributeName::MaximumMessageSize, "1048576")
-                .attributes(QueueAttributeName::MessageRetentionPeriod, "345600")
                 .build()
         })
         .build()
 }
 
-/// Every `ChangeMessageVisibilityBatch` request a mock saw.
-pub type SeenHides = Arc<Mutex<Vec<ChangeMessageVisibilityBatchInput>>>;
-
-/// A `ChangeMessageVisibilityBatch` rule recording each request and answering with `respond`.
-pub fn hide_rule(
-    seen: &SeenHides,
-    respond: impl Fn(
-            &ChangeMessageVisibilityBatchInput,
-        )
-            -> MockResponse<ChangeMessageVisibilityBatchOutput, ChangeMessageVisibilityBatchError>
-        + Send
-        + Sync
-        + 'static,
-) -> Rule {
-    let seen = Arc::clone(seen);
-    mock!(aws_sdk_sqs::Client::change_message_visibility_batch).then_compute_response(
-        move |input| {
-            seen.lock().unwrap().push(input.clone());
-            respond(input)
-        },
-    )
+/// Rules answering `ChangeMessageVisibility` and `ChangeMessageVisibilityBatch`, so that a
+/// call would be counted rather than fail unseen: the rejitter must never make one.
+pub fn visibility_rules() -> [Rule; 2] {
+    [
+        mock!(aws_sdk_sqs::Client::change_message_visibility)
+            .then_output(|| ChangeMessageVisibilityOutput::builder().build()),
+        mock!(aws_sdk_sqs::Client::change_message_visibility_batch).then_output(|| {
+            ChangeMessageVisibilityBatchOutput::builder()
+                .set_successful(Some(Vec::new()))
+                .set_failed(Some(Vec::new()))
+                .build()
+                .unwrap()
+        }),
+    ]
 }
 
-/// An output confirming every entry of `input` except those in `refuse`.
-pub fn hide_output(
-    input: &ChangeMessageVisibilityBatchInput,
-    refuse: &[&str],
-) -> ChangeMessageVisibilityBatchOutput {
-    let (failed, successful): (Vec<_>, Vec<_>) = input
-        .entries()
-        .iter()
-        .partition(|e| refuse.contains(&e.id()));
-    ChangeMessageVisibilityBatchOutput::builder()
-        .set_successful(Some(
-            successful
-                .iter()
-                .map(|e| {
-                    ChangeMessageVisibilityBatchResultEntry::builder()
-                        .id(e.id())
-                        .build()
-                        .unwrap()
-                })
-                .collect(),
-        ))
-        .set_failed(Some(
-            failed
-                .iter()
-                .map(|e| {
-                    BatchResultErrorEntry::builder()
-                        .id(e.id())
-                        .code("ReceiptHandleIsInvalid")
-                        .message("The input receipt handle is invalid.")
-                        .sender_fault(true)
-                        .build()
-                        .unwrap()
-                })
-                .collect(),
-        ))
-        .build()
-        .unwrap()
-}
-
-/// `(receipt handle, visibility timeout)` of every entry hidden, in call order.
-pub fn hidden(seen: &SeenHides) -> Vec<(String, i32)> {
-    seen.lock()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.entries().to_vec())
-        .map(|e| {
-            (
-                e.receipt_handle().to_owned(),
-                e.visibility_timeout().unwrap_or(-1),
-            )
-        })
-        .collect()
+/// The `ChangeMessageVisibility(Batch)` calls the [`visibility_rules`] saw.
+pub fn visibility_calls(rules: &[Rule; 2]) -> usize {
+    rules.iter().map(Rule::num_calls).sum()
 }
 
 /// A client answering with `rules` (any order, the first match wins), then with
-/// [`lookup_rule`], [`attributes_rule`] and a `ChangeMessageVisibilityBatch` rule confirming
-/// everything, for the tests that do not look at those calls.
+/// [`lookup_rule`] and [`attributes_rule`], for the tests that do not look at those calls.
 pub fn client_with(rules: &[&Rule]) -> aws_sdk_sqs::Client {
-    let defaults = [
-        lookup_rule(),
-        attributes_rule(),
-        hide_rule(&SeenHides::default(), |input| {
-            MockResponse::Output(hide_output(input, &[]))
-        }),
-    ];
+    let defaults = [lookup_rule(), attributes_rule()];
     mock_client!(
         aws_sdk_sqs,
         RuleMode::MatchAny,
