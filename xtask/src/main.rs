@@ -344,6 +344,11 @@ fn test() -> Result<()> {
     // They spend most of their time waiting (backoffs, delays, visibility timeouts), each on
     // its own emulator: cargo-nextest runs them side by side, a process each.
     if nextest_available(&cargo) {
+        // Doc tests first (nextest does not run them), so the run closes on nextest's summary.
+        step(
+            "cargo test --doc",
+            Command::new(&cargo).args(["test", "--workspace", "--doc"]),
+        )?;
         step(
             "cargo nextest (unit, property and local-stack tests, 3 at a time)",
             Command::new(&cargo).args([
@@ -356,10 +361,6 @@ fn test() -> Result<()> {
                 "3",
                 "--no-fail-fast",
             ]),
-        )?;
-        step(
-            "cargo test --doc",
-            Command::new(&cargo).args(["test", "--workspace", "--doc"]),
         )
     } else {
         step(
