@@ -39,12 +39,24 @@ pub async fn handle(
         let (message_id, outcome) = (decided.message_id, decided.outcome.as_str());
         let fingerprint = fingerprint::of_record(record);
         let fingerprint = fingerprint.as_str();
+        // How often SQS handed this message out, and on a FIFO queue where it sits in its
+        // group: tests read them to check receive counts and per-group order. Absent
+        // attributes are left out of the line.
+        let attribute = |name: &str| record.attributes.get(name).map(String::as_str);
+        let receive_count = attribute("ApproximateReceiveCount");
+        let message_group_id = attribute("MessageGroupId");
+        let sequence_number = attribute("SequenceNumber");
+        let deduplication_id = attribute("MessageDeduplicationId");
         match decided.outcome {
             Outcome::Processed => {
                 tracing::info!(
                     message_id,
                     outcome,
                     fingerprint,
+                    receive_count,
+                    message_group_id,
+                    sequence_number,
+                    deduplication_id,
                     batch_size,
                     "record processed"
                 )
@@ -54,6 +66,10 @@ pub async fn handle(
                     message_id,
                     outcome,
                     fingerprint,
+                    receive_count,
+                    message_group_id,
+                    sequence_number,
+                    deduplication_id,
                     batch_size,
                     "record failed (simulated)"
                 )

@@ -50,7 +50,9 @@ const EVENT: &str = r#"{
         "SentTimestamp": "1545082650636",
         "SenderId": "AIDAIENQZJOLO23YVJ4VO",
         "ApproximateFirstReceiveTimestamp": "1545082650649",
-        "MessageGroupId": "g1"
+        "MessageGroupId": "g1",
+        "MessageDeduplicationId": "d-2",
+        "SequenceNumber": "18849496460467696128"
       },
       "messageAttributes": {
         "blob": {
@@ -249,14 +251,16 @@ async fn logs_one_json_line_per_record_with_exact_fields() {
             json!({"level": "INFO", "message": "record processed",
                    "message_id": "059f36b4-87a3-44ab-83d2-661975830a7d",
                    "outcome": "processed", "fingerprint": fingerprints[0],
-                   "batch_size": 3, "span": span}),
+                   "receive_count": "1", "batch_size": 3, "span": span}),
             json!({"level": "WARN", "message": "record failed (simulated)",
                    "message_id": ID_2, "outcome": "failed", "fingerprint": fingerprints[1],
+                   "receive_count": "3", "message_group_id": "g1",
+                   "sequence_number": "18849496460467696128", "deduplication_id": "d-2",
                    "batch_size": 3, "span": span}),
             json!({"level": "INFO", "message": "record processed",
                    "message_id": "c80e8021-a70a-42c7-a470-796e1186f753",
                    "outcome": "processed", "fingerprint": fingerprints[2],
-                   "batch_size": 3, "span": span}),
+                   "receive_count": "1", "batch_size": 3, "span": span}),
             json!({"level": "INFO", "message": "batch done",
                    "batch_size": 3, "failed_count": 1, "span": span}),
         ]

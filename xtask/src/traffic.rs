@@ -244,6 +244,98 @@ pub async fn send_messages(
     Ok(sent)
 }
 
+/// A message sent to a FIFO queue: its place in its group, and what SQS gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentFifo {
+    pub group: String,
+    /// Its place in its group, from 0, in send order.
+    pub index: usize,
+    pub deduplication_id: String,
+    pub sequence_number: String,
+    pub fingerprint: String,
+}
+
+/// Sends `per_group` example messages to each of `groups` on a FIFO queue, one at a time and
+/// round-robin across the groups (so their sequence numbers interleave), each with its own
+/// deduplication id; returns them in send order.
+pub async fn send_fifo(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    groups: &[&str],
+    per_group: usize,
+) -> Result<Vec<SentFifo>> {
+    let mut sent = Vec::with_capacity(groups.len() * per_group);
+    for index in 0..per_group {
+        for group in groups {
+            let message = example_message(group, index);
+            let deduplication_id = format!("{group}-{index}");
+            let mut send = sqs
+                .send_message()
+                .queue_url(queue_url)
+                .message_body(&message.body)
+                .message_group_id(*group)
+                .message_deduplication_id(&deduplication_id);
+            for (name, attribute) in &message.attributes {
+                send = send
+                    .message_attributes(name, rejitter::sender::message_attribute(attribute)?);
+            }
+            let out = send
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("SendMessage: {}", DisplayErrorContext(e)))?;
+            sent.push(SentFifo {
+                group: (*group).to_owned(),
+                index,
+                deduplication_id,
+                sequence_number: out
+                    .sequence_number()
+                    .context("a FIFO SendMessage returned no SequenceNumber")?
+                    .to_owned(),
+                fingerprint: message.fingerprint(),
+            });
+        }
+    }
+    Ok(sent)
+}
+
+/// One record the consumer logged as processed, with the SQS attributes it logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    pub message_id: String,
+    pub fingerprint: String,
+    /// `ApproximateReceiveCount` as the record carried it.
+    pub receive_count: Option<u32>,
+    pub message_group_id: Option<String>,
+    pub sequence_number: Option<String>,
+    pub deduplication_id: Option<String>,
+}
+
+/// Every record the consumer logged as processed, in log order (timestamp, then ingestion),
+/// repeats included.
+pub async fn processed_records(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    function_name: &str,
+) -> Result<Vec<Processed>> {
+    Ok(processed_lines(logs, function_name)
+        .await?
+        .iter()
+        .filter_map(|line| processed_record(line))
+        .collect())
+}
+
+/// The record of a consumer JSON log line whose outcome is `processed`.
+pub fn processed_record(line: &str) -> Option<Processed> {
+    let field = |name: &str| processed_field(line, name);
+    Some(Processed {
+        message_id: field("message_id")?,
+        fingerprint: field("fingerprint")?,
+        receive_count: field("receive_count").and_then(|n| n.parse().ok()),
+        message_group_id: field("message_group_id"),
+        sequence_number: field("sequence_number"),
+        deduplication_id: field("deduplication_id"),
+    })
+}
+
 /// The message ids the consumer logged as processed, read from its CloudWatch Logs group.
 pub async fn processed_ids(
     logs: &aws_sdk_cloudwatchlogs::Client,
@@ -385,6 +477,30 @@ mod tests {
         let failed =
             r#"{"level":"WARN","message_id":"m-1","outcome":"failed","fingerprint":"ab12"}"#;
         assert_eq!(processed_field(failed, "fingerprint"), None);
+    }
+
+    #[test]
+    fn reads_receive_count_and_fifo_fields_of_processed_records() {
+        let fifo = r#"{"level":"INFO","message_id":"m-1","outcome":"processed","fingerprint":"ab12","receive_count":"2","message_group_id":"g1","sequence_number":"18849496460467696128","deduplication_id":"g1-0","batch_size":1}"#;
+        assert_eq!(
+            processed_record(fifo),
+            Some(Processed {
+                message_id: "m-1".into(),
+                fingerprint: "ab12".into(),
+                receive_count: Some(2),
+                message_group_id: Some("g1".into()),
+                sequence_number: Some("18849496460467696128".into()),
+                deduplication_id: Some("g1-0".into()),
+            })
+        );
+        let standard = r#"{"message_id":"m-2","outcome":"processed","fingerprint":"cd34","receive_count":"1"}"#;
+        let record = processed_record(standard).expect("a processed record");
+        assert_eq!(
+            (record.receive_count, record.message_group_id),
+            (Some(1), None)
+        );
+        let failed = r#"{"message_id":"m-3","outcome":"failed","fingerprint":"ef56"}"#;
+        assert_eq!(processed_record(failed), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The rejitter at scale on a local emulator: a 5,000-message backlog of mixed shapes and
 //! sizes (0 to 10 attributes of every type, a few messages of the largest size SQS takes) is
 //! spread by the real workflow, and the consumer then receives every message exactly once,
-//! body and attributes intact, although each was re-sent under a new message id.
+//! body and attributes intact, although each was re-sent under a new message id; and as the
+//! copy's first receive: the rejitter added one receive to each original, then deleted it.
 
 use anyhow::{ensure, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
@@ -185,17 +186,32 @@ fn the_rejitter_delays_a_5000_message_mixed_backlog_and_the_consumer_gets_each_o
 
         // The consumer gets each message once the delays run out: exactly what was sent.
         let draining = Instant::now();
-        let mut processed = eventually(
+        let records = eventually(
             "the delayed backlog to be processed",
             Duration::from_secs(MAX_DELAY_SECONDS + 240),
             || async {
-                let done = traffic::processed_fingerprints(&d.logs, d.function()).await?;
+                let done = traffic::processed_records(&d.logs, d.function()).await?;
                 let depth = status::queue_depth(&d.sqs, d.queue()).await?;
                 Ok((done.len() >= MESSAGES && depth.total() == 0).then_some(done))
             },
         )
         .await?;
         let drain_time = draining.elapsed();
+        // The rejitter received each message once and re-sent it as a new message, so the
+        // consumer's receive is each copy's first. Only the probe's message (processed first,
+        // by the probe) may have been received before, by failed probes.
+        let received_again: Vec<&traffic::Processed> = records
+            .iter()
+            .skip(1)
+            .filter(|r| r.receive_count != Some(1))
+            .collect();
+        ensure!(
+            received_again.is_empty(),
+            "{} messages reached the consumer with a receive count other than 1, e.g. {:?}",
+            received_again.len(),
+            received_again.first()
+        );
+        let mut processed: Vec<String> = records.into_iter().map(|r| r.fingerprint).collect();
         processed.sort_unstable();
         ensure!(
             processed == sent_fingerprints,
