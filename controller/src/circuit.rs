@@ -21,6 +21,9 @@ pub enum OpenStatus {
     /// Too many circuits opened on this mapping in the last hour: the breaker stands aside
     /// for `wait_seconds`, then re-arms the alarm.
     CoolingDown,
+    /// Opened by hand with hold: the circuit stays open without probing until an operator
+    /// closes it (or enables the mapping).
+    Held,
 }
 
 /// The consumer's mapping as the breaker found it when it opened the circuit, and what the

@@ -857,3 +857,66 @@ async fn open_takes_a_late_alarm_only_while_the_alarm_still_holds_it() {
     assert_eq!(circuit.status, OpenStatus::Opened);
     assert_eq!(open.describe_alarm.num_calls(), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// An operator's open (`sqs-circuit-breaker open`)
+
+fn by_hand(hold: bool) -> Value {
+    json!({"operator": {"reason": "database maintenance", "hold": hold}})
+}
+
+#[tokio::test]
+async fn an_operator_opens_the_circuit_even_right_after_a_close_and_past_the_hourly_bound() {
+    // Closed five seconds ago, six circuits this hour: an alarm would be stale and cool down;
+    // an operator's decision is neither.
+    let opens: Vec<String> = six_recent_opens()
+        .iter()
+        .chain([NOW_MS].iter())
+        .map(u64::to_string)
+        .collect();
+    let open = Open {
+        acquire: acquire_recording(&opens.join(",")),
+        ..Open::with_item(Item {
+            since_ms: NOW_MS - 5_000,
+            recent_opens: six_recent_opens(),
+            ..item("CLOSED", OTHER_EXECUTION)
+        })
+    };
+    let circuit = open.run(&by_hand(false)).await.expect("opened");
+    assert_eq!(circuit.status, OpenStatus::Opened);
+    assert_eq!(circuit.reason, "opened by hand: database maintenance");
+    let mut calls = opened(1, 1, 0, 0);
+    calls.extend([("disable", 1), ("get_mapping", 3)]);
+    open.assert_calls(&calls);
+    // It probes like any circuit.
+    assert!((1..=BACKOFF_BASE).contains(&circuit.wait_seconds));
+}
+
+#[tokio::test]
+async fn an_operator_s_hold_opens_the_circuit_to_stay_open_without_probing() {
+    let open = Open::happy();
+    let circuit = open.run(&by_hand(true)).await.expect("opened");
+    assert_eq!(circuit.status, OpenStatus::Held);
+    assert_eq!(
+        circuit.wait_seconds,
+        controller::core::operator::HOLD_SECONDS
+    );
+    assert!(open.disable.num_calls() == 1, "the mapping is disabled");
+}
+
+#[tokio::test]
+async fn a_malformed_operator_request_is_an_invalid_event_and_touches_nothing() {
+    for event in [
+        json!({"operator": {"reason": ""}}),
+        json!({"operator": {"hold": true}}),
+        json!({"operator": "open"}),
+    ] {
+        let open = Open::happy();
+        let result = open.run(&event).await;
+        assert!(
+            matches!(&result, Err(StepError::InvalidEvent(_))),
+            "{event}: {result:?}"
+        );
+        open.assert_calls(&[]);
+    }
+}

@@ -276,8 +276,8 @@ pub async fn send_fifo(
                 .message_group_id(*group)
                 .message_deduplication_id(&deduplication_id);
             for (name, attribute) in &message.attributes {
-                send = send
-                    .message_attributes(name, rejitter::sender::message_attribute(attribute)?);
+                send =
+                    send.message_attributes(name, rejitter::sender::message_attribute(attribute)?);
             }
             let out = send
                 .send()

@@ -131,7 +131,10 @@ fn on_a_fifo_queue_probes_keep_each_group_in_order_and_nothing_is_lost() -> Resu
         let mut order: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for record in &processed {
             let sent = place(record, &by_fingerprint)?;
-            order.entry(sent.group.as_str()).or_default().push(sent.index);
+            order
+                .entry(sent.group.as_str())
+                .or_default()
+                .push(sent.index);
         }
         let in_send_order: Vec<usize> = (0..PER_GROUP).collect();
         for group in GROUPS {

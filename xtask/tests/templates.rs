@@ -35,7 +35,7 @@ const NOT_RETRYABLE: [&str; 4] = [
 ];
 
 /// Every Task, the `step` it sends the controller, and where it goes on success.
-const TASKS: [(&str, &str, &str); 11] = [
+const TASKS: [(&str, &str, &str); 12] = [
     ("OpenCircuit", "open", "IsCircuitOpen"),
     ("Probe", "probe", "ProbeVerdict"),
     ("NextBackoff", "backoff", "BackoffOrGiveUp"),
@@ -46,6 +46,7 @@ const TASKS: [(&str, &str, &str); 11] = [
     ("GiveUp", "give_up", "CircuitGaveUp"),
     ("ReleaseCircuit", "release", "CircuitClosedElsewhere"),
     ("RearmAlarm", "rearm", "CircuitRearmed"),
+    ("CheckHold", "check_hold", "StillHeld"),
     ("Failsafe", "failsafe", "FailsafeRestoredConsumer"),
 ];
 
@@ -58,7 +59,7 @@ type Choice = (
 );
 
 /// Every Choice.
-const CHOICES: [Choice; 4] = [
+const CHOICES: [Choice; 5] = [
     (
         "IsCircuitOpen",
         "$.circuit.status",
@@ -68,7 +69,14 @@ const CHOICES: [Choice; 4] = [
             ("MappingNotEnabled", "MappingDisabledByOperator"),
             ("Stale", "IgnoreStaleAlarm"),
             ("CoolingDown", "CoolDown"),
+            ("Held", "HoldOpen"),
         ],
+        "UnexpectedState",
+    ),
+    (
+        "StillHeld",
+        "$.circuit.next",
+        &[("Hold", "HoldOpen"), ("ClosedElsewhere", "ReleaseCircuit")],
         "UnexpectedState",
     ),
     (
@@ -382,6 +390,7 @@ fn workflow_follows_the_controller_contract() {
         "GiveUp",
         "ReleaseCircuit",
         "RearmAlarm",
+        "CheckHold",
     ] {
         let mut payload = state(name)["Parameters"].clone();
         payload["step"] = json!("");
@@ -442,6 +451,10 @@ fn workflow_follows_the_controller_contract() {
     assert_eq!(wait["Type"], "Wait");
     assert_eq!(wait["SecondsPath"], "$.circuit.wait_seconds");
     assert_eq!(wait["Next"], "RearmAlarm");
+    let wait = state("HoldOpen");
+    assert_eq!(wait["Type"], "Wait");
+    assert_eq!(wait["SecondsPath"], "$.circuit.wait_seconds");
+    assert_eq!(wait["Next"], "CheckHold");
 
     // A step that finds the circuit in someone else's hands (NotOwner) ends quietly: the
     // failsafe would act on a circuit that is not this execution's.
@@ -482,6 +495,7 @@ fn workflow_follows_the_controller_contract() {
             "WaitBeforeProbe",
             "WaitForBacklog",
             "CoolDown",
+            "HoldOpen",
             "UnexpectedState",
         ])
         .collect();
@@ -570,6 +584,7 @@ fn structure_check_catches_broken_workflows() {
                     "ProbeVerdict",
                     "BackoffOrGiveUp",
                     "BacklogSpread",
+                    "StillHeld",
                 ] {
                     d["States"][choice]["Default"] = json!("CircuitClosed");
                     for rule in d["States"][choice]["Choices"].as_array_mut().unwrap() {

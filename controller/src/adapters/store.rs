@@ -152,8 +152,9 @@ impl Store {
     }
 
     /// Takes over an OPEN circuit whose owner has ended without releasing it, as `new_owner`
-    /// (held until `lease_until_ms` when that is not an execution). Returns false when the
-    /// circuit changed hands meanwhile.
+    /// (held until `lease_until_ms` when that is not an execution); a GAVE_UP one too (only an
+    /// operator's close reaches for it), which becomes OPEN again under its new owner, to be
+    /// ended like any open circuit. Returns false when the circuit changed hands meanwhile.
     pub async fn take_over(
         &self,
         mapping: &str,
@@ -167,11 +168,14 @@ impl Store {
             .update_item()
             .table_name(&self.table)
             .key("mapping_id", s(mapping))
-            .update_expression("SET #owner = :me, reason = :reason, lease_until_ms = :lease")
-            .condition_expression("#owner = :dead AND #state = :open")
+            .update_expression(
+                "SET #owner = :me, #state = :open, reason = :reason, lease_until_ms = :lease",
+            )
+            .condition_expression("#owner = :dead AND (#state = :open OR #state = :gave_up)")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":open", s(OPEN))
+            .expression_attribute_values(":gave_up", s(GAVE_UP))
             .expression_attribute_values(":me", s(new_owner))
             .expression_attribute_values(":dead", s(dead_owner))
             .expression_attribute_values(":reason", s(reason))

@@ -125,6 +125,8 @@ pub enum Next {
     /// Someone else ended the circuit (enabled the consumer's mapping, deleted it, or took
     /// the circuit): release what the breaker still holds and stop.
     ClosedElsewhere,
+    /// Held open by hand: wait again, no probe.
+    Hold,
 }
 
 /// A healthy probe with a rejitter configured spreads the backlog before closing; an empty

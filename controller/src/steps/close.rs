@@ -1,6 +1,7 @@
 //! The ends of a circuit the workflow reaches: CloseCircuit (the consumer is healthy),
 //! GiveUp (the limits say stop; `restore` gives the consumer back, `leave-open` keeps it off),
-//! ReleaseCircuit (someone else ended it) and RearmAlarm (after a cooldown).
+//! ReleaseCircuit (someone else ended it), RearmAlarm (after a cooldown) and CheckHold (a
+//! circuit held open by hand).
 
 use super::end::{end_open_circuit, rearm_alarm};
 use super::Context;
@@ -114,5 +115,30 @@ pub async fn release(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, Ste
 pub async fn rearm(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepError> {
     rearm_alarm(ctx, "the cooldown is over; the breaker is armed again").await?;
     circuit.next = None;
+    Ok(circuit)
+}
+
+/// CheckHold: a circuit held open by hand stays open, without probing, for as long as it is
+/// this execution's and the mapping stays off; an operator ends it by closing the circuit
+/// (which stops this execution) or by enabling the mapping.
+pub async fn check_hold(
+    ctx: &Context,
+    mut circuit: Circuit,
+    retries: u32,
+) -> Result<Circuit, StepError> {
+    use crate::core::history::{task, FLOW_STATE};
+    // HoldOpen, this Task, StillHeld.
+    circuit.history_events += FLOW_STATE + task(retries) + FLOW_STATE;
+    match super::hold::hold(ctx, &circuit).await? {
+        super::hold::Hold::Elsewhere(reason) => {
+            tracing::warn!(reason = %reason, "the held circuit was ended by someone else");
+            circuit.next = Some(crate::core::Next::ClosedElsewhere);
+            circuit.reason = reason;
+        }
+        super::hold::Hold::Mine { .. } => {
+            circuit.next = Some(crate::core::Next::Hold);
+            circuit.wait_seconds = crate::core::operator::HOLD_SECONDS;
+        }
+    }
     Ok(circuit)
 }

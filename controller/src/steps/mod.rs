@@ -3,7 +3,7 @@
 
 mod backoff;
 mod close;
-mod end;
+pub mod end;
 mod failsafe;
 mod hold;
 mod open;
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use backoff::backoff;
-pub use close::{close, give_up, rearm, release};
+pub use close::{check_hold, close, give_up, rearm, release};
 pub use failsafe::failsafe;
 pub use open::open;
 pub use probe::probe;
@@ -72,6 +72,10 @@ pub enum Request {
     Rearm {
         circuit: Circuit,
     },
+    /// A circuit held open by hand: still held?
+    CheckHold {
+        circuit: Circuit,
+    },
     Failsafe {
         execution: String,
         #[serde(default)]
@@ -97,6 +101,7 @@ impl Request {
             Request::StopRejitter { .. } => "stop_rejitter",
             Request::Release { .. } => "release",
             Request::Rearm { .. } => "rearm",
+            Request::CheckHold { .. } => "check_hold",
             Request::Failsafe { .. } => "failsafe",
             Request::Recover { .. } => "recover",
         }
@@ -140,7 +145,8 @@ impl Request {
             | Request::CheckBacklog { circuit }
             | Request::StopRejitter { circuit }
             | Request::Release { circuit }
-            | Request::Rearm { circuit } => &circuit.execution,
+            | Request::Rearm { circuit }
+            | Request::CheckHold { circuit } => &circuit.execution,
         }
     }
 }
@@ -212,6 +218,7 @@ pub async fn run(ctx: &Context, request: Request, retries: u32) -> Result<Value,
         Request::StopRejitter { circuit } => stop_rejitter(ctx, circuit).await?,
         Request::Release { circuit } => release(ctx, circuit).await?,
         Request::Rearm { circuit } => rearm(ctx, circuit).await?,
+        Request::CheckHold { circuit } => check_hold(ctx, circuit, retries).await?,
         Request::Failsafe { execution, error } => {
             return failsafe(ctx, &execution, &error).await;
         }

@@ -9,6 +9,7 @@ use crate::adapters::{alarm, execution, mapping, queue};
 use crate::circuit::{Changed, Circuit, MappingSnapshot, OpenStatus};
 use crate::core::hang::PROBE_VISIBILITY_MARGIN_SECONDS;
 use crate::core::history::{task, EXECUTION_STARTED, FLOW_STATE};
+use crate::core::operator::{OperatorOpen, HOLD_SECONDS};
 use crate::core::rearm::{cooldown_seconds, recent_opens};
 use crate::core::{alarm_transition, is_fresh, oldest_sent_ms, AlarmTransition, OwnAlarm};
 use crate::error::StepError;
@@ -34,8 +35,15 @@ pub async fn open(
         region: &queue_arn.region,
         account: &queue_arn.account,
     };
-    let transition =
-        alarm_transition(event, &own_alarm).map_err(|e| StepError::InvalidEvent(e.to_string()))?;
+    // An operator's `open` (the operator command starts the execution) or an alarm event.
+    let invalid = |e: String| StepError::InvalidEvent(e);
+    let (transition, by_hand) = match OperatorOpen::from_input(event) {
+        Some(request) => (None, Some(request.map_err(|e| invalid(e.to_string()))?)),
+        None => (
+            Some(alarm_transition(event, &own_alarm).map_err(|e| invalid(e.to_string()))?),
+            None,
+        ),
+    };
     // The controller can be invoked by anyone allowed to: only a running execution of the
     // breaker's own state machine opens a circuit.
     if !ctx.config.is_own_execution(execution)
@@ -83,7 +91,11 @@ pub async fn open(
         wait_seconds: 0,
         backoff_ceiling_seconds: 0,
         next: None,
-        reason: format!("alarm {}: {}", transition.alarm_name, transition.reason),
+        reason: match (&transition, &by_hand) {
+            (Some(t), _) => format!("alarm {}: {}", t.alarm_name, t.reason),
+            (None, Some(request)) => format!("opened by hand: {}", request.reason),
+            (None, None) => unreachable!("an open step has an alarm or an operator's request"),
+        },
         rejitter: None,
         history_events: EXECUTION_STARTED + task(retries) + FLOW_STATE,
     };
@@ -91,8 +103,10 @@ pub async fn open(
     let store = ctx.store();
     let record = store.get(&found.uuid).await?.unwrap_or_default();
     let mine = record.owner == execution && record.state == OPEN;
-    if !mine && record.state != OPEN {
-        if let Some(stale) = staleness(ctx, &transition, &record, now).await? {
+    // An operator's request is a decision, never stale, and not counted against the hourly
+    // bound: those guard against the alarm.
+    if let (false, false, Some(transition)) = (mine, record.state == OPEN, &transition) {
+        if let Some(stale) = staleness(ctx, transition, &record, now).await? {
             circuit.status = OpenStatus::Stale;
             circuit.reason = stale;
             tracing::info!(mapping = %found.uuid, reason = %circuit.reason, "stale alarm ignored");
@@ -168,6 +182,11 @@ pub async fn open(
     circuit.oldest_sent_ms = oldest_sent_ms(now, age, []);
     circuit.wait_seconds = ctx.config.backoff.delay(0, (ctx.random)());
     circuit.backoff_ceiling_seconds = ctx.config.backoff.ceiling(0);
+    if by_hand.as_ref().is_some_and(|r| r.hold) {
+        // Held open by hand: no probes until an operator closes the circuit.
+        circuit.status = OpenStatus::Held;
+        circuit.wait_seconds = HOLD_SECONDS;
+    }
 
     ctx.signals()
         .emit(

@@ -141,7 +141,8 @@ fn is_acquire(r: &UpdateItemInput) -> bool {
         && value(r, ":closed").as_deref() == Some("CLOSED")
         && value(r, ":me").as_deref() == Some(EXECUTION)
         && value(r, ":now") == Some(NOW_MS.to_string())
-        && value(r, ":reason").is_some_and(|s| s.contains(ALARM))
+        // Opened by the alarm, or by an operator's request.
+        && value(r, ":reason").is_some_and(|s| s.contains(ALARM) || s.starts_with("opened by hand: "))
         && names(r, "#state").as_deref() == Some("state")
         && names(r, "#owner").as_deref() == Some("owner")
         && stored.is_some_and(|s| s.uuid == UUID)
@@ -192,8 +193,10 @@ fn is_take_over(r: &UpdateItemInput, dead: &str, new_owner: &str) -> bool {
     };
     is_our_item(r)
         && r.update_expression()
-            == Some("SET #owner = :me, reason = :reason, lease_until_ms = :lease")
-        && r.condition_expression() == Some("#owner = :dead AND #state = :open")
+            == Some("SET #owner = :me, #state = :open, reason = :reason, lease_until_ms = :lease")
+        && r.condition_expression()
+            == Some("#owner = :dead AND (#state = :open OR #state = :gave_up)")
+        && value(r, ":gave_up").as_deref() == Some("GAVE_UP")
         && value(r, ":me").as_deref() == Some(new_owner)
         && lease_ok
         && value(r, ":dead").as_deref() == Some(dead)

@@ -1,0 +1,289 @@
+//! The operator command against a deployed breaker on a local emulator: `status` in each
+//! state (and `--json`), `open --hold` then `close`, `close` while an execution probes (the
+//! consumer back, the circuit released, no message lost), `close` twice, `history`, `watch`,
+//! and one clear line for a missing stack, a stack that is not a breaker, and an endpoint
+//! nobody answers.
+
+use anyhow::{ensure, Context, Result};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use xtask::stack::{Deployment, Parameters, BREAKER_STACK, EXAMPLE_STACK};
+use xtask::wait::eventually;
+use xtask::{breaker, traffic};
+
+fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
+    let example: Parameters = vec![
+        ("VisibilityTimeoutSeconds", "5".into()),
+        ("ConsumerTimeoutSeconds", "3".into()),
+        ("MaxReceiveCount", "1000".into()),
+    ];
+    let breaker: Parameters = vec![
+        ("BackoffBaseSeconds", "1".into()),
+        ("BackoffCapSeconds", "2".into()),
+        ("SettleTimeoutSeconds", "20".into()),
+        // Probes find an empty queue until messages come: keep the circuit open.
+        ("EmptyQueuePolicy", "wait".into()),
+        // Only this test's commands open circuits.
+        ("AlarmThreshold", "1000000".into()),
+        ("MaxCircuitsPerHour", "0".into()),
+    ];
+    Deployment::start(&example, &breaker)
+}
+
+/// Runs the command against `endpoint` with the emulator's dummy credentials.
+fn command(endpoint: &str, args: &[&str]) -> Result<Output> {
+    Command::new(env!("CARGO_BIN_EXE_sqs-circuit-breaker"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", xtask::sam::REGION)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .with_context(|| format!("running sqs-circuit-breaker {args:?}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs a command that must succeed (exit status `code`); returns its stdout.
+fn run(endpoint: &str, args: &[&str], code: i32) -> Result<String> {
+    let out = command(endpoint, args)?;
+    ensure!(
+        out.status.code() == Some(code),
+        "{args:?} exited {:?}, expected {code}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    Ok(text(&out.stdout))
+}
+
+/// A command that must fail with one line on stderr containing `expected`.
+fn refused(endpoint: &str, args: &[&str], expected: &str) -> Result<()> {
+    let out = command(endpoint, args)?;
+    let stderr = text(&out.stderr);
+    ensure!(
+        !out.status.success() && stderr.lines().count() == 1 && stderr.contains(expected),
+        "{args:?}: expected one line with {expected:?}, got exit {:?}, stderr {stderr:?}",
+        out.status.code()
+    );
+    Ok(())
+}
+
+/// `status --json`, checking that the exit status says closed (0) or open (3).
+fn status(endpoint: &str) -> Result<Value> {
+    let out = command(endpoint, &["status", "--stack", BREAKER_STACK, "--json"])?;
+    let stdout = text(&out.stdout);
+    let status: Value = serde_json::from_str(&stdout).with_context(|| {
+        format!(
+            "status --json printed {stdout}, stderr {}",
+            text(&out.stderr)
+        )
+    })?;
+    let expected = if status["phase"] == "CLOSED" { 0 } else { 3 };
+    ensure!(
+        out.status.code() == Some(expected),
+        "status exited {:?} for {status}",
+        out.status.code()
+    );
+    Ok(status)
+}
+
+#[test]
+#[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
+fn the_operator_command_shows_opens_holds_and_closes_the_circuit() -> Result<()> {
+    let (runtime, d) = deploy()?;
+    let endpoint = d.local.emulator.endpoint();
+    let e = endpoint.as_str();
+
+    // Bad input: one clear line each, nothing changed.
+    refused(
+        e,
+        &["status", "--stack", "no-such-stack"],
+        "stack no-such-stack does not exist",
+    )?;
+    refused(
+        e,
+        &["close", "--stack", EXAMPLE_STACK],
+        "is not an sqs-circuit-breaker stack",
+    )?;
+    let port = xtask::emulator::free_port()?;
+    refused(
+        &format!("http://127.0.0.1:{port}"),
+        &["status", "--stack", BREAKER_STACK],
+        "cannot reach AWS",
+    )?;
+
+    // Closed: exit 0, the consumer's mapping Enabled.
+    let closed = status(e)?;
+    ensure!(
+        closed["phase"] == "CLOSED" && closed["mapping_state"] == "Enabled",
+        "{closed}"
+    );
+    let human = run(e, &["status", "--stack", BREAKER_STACK], 0)?;
+    ensure!(human.starts_with("circuit      CLOSED"), "{human}");
+
+    runtime.block_on(async {
+        // Held open: the mapping off, no probes, until close.
+        let out = run(
+            e,
+            &[
+                "open",
+                "--stack",
+                BREAKER_STACK,
+                "--reason",
+                "database maintenance",
+                "--hold",
+            ],
+            0,
+        )?;
+        ensure!(out.contains("started execution"), "{out}");
+        let held = eventually(
+            "the circuit to be held open",
+            Duration::from_secs(60),
+            || async {
+                let s = status(e)?;
+                Ok((s["phase"] == "HELD_OPEN").then_some(s))
+            },
+        )
+        .await?;
+        ensure!(
+            held["mapping_state"] == "Disabled"
+                && held["reason"] == "opened by hand: database maintenance"
+                && held["current_state"] == "HoldOpen",
+            "{held}"
+        );
+        let holder = held["owner"].as_str().context("no owner")?.to_string();
+
+        let out = run(
+            e,
+            &["close", "--stack", BREAKER_STACK, "--reason", "done"],
+            0,
+        )?;
+        ensure!(
+            out.contains(&format!("stopped execution {holder}"))
+                && out.contains("enabled the consumer's mapping")
+                && out.contains("marked the circuit CLOSED"),
+            "{out}"
+        );
+        let after = status(e)?;
+        ensure!(
+            after["phase"] == "CLOSED"
+                && after["mapping_state"] == "Enabled"
+                && after["reason"] == "closed by an operator: done",
+            "{after}"
+        );
+        let alarm = d.alarm().await?;
+        ensure!(alarm.value == "OK", "the alarm is re-armed: {alarm:?}");
+
+        // Twice: nothing to do, and it says so.
+        let out = run(e, &["close", "--stack", BREAKER_STACK], 0)?;
+        ensure!(out.contains("already closed; nothing changed"), "{out}");
+
+        // Close while an execution probes: the consumer back, nothing lost.
+        d.outage(true).await?;
+        let sent = traffic::send(&d.sqs, d.queue(), "operator", 20).await?;
+        run(
+            e,
+            &[
+                "open",
+                "--stack",
+                BREAKER_STACK,
+                "--reason",
+                "downstream down",
+            ],
+            0,
+        )?;
+        let probing = eventually("a failed probe", Duration::from_secs(90), || async {
+            let s = status(e)?;
+            let failed = s["probes"].as_u64().unwrap_or(0) >= 1 && s["last_probe"] == "Failed";
+            Ok((s["phase"] == "OPEN" && failed).then_some(s))
+        })
+        .await?;
+        let prober = probing["owner"].as_str().context("no owner")?.to_string();
+        let out = run(e, &["close", "--stack", BREAKER_STACK], 0)?;
+        ensure!(
+            out.contains(&format!("stopped execution {prober}")),
+            "{out}"
+        );
+        let after = status(e)?;
+        ensure!(
+            after["phase"] == "CLOSED" && after["mapping_state"] == "Enabled",
+            "{after}"
+        );
+        let ended = breaker::status(&d.sfn, &prober).await?;
+        ensure!(
+            ended == aws_sdk_sfn::types::ExecutionStatus::Aborted,
+            "{ended:?}"
+        );
+        d.outage(false).await?;
+        let wanted: HashSet<String> = sent.into_iter().map(|s| s.message_id).collect();
+        eventually(
+            "every message to be processed",
+            Duration::from_secs(120),
+            || async {
+                let done = traffic::processed_ids(&d.logs, d.function()).await?;
+                Ok(wanted.is_subset(&done).then_some(()))
+            },
+        )
+        .await?;
+        // The recovery of the stopped execution found the circuit closed: still CLOSED, by
+        // the operator.
+        let circuit = d.circuit().await?.context("no circuit item")?;
+        ensure!(circuit.state == "CLOSED", "{circuit:?}");
+
+        // History: both circuits, newest first, stopped by the operator.
+        let out = run(
+            e,
+            &[
+                "history",
+                "--stack",
+                BREAKER_STACK,
+                "--since",
+                "1h",
+                "--json",
+            ],
+            0,
+        )?;
+        let past: Value = serde_json::from_str(&out)?;
+        let executions: Vec<&str> = past
+            .as_array()
+            .context("history --json is an array")?
+            .iter()
+            .filter_map(|c| c["execution"].as_str())
+            .collect();
+        ensure!(executions == [prober.as_str(), holder.as_str()], "{past}");
+        ensure!(
+            past[0]["ending"] == "stopped" && past[0]["probes"].as_u64() >= Some(1),
+            "{past}"
+        );
+        let table = run(e, &["history", "--stack", BREAKER_STACK], 0)?;
+        ensure!(table.lines().count() == 3, "{table}");
+        anyhow::Ok(())
+    })?;
+
+    // Watch: the live view prints the circuit's state, then keeps going until stopped.
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_sqs-circuit-breaker"))
+        .args(["watch", "--stack", BREAKER_STACK, "--interval", "1"])
+        .env("AWS_ENDPOINT_URL", e)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", xtask::sam::REGION)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(5));
+    ensure!(watch.try_wait()?.is_none(), "watch must run until stopped");
+    watch.kill()?;
+    let out = watch.wait_with_output()?;
+    let printed = text(&out.stdout);
+    ensure!(
+        printed.contains("circuit CLOSED") && printed.contains("mapping Enabled"),
+        "{printed}"
+    );
+    Ok(())
+}
