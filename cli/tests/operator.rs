@@ -1,6 +1,7 @@
 //! The operator command against a deployed breaker on a local emulator: `status` in each
 //! state (and `--json`), `open --hold` then `close`, `close` while an execution probes (the
-//! consumer back, the circuit released, no message lost), `close` twice, `history`, `watch`,
+//! consumer back, the circuit released, no message lost), `close` twice, `close` after a
+//! `leave-open` give-up, `history`, `watch`,
 //! and one clear line for a missing stack, a stack that is not a breaker, and an endpoint
 //! nobody answers.
 
@@ -237,7 +238,46 @@ fn the_operator_command_shows_opens_holds_and_closes_the_circuit() -> Result<()>
         let circuit = d.circuit().await?.context("no circuit item")?;
         ensure!(circuit.state == "CLOSED", "{circuit:?}");
 
-        // History: both circuits, newest first, stopped by the operator.
+        // Given up with leave-open: the consumer stays off until an operator closes it. (The
+        // controller's environment is what the GiveUpPolicy and MaxProbeAttempts parameters
+        // set.)
+        let controller = d.breaker["ControllerFunctionName"].as_str();
+        xtask::consumer::configure(
+            &d.lambda,
+            controller,
+            &[
+                ("GIVE_UP_POLICY", "leave-open".into()),
+                ("MAX_PROBE_ATTEMPTS", "2".into()),
+            ],
+            None,
+        )
+        .await?;
+        d.outage(true).await?;
+        run(
+            e,
+            &["open", "--stack", BREAKER_STACK, "--reason", "give up"],
+            0,
+        )?;
+        let gave_up = eventually("the give-up", Duration::from_secs(90), || async {
+            let s = status(e)?;
+            Ok((s["phase"] == "GAVE_UP").then_some(s))
+        })
+        .await?;
+        ensure!(gave_up["mapping_state"] == "Disabled", "{gave_up}");
+        let quitter = gave_up["owner"].as_str().context("no owner")?.to_string();
+        let out = run(e, &["close", "--stack", BREAKER_STACK], 0)?;
+        ensure!(
+            !out.contains("stopped execution") && out.contains("enabled the consumer's mapping"),
+            "{out}"
+        );
+        let after = status(e)?;
+        ensure!(
+            after["phase"] == "CLOSED" && after["mapping_state"] == "Enabled",
+            "{after}"
+        );
+        d.outage(false).await?;
+
+        // History: the three circuits, newest first, each ended as it was.
         let out = run(
             e,
             &[
@@ -257,13 +297,23 @@ fn the_operator_command_shows_opens_holds_and_closes_the_circuit() -> Result<()>
             .iter()
             .filter_map(|c| c["execution"].as_str())
             .collect();
-        ensure!(executions == [prober.as_str(), holder.as_str()], "{past}");
         ensure!(
-            past[0]["ending"] == "stopped" && past[0]["probes"].as_u64() >= Some(1),
+            executions == [quitter.as_str(), prober.as_str(), holder.as_str()],
+            "{past}"
+        );
+        let endings: Vec<&Value> = past
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| &c["ending"])
+            .collect();
+        ensure!(endings == ["gave_up", "stopped", "stopped"], "{past}");
+        ensure!(
+            past[0]["probes"] == 2 && past[1]["probes"].as_u64() >= Some(1),
             "{past}"
         );
         let table = run(e, &["history", "--stack", BREAKER_STACK], 0)?;
-        ensure!(table.lines().count() == 3, "{table}");
+        ensure!(table.lines().count() == 4, "{table}");
         anyhow::Ok(())
     })?;
 
