@@ -1,12 +1,10 @@
 //! `sqs-circuit-breaker`: the on-call engineer's command for a deployed breaker. It finds the
 //! breaker by its stack name and acts through the controller library, as the workflow does.
 
-mod locate;
-mod render;
-
 use clap::{Parser, Subcommand};
 use controller::core::operator::{OperatorOpen, Phase};
-use controller::operator;
+use controller::operator::{self, watch::Watch};
+use sqs_circuit_breaker::{locate, render};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -135,14 +133,13 @@ async fn run(
             Ok(ExitCode::from(status.phase.exit_code() as u8))
         }
         Command::Watch { interval, .. } => {
-            let mut last = Vec::new();
+            // The demo's live view: everything that changes, as it changes.
+            let mut watch = Watch::from_now(ctx, &breaker.state_machine_arn).await?;
             loop {
-                let status = operator::status(ctx).await?;
-                let lines = render::watch_lines(&status);
-                for line in lines.iter().filter(|l| !last.contains(*l)) {
-                    println!("{} {line}", render::time(ctx.now_ms()));
+                let (_, changes) = watch.tick(ctx, &breaker.state_machine_arn).await?;
+                for change in changes {
+                    println!("{} {change}", render::time(ctx.now_ms()));
                 }
-                last = lines;
                 tokio::time::sleep(Duration::from_secs(interval.max(1))).await;
             }
         }

@@ -81,34 +81,6 @@ pub fn status(s: &Status, now_ms: u64) -> String {
     out
 }
 
-/// The facts `watch` prints when they change, one per line.
-pub fn watch_lines(s: &Status) -> Vec<String> {
-    let mut lines = vec![format!(
-        "circuit {}{}",
-        s.phase.as_str(),
-        s.reason
-            .as_ref()
-            .map(|r| format!(": {r}"))
-            .unwrap_or_default()
-    )];
-    if let Some(state) = &s.current_state {
-        lines.push(format!("workflow {state}"));
-    }
-    if let (Some(probes), Some(last)) = (s.probes, &s.last_probe) {
-        lines.push(format!("probe {probes}: {last}"));
-    }
-    lines.push(format!("mapping {}", s.mapping_state));
-    lines.push(format!(
-        "alarm {}",
-        s.alarm_state.as_deref().unwrap_or("(none)")
-    ));
-    lines.push(format!("queue {}", depth(&s.queue)));
-    if let Some(dead) = &s.dead_letter_queue {
-        lines.push(format!("dead letters {}", depth(dead)));
-    }
-    lines
-}
-
 pub fn history(past: &[PastCircuit]) -> String {
     if past.is_empty() {
         return "no circuit opened in that time\n".into();
@@ -184,17 +156,6 @@ mod tests {
              queue        visible 120, in flight 1, delayed 0\n\
              dead letters visible 0, in flight 0, delayed 0\n"
         );
-    }
-
-    #[test]
-    fn watch_prints_facts_that_change_on_their_own_lines() {
-        let before = watch_lines(&open_status());
-        let mut later = open_status();
-        later.probes = Some(4);
-        later.mapping_state = "Enabled".into();
-        let after = watch_lines(&later);
-        let changed: Vec<&String> = after.iter().filter(|l| !before.contains(l)).collect();
-        assert_eq!(changed, ["probe 4: Failed", "mapping Enabled"]);
     }
 
     #[test]

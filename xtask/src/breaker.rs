@@ -93,48 +93,12 @@ pub async fn finished(
     .await
 }
 
-/// One state of an execution: when it was entered and left (epoch milliseconds), and the
-/// output it passed on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistoryStep {
-    pub name: String,
-    pub entered_ms: i64,
-    pub exited_ms: Option<i64>,
-    pub output: Option<serde_json::Value>,
-}
+/// One state of an execution (the operator command's live view reads them the same way).
+pub use controller::operator::watch::Step as HistoryStep;
 
 /// The states the execution entered, in order.
 pub async fn history(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<Vec<HistoryStep>> {
-    let mut steps: Vec<HistoryStep> = Vec::new();
-    let mut pages = sfn
-        .get_execution_history()
-        .execution_arn(execution)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.context("GetExecutionHistory")?;
-        for event in page.events() {
-            let at = event.timestamp().to_millis().unwrap_or_default();
-            if let Some(entered) = event.state_entered_event_details() {
-                steps.push(HistoryStep {
-                    name: entered.name().to_string(),
-                    entered_ms: at,
-                    exited_ms: None,
-                    output: None,
-                });
-            } else if let Some(exited) = event.state_exited_event_details() {
-                if let Some(step) = steps
-                    .iter_mut()
-                    .rev()
-                    .find(|s| s.name == exited.name() && s.exited_ms.is_none())
-                {
-                    step.exited_ms = Some(at);
-                    step.output = exited.output().and_then(|o| serde_json::from_str(o).ok());
-                }
-            }
-        }
-    }
-    Ok(steps)
+    Ok(controller::operator::watch::steps(sfn, execution).await?)
 }
 
 /// The history events written before `state` was first entered, and how many of them were

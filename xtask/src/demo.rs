@@ -6,15 +6,16 @@
 //! events) until the outage is healed, the circuit closed and every message processed. The
 //! e2e test runs the same scenario with short timings and asserts on its [`Report`].
 
-use crate::breaker::{self, HistoryStep};
+use crate::breaker::HistoryStep;
 use crate::emulator::Emulator;
 use crate::emulator_gaps::alarm_evaluation::is_emulator_evaluation;
 use crate::status::{queue_depth, Depth};
 use crate::timeline::{Marker, Point, Sample, Span, Timeline};
 use crate::{aws, consumer, stack, tools::Tools, traffic};
 use anyhow::{Context, Result};
+use controller::operator::watch::{Change, Watch as LiveView};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -361,53 +362,11 @@ pub fn probes(executions: &[ExecutionRecord], started_ms: i64) -> Vec<ProbeRecor
     probes
 }
 
-/// What the live view says when a state of the workflow finishes; None for states that
-/// only route (Choice) or say nothing new.
-pub fn narrate_step(step: &HistoryStep) -> Option<String> {
-    let circuit = step.output.as_ref().and_then(|o| o.get("circuit"));
-    let field = |name: &str| circuit.and_then(|c| c.get(name));
-    let text = |name: &str| field(name).and_then(Value::as_str).unwrap_or_default();
-    let number = |name: &str| field(name).and_then(Value::as_u64).unwrap_or_default();
-    Some(match step.name.as_str() {
-        "OpenCircuit" => match text("status") {
-            "Opened" => format!(
-                "circuit OPEN: consumer mapping disabled; first probe in {} s",
-                number("wait_seconds")
-            ),
-            "AlreadyOpen" => "another execution already owns the circuit: nothing to do".into(),
-            other => format!("open step: {other}"),
-        },
-        "Probe" => format!(
-            "probe #{}: {} -> {}",
-            number("attempt"),
-            text("reason"),
-            text("next")
-        ),
-        "NextBackoff" if text("next") == "Backoff" => format!(
-            "next probe in {} s (drawn from a window of up to {} s)",
-            number("wait_seconds"),
-            number("backoff_ceiling_seconds")
-        ),
-        "NextBackoff" => format!("giving up: {}", text("reason")),
-        "StartRejitter" => {
-            "backlog rejitter ON: visible messages are re-sent with random delays".into()
-        }
-        "CheckBacklog" => format!("backlog check: {}", text("reason")),
-        "StopRejitter" => "backlog rejitter OFF".into(),
-        "CloseCircuit" => "circuit CLOSED: consumer mapping re-enabled, alarm reset".into(),
-        "GiveUp" => format!("gave up: {}", text("reason")),
-        "Failsafe" => "FAILSAFE: a step failed for good; consumer restored".into(),
-        _ => return None,
-    })
-}
-
 struct Deployed {
     queue_url: String,
     dlq_url: String,
     consumer: String,
-    mapping: String,
     state_machine: String,
-    alarm: String,
 }
 
 async fn deploy(tools: &Tools, emulator: &Emulator, options: &Options) -> Result<Deployed> {
@@ -443,9 +402,7 @@ async fn deploy(tools: &Tools, emulator: &Emulator, options: &Options) -> Result
         queue_url: get(&example, "QueueUrl")?,
         dlq_url: get(&example, "DeadLetterQueueUrl")?,
         consumer: get(&example, "ConsumerFunctionName")?,
-        mapping: get(&example, "EventSourceMappingId")?,
         state_machine: get(&breaker, "StateMachineArn")?,
-        alarm: get(&breaker, "AlarmName")?,
     })
 }
 
@@ -529,12 +486,12 @@ fn steady_traffic(
     })
 }
 
-/// Everything the live view follows, read once per tick.
+/// What the demo follows: the operator command's live view (`sqs-circuit-breaker watch`)
+/// of the breaker, the demo's own event tap, and the report it fills.
 struct Watch {
     started: Instant,
     narrate: bool,
-    seen_steps: HashMap<String, usize>,
-    executions: BTreeMap<String, String>,
+    live: LiveView,
     report: Report,
 }
 
@@ -553,7 +510,6 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
     let sqs = aws_sdk_sqs::Client::new(&config);
     let sfn = aws_sdk_sfn::Client::new(&config);
     let lambda = aws_sdk_lambda::Client::new(&config);
-    let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
     let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
     let tap = event_tap(&config, &sqs).await?;
     // A reused stack may carry an earlier run's outage or backlog.
@@ -563,13 +519,20 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
         .into_iter()
         .map(|(arn, _)| arn)
         .collect();
+    // The breaker as the operator command finds it (by stack name), acting as the
+    // controller would: the live view is the command's `watch`.
+    let breaker = sqs_circuit_breaker::locate::breaker(
+        &config,
+        stack::BREAKER_STACK,
+        &Some(emulator.endpoint()),
+    )
+    .await?;
 
     let started_ms = epoch_ms();
     let mut watch = Watch {
         started: Instant::now(),
         narrate: options.narrate,
-        seen_steps: HashMap::new(),
-        executions: BTreeMap::new(),
+        live: LiveView::new(before),
         report: Report {
             started_ms,
             outage_on_ms: 0,
@@ -628,17 +591,7 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
             }
         }
 
-        observe(
-            &mut watch,
-            &deployed,
-            &sqs,
-            &sfn,
-            &lambda,
-            &cloudwatch,
-            &tap,
-            &before,
-        )
-        .await?;
+        observe(&mut watch, &breaker, &sqs, &tap).await?;
         if last_status.elapsed() >= Duration::from_secs(5) {
             last_status = Instant::now();
             let (_, depth) = watch.report.depths.last().copied().unwrap_or_default();
@@ -655,7 +608,7 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
         }
 
         let owner_done = watch.report.healed_ms > 0
-            && watch.executions.iter().any(|(arn, status)| {
+            && watch.live.seen.statuses().iter().any(|(arn, status)| {
                 status != "RUNNING"
                     && watch
                         .report
@@ -670,7 +623,7 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
         }
         if let Some(closed) = closed_at {
             let (_, depth) = watch.report.depths.last().copied().unwrap_or_default();
-            let running = watch.executions.values().any(|s| s == "RUNNING");
+            let running = watch.live.seen.statuses().values().any(|s| s == "RUNNING");
             if depth.total() == 0 && !running && closed.elapsed() > Duration::from_secs(3) {
                 break;
             }
@@ -752,93 +705,69 @@ async fn list_executions(
     Ok(all)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One tick of the live view: the operator command's `watch` reading of the breaker (the
+/// mapping, the alarm, the queue, each execution's steps), recorded for the report and
+/// narrated, then the breaker's events from the tap.
 async fn observe(
     watch: &mut Watch,
-    deployed: &Deployed,
+    breaker: &sqs_circuit_breaker::locate::Breaker,
     sqs: &aws_sdk_sqs::Client,
-    sfn: &aws_sdk_sfn::Client,
-    lambda: &aws_sdk_lambda::Client,
-    cloudwatch: &aws_sdk_cloudwatch::Client,
     tap: &str,
-    before: &HashSet<String>,
 ) -> Result<()> {
     let now = epoch_ms();
-    let depth = queue_depth(sqs, &deployed.queue_url).await?;
-    watch.report.depths.push((now, depth));
-
-    let mapping = breaker::mapping_state(lambda, &deployed.mapping).await?;
-    if last(&watch.report.mapping_states) != mapping {
-        watch.say(&format!("mapping {mapping}"));
-        watch.report.mapping_states.push((now, mapping));
-    }
-    let described = cloudwatch
-        .describe_alarms()
-        .alarm_names(&deployed.alarm)
-        .send()
-        .await
-        .context("DescribeAlarms")?;
-    let alarm = described.metric_alarms().first();
-    // The emulator's own evaluation flips the state for a moment until the alarm bridge
-    // puts back CloudWatch's verdict: that flicker is not a state CloudWatch would show.
-    let flicker = alarm
-        .and_then(|a| a.state_reason())
-        .is_some_and(is_emulator_evaluation);
-    let state = alarm
-        .and_then(|a| a.state_value().map(|s| s.as_str().to_string()))
-        .unwrap_or_else(|| "?".into());
-    if !flicker && last(&watch.report.alarm_states) != state {
-        match watch.report.alarm_states.last() {
-            Some((_, before)) => watch.say(&format!("alarm {before} -> {state}")),
-            None => watch.say(&format!("alarm {state}")),
-        }
-        watch.report.alarm_states.push((now, state));
-    }
-
-    for (arn, status) in list_executions(sfn, &deployed.state_machine).await? {
-        if before.contains(&arn) {
-            continue;
-        }
-        let known = watch.executions.insert(arn.clone(), status.clone());
-        let short: String = arn
-            .rsplit(':')
-            .next()
-            .unwrap_or(&arn)
-            .chars()
-            .take(8)
-            .collect();
-        if known.is_none() {
-            watch.say(&format!("execution {short} started by the alarm's event"));
-        }
-        if known.as_deref() == Some(status.as_str()) && status != "RUNNING" {
-            continue;
-        }
-        let steps = breaker::history(sfn, &arn).await?;
-        let seen = watch.seen_steps.entry(arn.clone()).or_default();
-        let finished: Vec<&HistoryStep> = steps.iter().filter(|s| s.exited_ms.is_some()).collect();
-        let mut lines = Vec::new();
-        for step in finished.iter().skip(*seen) {
-            if let Some(line) = narrate_step(step) {
-                lines.push(format!("[{short}] {line}"));
+    let (reading, changes) = watch
+        .live
+        .tick(&breaker.ctx, &breaker.state_machine_arn)
+        .await?;
+    watch.report.depths.push((
+        now,
+        Depth {
+            visible: reading.queue.visible,
+            in_flight: reading.queue.in_flight,
+            delayed: reading.queue.delayed,
+        },
+    ));
+    for change in changes {
+        match change {
+            Change::Mapping(state) => {
+                watch.say(&format!("mapping {state}"));
+                watch.report.mapping_states.push((now, state));
             }
+            // The emulator's own evaluation flips the state for a moment until the alarm
+            // bridge puts back CloudWatch's verdict: that flicker is not a state CloudWatch
+            // would show.
+            Change::Alarm { to, reason, .. } => {
+                if is_emulator_evaluation(&reason) || last(&watch.report.alarm_states) == to {
+                    continue;
+                }
+                match watch.report.alarm_states.last() {
+                    Some((_, before)) => watch.say(&format!("alarm {before} -> {to}")),
+                    None => watch.say(&format!("alarm {to}")),
+                }
+                watch.report.alarm_states.push((now, to));
+            }
+            // The demo prints the queue in its periodic status line, and the circuit through
+            // the workflow's steps.
+            Change::Queue(_) | Change::Circuit { .. } => {}
+            other => watch.say(&other.to_string()),
         }
-        *seen = finished.len();
-        for line in lines {
-            watch.say(&line);
-        }
-        if status != "RUNNING" && known.as_deref() != Some(status.as_str()) {
-            let last_state = steps.last().map(|s| s.name.as_str()).unwrap_or("?");
-            watch.say(&format!("[{short}] execution {status} in {last_state}"));
-        }
-        match watch.report.executions.iter_mut().find(|e| e.arn == arn) {
+    }
+    for execution in reading.executions {
+        match watch
+            .report
+            .executions
+            .iter_mut()
+            .find(|e| e.arn == execution.arn)
+        {
             Some(record) => {
-                record.status = status;
-                record.steps = steps;
+                record.status = execution.status;
+                record.steps = execution.steps;
             }
-            None => watch
-                .report
-                .executions
-                .push(ExecutionRecord { arn, status, steps }),
+            None => watch.report.executions.push(ExecutionRecord {
+                arn: execution.arn,
+                status: execution.status,
+                steps: execution.steps,
+            }),
         }
     }
 
@@ -946,30 +875,6 @@ mod tests {
         assert!(probes[1].healthy());
         assert_eq!(probes[1].wait_s, None);
         assert!((probes[1].at - 5.1).abs() < 1e-9);
-    }
-
-    #[test]
-    fn the_live_view_tells_the_story_of_task_states_only() {
-        let opened = step(
-            "OpenCircuit",
-            0,
-            json!({"status": "Opened", "wait_seconds": 2}),
-        );
-        assert_eq!(
-            narrate_step(&opened).unwrap(),
-            "circuit OPEN: consumer mapping disabled; first probe in 2 s"
-        );
-        let backoff = step(
-            "NextBackoff",
-            0,
-            json!({"next": "Backoff", "wait_seconds": 3, "backoff_ceiling_seconds": 8}),
-        );
-        assert_eq!(
-            narrate_step(&backoff).unwrap(),
-            "next probe in 3 s (drawn from a window of up to 8 s)"
-        );
-        assert_eq!(narrate_step(&step("ProbeVerdict", 0, json!({}))), None);
-        assert_eq!(narrate_step(&step("WaitBeforeProbe", 0, json!({}))), None);
     }
 
     #[test]

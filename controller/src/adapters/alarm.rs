@@ -22,25 +22,45 @@ pub async fn reset(
     Ok(())
 }
 
-/// The alarm's state now and when it entered it (epoch ms); `None` if there is no such alarm.
-pub async fn current(
+/// An alarm's state as CloudWatch reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmState {
+    pub value: String,
+    pub reason: String,
+    /// When it entered this state, epoch ms.
+    pub since_ms: u64,
+}
+
+/// The alarm's state now; `None` if there is no such alarm.
+pub async fn state(
     cloudwatch: &aws_sdk_cloudwatch::Client,
     alarm: &str,
-) -> Result<Option<(String, u64)>, StepError> {
+) -> Result<Option<AlarmState>, StepError> {
     let out = cloudwatch
         .describe_alarms()
         .alarm_names(alarm)
         .send()
         .await
         .map_err(|e| StepError::aws("DescribeAlarms", e))?;
-    Ok(out.metric_alarms().first().map(|a| {
-        (
-            a.state_value()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-            a.state_updated_timestamp()
-                .and_then(|t| t.to_millis().ok())
-                .map_or(0, |t| t.max(0) as u64),
-        )
+    Ok(out.metric_alarms().first().map(|a| AlarmState {
+        value: a
+            .state_value()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        reason: a.state_reason().unwrap_or_default().to_string(),
+        since_ms: a
+            .state_updated_timestamp()
+            .and_then(|t| t.to_millis().ok())
+            .map_or(0, |t| t.max(0) as u64),
     }))
+}
+
+/// The alarm's state now and when it entered it (epoch ms); `None` if there is no such alarm.
+pub async fn current(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    alarm: &str,
+) -> Result<Option<(String, u64)>, StepError> {
+    Ok(state(cloudwatch, alarm)
+        .await?
+        .map(|s| (s.value, s.since_ms)))
 }

@@ -13,6 +13,8 @@ use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod watch;
+
 /// How long an operator's close holds the circuit while it ends it: an alarm meanwhile
 /// stands aside, and a close that died is taken over after it.
 const CLOSE_LEASE_MS: u64 = 180_000;
@@ -106,7 +108,10 @@ async fn position(ctx: &Context, execution: &str) -> Result<Position, StepError>
 }
 
 /// Approximate depth of the queue at `url`, and its dead-letter queue's URL, if any.
-async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<(Depth, Option<String>), StepError> {
+pub(crate) async fn queue_depth(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Result<(Depth, Option<String>), StepError> {
     use aws_sdk_sqs::types::QueueAttributeName as A;
     let out = sqs
         .get_queue_attributes()
@@ -196,9 +201,9 @@ pub async fn status(ctx: &Context) -> Result<Status, StepError> {
         let wait = p.input["circuit"]["wait_seconds"].as_u64()?;
         waiting.then_some(p.entered_ms? + wait * 1000)
     });
-    let (queue_depth, dead_letter_url) = depth(&ctx.clients.sqs, &queue_url(ctx).await?).await?;
+    let (depth, dead_letter_url) = queue_depth(&ctx.clients.sqs, &queue_url(ctx).await?).await?;
     let dead_letter_queue = match dead_letter_url {
-        Some(url) => Some(depth(&ctx.clients.sqs, &url).await?.0),
+        Some(url) => Some(queue_depth(&ctx.clients.sqs, &url).await?.0),
         None => None,
     };
     let alarm = crate::adapters::alarm::current(&ctx.clients.cloudwatch, &ctx.config.alarm_name)
@@ -229,12 +234,12 @@ pub async fn status(ctx: &Context) -> Result<Status, StepError> {
         mapping_state,
         alarm_name: ctx.config.alarm_name.clone(),
         alarm_state: alarm,
-        queue: queue_depth,
+        queue: depth,
         dead_letter_queue,
     })
 }
 
-async fn queue_url(ctx: &Context) -> Result<String, StepError> {
+pub(crate) async fn queue_url(ctx: &Context) -> Result<String, StepError> {
     let queue = ctx
         .config
         .queue()
