@@ -24,6 +24,10 @@ pub enum OpenStatus {
     /// Opened by hand with hold: the circuit stays open without probing until an operator
     /// closes it (or enables the mapping).
     Held,
+    /// The alarm rests only on the last outage's datapoints from before the circuit closed:
+    /// the breaker stands aside for `wait_seconds` (until the alarm's window holds none of
+    /// them), then re-arms the alarm.
+    PastOutage,
 }
 
 /// The consumer's mapping as the breaker found it when it opened the circuit, and what the

@@ -70,6 +70,7 @@ const CHOICES: [Choice; 5] = [
             ("Stale", "IgnoreStaleAlarm"),
             ("CoolingDown", "CoolDown"),
             ("Held", "HoldOpen"),
+            ("PastOutage", "WaitOutAlarmWindow"),
         ],
         "UnexpectedState",
     ),
@@ -451,6 +452,10 @@ fn workflow_follows_the_controller_contract() {
     assert_eq!(wait["Type"], "Wait");
     assert_eq!(wait["SecondsPath"], "$.circuit.wait_seconds");
     assert_eq!(wait["Next"], "RearmAlarm");
+    let wait = state("WaitOutAlarmWindow");
+    assert_eq!(wait["Type"], "Wait");
+    assert_eq!(wait["SecondsPath"], "$.circuit.wait_seconds");
+    assert_eq!(wait["Next"], "RearmAlarm");
     let wait = state("HoldOpen");
     assert_eq!(wait["Type"], "Wait");
     assert_eq!(wait["SecondsPath"], "$.circuit.wait_seconds");
@@ -496,6 +501,7 @@ fn workflow_follows_the_controller_contract() {
             "WaitForBacklog",
             "CoolDown",
             "HoldOpen",
+            "WaitOutAlarmWindow",
             "UnexpectedState",
         ])
         .collect();

@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod config;
 pub mod hang;
 pub mod history;
+pub mod old_errors;
 pub mod operator;
 pub mod policy;
 pub mod rearm;

@@ -90,6 +90,10 @@ pub fn narrate(step: &Step) -> Option<String> {
             ),
             "Held" => format!("circuit HELD OPEN by hand: {}", text("reason")),
             "AlreadyOpen" => "another execution already owns the circuit: nothing to do".into(),
+            "PastOutage" => format!(
+                "no circuit: the alarm rests on the last outage's old errors; re-arming in {} s",
+                number("wait_seconds")
+            ),
             other => format!("open step: {other}"),
         },
         "Probe" => format!(

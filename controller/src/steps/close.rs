@@ -7,7 +7,7 @@ use super::end::{end_open_circuit, rearm_alarm};
 use super::Context;
 use crate::adapters::signals::Transition;
 use crate::adapters::store::{Ownership, GAVE_UP};
-use crate::circuit::Circuit;
+use crate::circuit::{Circuit, OpenStatus};
 use crate::core::GiveUpPolicy;
 use crate::error::StepError;
 
@@ -113,7 +113,13 @@ pub async fn release(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, Ste
 
 /// After a cooldown: reset the alarm, so that an outage still going on opens a circuit.
 pub async fn rearm(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepError> {
-    rearm_alarm(ctx, "the cooldown is over; the breaker is armed again").await?;
+    let reason = match circuit.status {
+        OpenStatus::PastOutage => {
+            "the last outage's errors have left the alarm's window; the breaker is armed again"
+        }
+        _ => "the cooldown is over; the breaker is armed again",
+    };
+    rearm_alarm(ctx, reason).await?;
     circuit.next = None;
     Ok(circuit)
 }

@@ -4,11 +4,12 @@
 
 use super::Context;
 use crate::adapters::signals::Transition;
-use crate::adapters::store::{Acquire, CircuitRecord, OPEN};
+use crate::adapters::store::{Acquire, CircuitRecord, CLOSED, OPEN};
 use crate::adapters::{alarm, execution, mapping, queue};
 use crate::circuit::{Changed, Circuit, MappingSnapshot, OpenStatus};
 use crate::core::hang::PROBE_VISIBILITY_MARGIN_SECONDS;
 use crate::core::history::{task, EXECUTION_STARTED, FLOW_STATE};
+use crate::core::old_errors::only_old_errors;
 use crate::core::operator::{OperatorOpen, HOLD_SECONDS};
 use crate::core::rearm::{cooldown_seconds, recent_opens};
 use crate::core::{alarm_transition, is_fresh, oldest_sent_ms, AlarmTransition, OwnAlarm};
@@ -110,6 +111,13 @@ pub async fn open(
             circuit.status = OpenStatus::Stale;
             circuit.reason = stale;
             tracing::info!(mapping = %found.uuid, reason = %circuit.reason, "stale alarm ignored");
+            return Ok(circuit);
+        }
+        if let Some((reason, wait)) = past_outage(ctx, transition, &record, now).await? {
+            circuit.status = OpenStatus::PastOutage;
+            circuit.wait_seconds = wait;
+            circuit.reason = reason;
+            tracing::info!(mapping = %found.uuid, reason = %circuit.reason, "the outage's old errors raised the alarm; standing aside");
             return Ok(circuit);
         }
         if let Some(wait) =
@@ -230,6 +238,50 @@ async fn staleness(
                 ctx.config.alarm_name
             )),
         },
+    )
+}
+
+/// The longest an alarm's window can reach back (CloudWatch caps period × evaluation periods
+/// at a day), with margin: past it, no ALARM can rest on datapoints from before the close.
+const LONGEST_WINDOW_MS: u64 = 2 * 86_400_000;
+
+/// Why this ALARM, raised soon after the circuit closed, is the outage's echo (every
+/// breaching datapoint predates the close), and how long to stand aside before re-arming;
+/// `None` for a new outage, or an alarm the breaker cannot re-evaluate (metric math).
+async fn past_outage(
+    ctx: &Context,
+    transition: &AlarmTransition,
+    record: &CircuitRecord,
+    now: u64,
+) -> Result<Option<(String, u32)>, StepError> {
+    let closed = record.since_ms;
+    if record.state != CLOSED || closed == 0 || now >= closed + LONGEST_WINDOW_MS {
+        return Ok(None);
+    }
+    let cloudwatch = &ctx.clients.cloudwatch;
+    let Some((rule, metric)) = alarm::rule(cloudwatch, &ctx.config.alarm_name).await? else {
+        return Ok(None);
+    };
+    if transition.time_ms >= rule.window_clear_ms(closed) {
+        return Ok(None);
+    }
+    let from = rule.first_period_after(closed);
+    let after_close = if from < now {
+        alarm::datapoints(cloudwatch, &metric, rule.period_seconds, from, now).await?
+    } else {
+        Vec::new()
+    };
+    Ok(
+        only_old_errors(&rule, closed, transition.time_ms, &after_close).map(|until| {
+            let wait = (until.saturating_sub(now).div_ceil(1000)).max(1) as u32;
+            (
+                format!(
+                    "the alarm's breaching datapoints all predate the circuit's close at \
+                     {closed} ms: the outage's old errors, not a new outage; re-arming in {wait}s"
+                ),
+                wait,
+            )
+        }),
     )
 }
 

@@ -276,8 +276,25 @@ pub fn describe_alarm(state: &'static str, since_ms: u64) -> Rule {
         .then_output(move || {
             DescribeAlarmsOutput::builder()
                 .metric_alarms(
+                    // The template's alarm: the consumer's Errors, Sum ≥ 1 over 60 s, 3
+                    // periods.
                     MetricAlarm::builder()
                         .alarm_name(ALARM)
+                        .namespace("AWS/Lambda")
+                        .metric_name("Errors")
+                        .dimensions(
+                            aws_sdk_cloudwatch::types::Dimension::builder()
+                                .name("FunctionName")
+                                .value(FUNCTION)
+                                .build(),
+                        )
+                        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+                        .period(60)
+                        .evaluation_periods(3)
+                        .threshold(1.0)
+                        .comparison_operator(
+                            aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
+                        )
                         .state_value(StateValue::from(state))
                         .state_updated_timestamp(aws_smithy_types::DateTime::from_millis(
                             since_ms as i64,
@@ -308,6 +325,36 @@ pub fn send_fresh_copy() -> Rule {
         .then_output(|| {
             SendMessageOutput::builder()
                 .message_id("7b0c9f0e-fresh-copy")
+                .build()
+        })
+}
+
+/// GetMetricStatistics of the alarm's metric (the consumer's Errors, Sum per 60 s) from the
+/// first whole minute after a close at `closed_ms`, answering these sums.
+pub fn alarm_errors_after(closed_ms: u64, sums: &[f64]) -> Rule {
+    use aws_sdk_cloudwatch::operation::get_metric_statistics::GetMetricStatisticsOutput;
+    use aws_sdk_cloudwatch::types::Statistic;
+    let sums = sums.to_vec();
+    let from = closed_ms.div_ceil(60_000) * 60_000;
+    mock!(aws_sdk_cloudwatch::Client::get_metric_statistics)
+        .match_requests(move |r| {
+            r.namespace() == Some("AWS/Lambda")
+                && r.metric_name() == Some("Errors")
+                && r.dimensions().len() == 1
+                && r.dimensions()[0].name() == Some("FunctionName")
+                && r.dimensions()[0].value() == Some(FUNCTION)
+                && r.statistics() == [Statistic::Sum]
+                && r.period() == Some(60)
+                && r.start_time().and_then(|t| t.to_millis().ok()) == Some(from as i64)
+        })
+        .then_output(move || {
+            GetMetricStatisticsOutput::builder()
+                .label("Errors")
+                .set_datapoints(Some(
+                    sums.iter()
+                        .map(|s| Datapoint::builder().sum(*s).build())
+                        .collect(),
+                ))
                 .build()
         })
 }

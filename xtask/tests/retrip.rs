@@ -1,0 +1,165 @@
+//! No second circuit on the outage's old errors, on a local emulator with the created alarm in
+//! its default shape (3 periods, 2 datapoints to alarm; 10 s periods here, so the test takes
+//! minutes, not a quarter of an hour). The alarm opens a circuit; right after the close,
+//! the re-armed alarm goes back to ALARM, as CloudWatch's re-evaluation over a window that
+//! still holds the outage's errors does, and its event starts an execution: that execution
+//! must read the metric, find no breaching datapoint after the close and stand aside
+//! (`WaitOutAlarmWindow`, then `RearmAlarm`) with the consumer left enabled. A new outage
+//! after the close must still open a circuit, through the alarm bridge's own evaluation.
+
+use anyhow::{ensure, Context, Result};
+use aws_sdk_sfn::types::ExecutionStatus;
+use std::collections::HashSet;
+use std::time::Duration;
+use xtask::stack::{Deployment, Parameters};
+use xtask::wait::eventually;
+use xtask::{breaker, status, traffic};
+
+fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
+    let example: Parameters = vec![
+        ("VisibilityTimeoutSeconds", "5".into()),
+        ("ConsumerTimeoutSeconds", "3".into()),
+        ("MaxReceiveCount", "1000".into()),
+    ];
+    let breaker: Parameters = vec![
+        ("AlarmPeriodSeconds", "10".into()),
+        ("AlarmEvaluationPeriods", "3".into()),
+        ("AlarmDatapointsToAlarm", "2".into()),
+        ("BackoffBaseSeconds", "1".into()),
+        ("BackoffCapSeconds", "2".into()),
+        ("SettleTimeoutSeconds", "20".into()),
+        ("MaxCircuitsPerHour", "0".into()),
+    ];
+    Deployment::start(&example, &breaker)
+}
+
+/// The executions that entered `state`, but `except`.
+async fn entered(d: &Deployment, state: &str, except: &HashSet<String>) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for execution in breaker::executions(&d.sfn, &d.breaker["StateMachineArn"]).await? {
+        if except.contains(&execution.arn) {
+            continue;
+        }
+        if breaker::visited_states(&d.sfn, &execution.arn)
+            .await?
+            .iter()
+            .any(|s| s == state)
+        {
+            found.push(execution.arn);
+        }
+    }
+    Ok(found)
+}
+
+/// Every execution and the states it entered, for a failure's message.
+async fn executions_now(d: &Deployment) -> Result<Vec<(String, Vec<String>)>> {
+    let mut all = Vec::new();
+    for e in breaker::executions(&d.sfn, &d.breaker["StateMachineArn"]).await? {
+        let states = breaker::visited_states(&d.sfn, &e.arn).await?;
+        all.push((e.arn, states));
+    }
+    Ok(all)
+}
+
+#[test]
+#[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
+fn the_outage_s_old_errors_open_no_second_circuit_and_a_new_outage_does() -> Result<()> {
+    let (runtime, d) = deploy()?;
+    runtime.block_on(async {
+        // An outage: failed batches come back every 5 s, so every 10 s period breaches.
+        d.outage(true).await?;
+        let mut sent = traffic::send(&d.sqs, d.queue(), "first", 30).await?;
+        let first = eventually(
+            "the alarm to open a circuit",
+            Duration::from_secs(120),
+            || async {
+                Ok(entered(&d, "WaitBeforeProbe", &HashSet::new())
+                    .await?
+                    .into_iter()
+                    .next())
+            },
+        )
+        .await?;
+        // Heal at once: the circuit closes while the alarm's window still holds the errors.
+        d.outage(false).await?;
+        let end = breaker::finished(&d.sfn, &first, Duration::from_secs(120)).await?;
+        ensure!(end == ExecutionStatus::Succeeded, "{end:?}");
+
+        // CloudWatch re-evaluates the re-armed alarm over a window that still holds those
+        // errors: ALARM again, and EventBridge starts an execution with that transition's
+        // event. Whether the alarm bridge's evaluation gets there depends on how long the
+        // circuit took to close on this machine (and the emulator's own evaluation on each
+        // PutMetricData overwrites a SetAlarmState), so the test delivers that event itself,
+        // a period after the close as CloudWatch would. The execution must read the metric,
+        // find no breaching datapoint after the close and stand aside.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let echo = d.start_alarm_execution().await?;
+        let only_first = HashSet::from([first.clone()]);
+        let rearmed = match eventually(
+            "the alarm's echo to be ignored and the alarm re-armed",
+            Duration::from_secs(150),
+            || async {
+                let mapping = d.mapping_state().await?;
+                ensure!(
+                    mapping == "Enabled",
+                    "the consumer's mapping is {mapping} after the close"
+                );
+                let opened = entered(&d, "WaitBeforeProbe", &only_first).await?;
+                ensure!(
+                    opened.is_empty(),
+                    "a second circuit opened on the old errors: {opened:?}"
+                );
+                Ok(entered(&d, "CircuitRearmed", &only_first)
+                    .await?
+                    .into_iter()
+                    .next())
+            },
+        )
+        .await
+        {
+            Ok(rearmed) => rearmed,
+            Err(e) => anyhow::bail!("{e}; executions: {:?}", executions_now(&d).await?),
+        };
+        ensure!(rearmed == echo, "{rearmed} re-armed, not the echo {echo}");
+        let states = breaker::visited_states(&d.sfn, &echo).await?;
+        ensure!(
+            states.iter().any(|s| s == "WaitOutAlarmWindow"),
+            "{states:?}"
+        );
+        let circuit = d.circuit().await?.context("no circuit item")?;
+        ensure!(circuit.state == "CLOSED", "{circuit:?}");
+
+        // A new outage after the close opens a circuit again, and closes once healed.
+        d.outage(true).await?;
+        sent.extend(traffic::send(&d.sqs, d.queue(), "second", 20).await?);
+        let before = HashSet::from([first.clone(), echo.clone()]);
+        let second = eventually(
+            "the new outage to open a circuit",
+            Duration::from_secs(150),
+            || async {
+                Ok(entered(&d, "WaitBeforeProbe", &before)
+                    .await?
+                    .into_iter()
+                    .next())
+            },
+        )
+        .await?;
+        d.outage(false).await?;
+        let end = breaker::finished(&d.sfn, &second, Duration::from_secs(120)).await?;
+        ensure!(end == ExecutionStatus::Succeeded, "{end:?}");
+
+        let wanted: HashSet<String> = sent.into_iter().map(|s| s.message_id).collect();
+        eventually(
+            "every message to be processed",
+            Duration::from_secs(120),
+            || async {
+                let done = traffic::processed_ids(&d.logs, d.function()).await?;
+                Ok(wanted.is_subset(&done).then_some(()))
+            },
+        )
+        .await?;
+        let dead = status::queue_depth(&d.sqs, &d.example["DeadLetterQueueUrl"]).await?;
+        ensure!(dead.total() == 0, "nothing may reach the DLQ: {dead:?}");
+        Ok(())
+    })
+}
