@@ -28,7 +28,6 @@ struct Open {
     describe: Rule,
     describe_self: Rule,
     describe_alarm: Rule,
-    alarm_errors: Rule,
     disable: Rule,
     get_mapping: Rule,
     function_configuration: Rule,
@@ -50,8 +49,6 @@ impl Open {
             describe: describe_execution(OTHER_EXECUTION, ExecutionStatus::Running),
             describe_self: describe_execution(EXECUTION, ExecutionStatus::Running),
             describe_alarm: describe_alarm("ALARM", NOW_MS - 10_000),
-            // A circuit that closed a minute ago (see `item`): errors since, a new outage.
-            alarm_errors: alarm_errors_after(NOW_MS - 60_000, &[0.0, 2.0]),
             disable: disable_mapping(),
             get_mapping: get_mapping(&["Enabled", "Disabling", "Disabled"]),
             function_configuration: function_configuration(),
@@ -82,7 +79,6 @@ impl Open {
                 self.oldest_age.clone(),
                 self.put_metric.clone(),
                 self.describe_alarm.clone(),
-                self.alarm_errors.clone(),
             ],
             eventbridge: vec![self.put_event.clone()],
             dynamodb: vec![
@@ -118,7 +114,6 @@ impl Open {
                 ("describe", &self.describe),
                 ("describe_self", &self.describe_self),
                 ("describe_alarm", &self.describe_alarm),
-                ("alarm_errors", &self.alarm_errors),
                 ("disable", &self.disable),
                 ("get_mapping", &self.get_mapping),
                 ("function_configuration", &self.function_configuration),
@@ -644,52 +639,102 @@ async fn open_after_a_close_opens_again_and_records_the_openings_of_the_hour() {
     let circuit = open.run(&alarm()).await.expect("opened");
     assert_eq!(circuit.status, OpenStatus::Opened);
     let mut calls = opened(1, 1, 0, 0);
-    // The consumer failed again after the close: a new outage, not the last one's echo.
-    calls.extend([
-        ("disable", 1),
-        ("get_mapping", 3),
-        ("describe_alarm", 1),
-        ("alarm_errors", 1),
-    ]);
+    calls.extend([("disable", 1), ("get_mapping", 3)]);
     open.assert_calls(&calls);
+}
+
+/// The alarm event of a CloudWatch evaluation listing `evaluated` datapoints (period start in
+/// epoch ms, value): the template's alarm, Sum per 60 s against 1.0.
+fn evaluated_alarm(evaluated: &[(u64, f64)]) -> Value {
+    let points: Vec<Value> = evaluated
+        .iter()
+        .map(|&(start, value)| {
+            let at = aws_smithy_types::DateTime::from_millis(start as i64)
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .expect("a time");
+            json!({"timestamp": at, "sampleCount": 1.0, "value": value})
+        })
+        .collect();
+    let mut event = alarm();
+    event["detail"]["state"]["reasonData"] = json!(json!({
+        "version": "1.0",
+        "statistic": "Sum",
+        "period": 60,
+        "threshold": 1.0,
+        "evaluatedDatapoints": points,
+    })
+    .to_string());
+    event
+}
+
+/// The start of the minute that holds `ms`.
+fn minute(ms: u64) -> u64 {
+    ms / 60_000 * 60_000
 }
 
 #[tokio::test]
 async fn an_alarm_on_the_last_outage_s_old_errors_opens_no_circuit_and_re_arms_later() {
-    // Closed a minute ago; CloudWatch re-evaluated the alarm over a window that still holds
-    // the outage's errors, and nothing failed since the close.
-    for sums in [vec![0.0, 0.0], vec![]] {
-        let open = Open {
-            alarm_errors: alarm_errors_after(NOW_MS - 60_000, &sums),
-            ..Open::with_item(item("CLOSED", OTHER_EXECUTION))
-        };
-        let circuit = open.run(&alarm()).await.expect("an echo is no error");
-        assert_eq!(circuit.status, OpenStatus::PastOutage, "{sums:?}");
-        // The first whole minute after the close starts 40 s before now; three periods and
-        // one to evaluate later, the window holds no old errors: 200 s from now.
-        assert_eq!(circuit.wait_seconds, 200);
-        assert!(
-            circuit.reason.contains("predate the circuit's close"),
-            "{}",
-            circuit.reason
-        );
-        // Nothing taken, the mapping not touched, nothing announced.
-        let mut calls = LOOKED.to_vec();
-        calls.extend([("describe_alarm", 1), ("alarm_errors", 1)]);
-        open.assert_calls(&calls);
-    }
+    // Closed a minute ago (see `item`); CloudWatch re-evaluated the re-armed alarm over a
+    // window whose breaching periods all began before the close.
+    let closed = NOW_MS - 60_000;
+    let event = evaluated_alarm(&[
+        (minute(closed) - 60_000, 5.0),
+        (minute(closed), 2.0),
+        (minute(closed) + 60_000, 0.0),
+    ]);
+    let open = Open::with_item(item("CLOSED", OTHER_EXECUTION));
+    let circuit = open.run(&event).await.expect("an echo is no error");
+    assert_eq!(circuit.status, OpenStatus::PastOutage);
+    // The first whole minute after the close ends the old data; three periods and one to
+    // evaluate later, the window holds none of it.
+    let clear = minute(closed) + 60_000 + 4 * 60_000;
+    assert_eq!(
+        u64::from(circuit.wait_seconds),
+        (clear - NOW_MS).div_ceil(1000)
+    );
+    assert!(
+        circuit.reason.contains("predates the circuit's close"),
+        "{}",
+        circuit.reason
+    );
+    // Nothing taken, the mapping not touched, nothing announced.
+    let mut calls = LOOKED.to_vec();
+    calls.push(("describe_alarm", 1));
+    open.assert_calls(&calls);
 }
 
 #[tokio::test]
-async fn an_alarm_long_after_the_close_is_not_re_evaluated() {
-    // Closed an hour ago: the default window (3 minutes) holds nothing from before the close.
-    let open = Open::with_item(Item {
+async fn a_new_outage_right_after_a_close_opens_the_circuit() {
+    // The period after the close breaches: the consumer fails again.
+    let closed = NOW_MS - 60_000;
+    let event = evaluated_alarm(&[(minute(closed), 2.0), (minute(closed) + 60_000, 3.0)]);
+    let open = Open::with_item(item("CLOSED", OTHER_EXECUTION));
+    let circuit = open.run(&event).await.expect("opened");
+    assert_eq!(circuit.status, OpenStatus::Opened);
+    let mut calls = opened(1, 1, 0, 0);
+    calls.extend([("disable", 1), ("get_mapping", 3), ("describe_alarm", 1)]);
+    open.assert_calls(&calls);
+}
+
+#[tokio::test]
+async fn an_alarm_set_by_hand_or_long_after_the_close_is_not_re_evaluated() {
+    // SetAlarmState gives no evaluated datapoints; an hour after the close the window holds
+    // nothing from before it.
+    let long_ago = Item {
         since_ms: NOW_MS - 3_600_000,
         ..item("CLOSED", OTHER_EXECUTION)
-    });
-    let circuit = open.run(&alarm()).await.expect("opened");
-    assert_eq!(circuit.status, OpenStatus::Opened);
-    assert_eq!(open.alarm_errors.num_calls(), 0);
+    };
+    let echo = evaluated_alarm(&[(minute(NOW_MS) - 120_000, 5.0)]);
+    // By hand: not even the alarm is read. Long after: its window is, to know that.
+    for (item, event, reads) in [
+        (item("CLOSED", OTHER_EXECUTION), alarm(), 0),
+        (long_ago, echo, 1),
+    ] {
+        let open = Open::with_item(item);
+        let circuit = open.run(&event).await.expect("opened");
+        assert_eq!(circuit.status, OpenStatus::Opened);
+        assert_eq!(open.describe_alarm.num_calls(), reads);
+    }
 }
 
 /// Six openings in the last hour, the oldest 50 minutes ago.
@@ -723,12 +768,7 @@ async fn open_cools_down_after_too_many_circuits_in_an_hour() {
     );
     // One alert; nothing taken, the mapping not touched.
     let mut calls = LOOKED.to_vec();
-    calls.extend([
-        ("put_event", 1),
-        ("put_metric", 1),
-        ("describe_alarm", 1),
-        ("alarm_errors", 1),
-    ]);
+    calls.extend([("put_event", 1), ("put_metric", 1)]);
     open.assert_calls(&calls);
     assert_eq!(details.lock().unwrap().len(), 1);
 }

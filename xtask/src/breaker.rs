@@ -26,8 +26,6 @@ pub fn alarm_event(alarm: &str, account: &str, region: &str, time: &str) -> Valu
     })
 }
 
-/// An alarm event's `time` (and `detail.state.timestamp`, as the breaker reads it) for the
-/// instant `at`, in UTC to the second: `2026-12-01T10:11:12Z`.
 /// [`alarm_event`] for an ALARM entered now, its state timestamp in milliseconds as
 /// CloudWatch writes it (an ALARM raised within the second of a close is not older than it).
 pub fn alarm_event_now(alarm: &str, account: &str, region: &str) -> Value {
@@ -43,6 +41,37 @@ pub fn alarm_event_now(alarm: &str, account: &str, region: &str) -> Value {
     event
 }
 
+/// Adds what a CloudWatch evaluation writes into an alarm event's `detail.state.reasonData`:
+/// the datapoints it evaluated (period start in epoch ms, value), per `period_s`, against
+/// `threshold`. An event without it reads as a state set by hand (SetAlarmState).
+pub fn with_evaluated_datapoints(
+    event: &mut Value,
+    statistic: &str,
+    period_s: u32,
+    threshold: f64,
+    evaluated: &[(i64, f64)],
+) {
+    use crate::emulator_gaps::alarm_evaluation::state_timestamp;
+    let points: Vec<Value> = evaluated
+        .iter()
+        .map(|&(start, value)| {
+            json!({"timestamp": state_timestamp(start), "sampleCount": 1.0, "value": value})
+        })
+        .collect();
+    event["detail"]["state"]["reasonData"] = json!({
+        "version": "1.0",
+        "statistic": statistic,
+        "period": period_s,
+        "recentDatapoints": evaluated.iter().map(|p| p.1).collect::<Vec<_>>(),
+        "threshold": threshold,
+        "evaluatedDatapoints": points,
+    })
+    .to_string()
+    .into();
+}
+
+/// An alarm event's `time` for the instant `at`, in UTC to the second:
+/// `2026-12-01T10:11:12Z`.
 pub fn utc_time(at: SystemTime) -> String {
     crate::emulator_gaps::alarm_evaluation::event_time(epoch_ms(at))
 }

@@ -3,7 +3,7 @@
 //! minutes, not a quarter of an hour). The alarm opens a circuit; right after the close,
 //! the re-armed alarm goes back to ALARM, as CloudWatch's re-evaluation over a window that
 //! still holds the outage's errors does, and its event starts an execution: that execution
-//! must read the metric, find no breaching datapoint after the close and stand aside
+//! must find every breaching datapoint the event lists from before the close and stand aside
 //! (`WaitOutAlarmWindow`, then `RearmAlarm`) with the consumer left enabled. A new outage
 //! after the close must still open a circuit, through the alarm bridge's own evaluation.
 
@@ -15,6 +15,9 @@ use xtask::stack::{Deployment, Parameters};
 use xtask::wait::eventually;
 use xtask::{breaker, status, traffic};
 
+/// The created alarm's period here.
+const PERIOD_S: u64 = 10;
+
 fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
     let example: Parameters = vec![
         ("VisibilityTimeoutSeconds", "5".into()),
@@ -22,7 +25,7 @@ fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
         ("MaxReceiveCount", "1000".into()),
     ];
     let breaker: Parameters = vec![
-        ("AlarmPeriodSeconds", "10".into()),
+        ("AlarmPeriodSeconds", PERIOD_S.to_string()),
         ("AlarmEvaluationPeriods", "3".into()),
         ("AlarmDatapointsToAlarm", "2".into()),
         ("BackoffBaseSeconds", "1".into()),
@@ -86,14 +89,34 @@ fn the_outage_s_old_errors_open_no_second_circuit_and_a_new_outage_does() -> Res
         ensure!(end == ExecutionStatus::Succeeded, "{end:?}");
 
         // CloudWatch re-evaluates the re-armed alarm over a window that still holds those
-        // errors: ALARM again, and EventBridge starts an execution with that transition's
-        // event. Whether the alarm bridge's evaluation gets there depends on how long the
-        // circuit took to close on this machine (and the emulator's own evaluation on each
-        // PutMetricData overwrites a SetAlarmState), so the test delivers that event itself,
-        // a period after the close as CloudWatch would. The execution must read the metric,
-        // find no breaching datapoint after the close and stand aside.
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        let echo = d.start_alarm_execution().await?;
+        // errors: ALARM again, its event listing the datapoints it evaluated. Whether the
+        // alarm bridge's evaluation gets there depends on how long the circuit took to close
+        // on this machine, so the test delivers that event itself, a period after the close
+        // as CloudWatch would: the two periods before the close's breach, the one holding it
+        // does not. The execution must see every breaching datapoint predates the close and
+        // stand aside.
+        let closed = d
+            .circuit()
+            .await?
+            .and_then(|c| c.since_ms)
+            .context("the closed circuit has no since_ms")?;
+        tokio::time::sleep(Duration::from_secs(PERIOD_S)).await;
+        let period_ms = PERIOD_S as i64 * 1000;
+        let holding_close = closed / period_ms * period_ms;
+        let mut event =
+            breaker::alarm_event_now(&d.breaker["AlarmName"], "000000000000", xtask::sam::REGION);
+        breaker::with_evaluated_datapoints(
+            &mut event,
+            "Sum",
+            PERIOD_S as u32,
+            1.0,
+            &[
+                (holding_close - 2 * period_ms, 3.0),
+                (holding_close - period_ms, 2.0),
+                (holding_close, 0.0),
+            ],
+        );
+        let echo = breaker::start(&d.sfn, &d.breaker["StateMachineArn"], &event).await?;
         let only_first = HashSet::from([first.clone()]);
         let rearmed = match eventually(
             "the alarm's echo to be ignored and the alarm re-armed",

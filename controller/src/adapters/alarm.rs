@@ -65,22 +65,12 @@ pub async fn current(
         .map(|s| (s.value, s.since_ms)))
 }
 
-/// The metric a single-metric alarm watches, as GetMetricStatistics asks for it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlarmMetric {
-    pub namespace: String,
-    pub metric_name: String,
-    pub dimensions: Vec<(String, String)>,
-    pub statistic: aws_sdk_cloudwatch::types::Statistic,
-}
-
-/// How the alarm decides and what it watches; `None` for an alarm that does not exist, a
-/// metric-math alarm, or one on an extended statistic or an anomaly band (the breaker does
-/// not re-evaluate those).
+/// How the alarm decides; `None` for an alarm that does not exist, a metric-math alarm, or
+/// one on an anomaly band (the breaker does not re-evaluate those).
 pub async fn rule(
     cloudwatch: &aws_sdk_cloudwatch::Client,
     alarm: &str,
-) -> Result<Option<(crate::core::old_errors::AlarmRule, AlarmMetric)>, StepError> {
+) -> Result<Option<crate::core::old_errors::AlarmRule>, StepError> {
     use crate::core::old_errors::{AlarmRule, Comparison};
     let out = cloudwatch
         .describe_alarms()
@@ -91,78 +81,19 @@ pub async fn rule(
     let Some(a) = out.metric_alarms().first() else {
         return Ok(None);
     };
-    let (Some(namespace), Some(metric_name), Some(statistic), Some(period), Some(periods)) = (
-        a.namespace(),
-        a.metric_name(),
-        a.statistic(),
+    let (Some(period), Some(periods), Some(threshold), Some(comparison)) = (
         a.period(),
         a.evaluation_periods(),
-    ) else {
-        return Ok(None);
-    };
-    let (Some(threshold), Some(comparison)) = (
         a.threshold(),
         a.comparison_operator()
             .and_then(|c| Comparison::parse(c.as_str())),
     ) else {
         return Ok(None);
     };
-    let rule = AlarmRule {
+    Ok(Some(AlarmRule {
         period_seconds: period.max(1) as u32,
         evaluation_periods: periods.max(1) as u32,
         threshold,
         comparison,
-    };
-    let metric = AlarmMetric {
-        namespace: namespace.to_string(),
-        metric_name: metric_name.to_string(),
-        dimensions: a
-            .dimensions()
-            .iter()
-            .filter_map(|d| Some((d.name()?.to_string(), d.value()?.to_string())))
-            .collect(),
-        statistic: statistic.clone(),
-    };
-    Ok(Some((rule, metric)))
-}
-
-/// The alarm metric's datapoints from `start_ms` to `end_ms`, one per `period_seconds`.
-pub async fn datapoints(
-    cloudwatch: &aws_sdk_cloudwatch::Client,
-    metric: &AlarmMetric,
-    period_seconds: u32,
-    start_ms: u64,
-    end_ms: u64,
-) -> Result<Vec<f64>, StepError> {
-    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
-    let out = cloudwatch
-        .get_metric_statistics()
-        .namespace(&metric.namespace)
-        .metric_name(&metric.metric_name)
-        .set_dimensions(Some(
-            metric
-                .dimensions
-                .iter()
-                .map(|(name, value)| Dimension::builder().name(name).value(value).build())
-                .collect(),
-        ))
-        .statistics(metric.statistic.clone())
-        .period(period_seconds as i32)
-        .start_time(aws_smithy_types::DateTime::from_millis(start_ms as i64))
-        .end_time(aws_smithy_types::DateTime::from_millis(end_ms as i64))
-        .send()
-        .await
-        .map_err(|e| StepError::aws("GetMetricStatistics", e))?;
-    Ok(out
-        .datapoints()
-        .iter()
-        .filter_map(|d| match &metric.statistic {
-            Statistic::Sum => d.sum(),
-            Statistic::Average => d.average(),
-            Statistic::Maximum => d.maximum(),
-            Statistic::Minimum => d.minimum(),
-            Statistic::SampleCount => d.sample_count(),
-            _ => None,
-        })
-        .collect())
+    }))
 }

@@ -16,6 +16,9 @@ pub struct AlarmTransition {
     /// When the alarm entered ALARM (`detail.state.timestamp`, else the event's `time`), in
     /// epoch milliseconds.
     pub time_ms: u64,
+    /// CloudWatch's `detail.state.reasonData` (JSON text): what the evaluation saw. Absent
+    /// when the state was set by hand (SetAlarmState without it).
+    pub reason_data: Option<String>,
 }
 
 /// The breaker's own alarm, as the events that open its circuit must name it.
@@ -137,6 +140,10 @@ pub fn alarm_transition(event: &Value, alarm: &OwnAlarm) -> Result<AlarmTransiti
             .to_string(),
         time,
         time_ms,
+        reason_data: event
+            .pointer("/detail/state/reasonData")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 
@@ -221,6 +228,7 @@ mod tests {
                 reason: "Threshold Crossed".into(),
                 time: "2026-11-26T18:43:48Z".into(),
                 time_ms: 1_795_718_628_000,
+                reason_data: None,
             })
         );
     }

@@ -4,9 +4,11 @@
 //! re-evaluates it over its window (by default 3 periods of 60 s, 2 of them breaching), which
 //! still holds the outage's datapoints from before the close: the alarm goes back to ALARM and
 //! would open a second circuit for an outage that is over. An ALARM whose breaching datapoints
-//! all predate the close is that echo. `OpenCircuit` then stands aside until the window holds
-//! no datapoint from before the close and re-arms the alarm; a genuinely new outage (a
-//! breaching datapoint after the close) opens a circuit as usual.
+//! all predate the close is that echo; CloudWatch lists the datapoints it evaluated in the
+//! event (`detail.state.reasonData`, `evaluatedDatapoints`). `OpenCircuit` then stands aside
+//! until the window holds no datapoint from before the close and re-arms the alarm; a
+//! genuinely new outage (a breaching datapoint after the close) opens a circuit as usual, and
+//! so does an ALARM set by hand (no evaluated datapoints).
 
 use serde::{Deserialize, Serialize};
 
@@ -71,24 +73,52 @@ impl AlarmRule {
     }
 }
 
-/// An ALARM raised at `alarm_ms`, after the circuit closed at `closed_ms`: if its window still
-/// reaches back before the close and none of the datapoints after the close
-/// (`after_close`, from [`AlarmRule::first_period_after`] on) breaches, it rests on the
-/// outage's old errors alone. Then returns until when to stand aside before re-arming.
+/// One datapoint CloudWatch evaluated: the start of its period, and its value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluated {
+    pub period_start_ms: u64,
+    pub value: f64,
+}
+
+/// The datapoints an alarm evaluation lists in its `reasonData` JSON (`evaluatedDatapoints`,
+/// each `{"timestamp": "2026-12-01T10:11:00.000+0000", "value": 3.0, ...}`); `None` when it
+/// lists none (a state set by hand) or the text is not that JSON.
+pub fn evaluated_datapoints(reason_data: &str) -> Option<Vec<Evaluated>> {
+    let data: serde_json::Value = serde_json::from_str(reason_data).ok()?;
+    let points = data.get("evaluatedDatapoints")?.as_array()?;
+    let evaluated: Vec<Evaluated> = points
+        .iter()
+        .filter_map(|p| {
+            Some(Evaluated {
+                period_start_ms: super::epoch_ms(p.get("timestamp")?.as_str()?)?,
+                // A datapoint without a value was missing data.
+                value: p.get("value")?.as_f64()?,
+            })
+        })
+        .collect();
+    (!evaluated.is_empty()).then_some(evaluated)
+}
+
+/// An ALARM raised at `alarm_ms`, after the circuit closed at `closed_ms`, on the
+/// `evaluated` datapoints: if its window still reaches back before the close, it breached,
+/// and every breaching datapoint's period began before the close, it rests on the outage's
+/// old errors alone. Then returns until when to stand aside before re-arming.
 pub fn only_old_errors(
     rule: &AlarmRule,
     closed_ms: u64,
     alarm_ms: u64,
-    after_close: &[f64],
+    evaluated: &[Evaluated],
 ) -> Option<u64> {
     let clear = rule.window_clear_ms(closed_ms);
     if alarm_ms >= clear {
         return None;
     }
-    if after_close
+    let breaching: Vec<&Evaluated> = evaluated
         .iter()
-        .any(|v| rule.comparison.breaches(*v, rule.threshold))
-    {
+        .filter(|d| rule.comparison.breaches(d.value, rule.threshold))
+        .collect();
+    let after_close = rule.first_period_after(closed_ms);
+    if breaching.is_empty() || breaching.iter().any(|d| d.period_start_ms >= after_close) {
         return None;
     }
     Some(clear)
@@ -118,22 +148,53 @@ mod tests {
         assert_eq!(DEFAULT.window_clear_ms(CLOSED), CLOSED + 30_000 + 240_000);
     }
 
+    /// The periods before the close breach (the outage), the one after does not.
+    fn points(values: &[(u64, f64)]) -> Vec<Evaluated> {
+        values
+            .iter()
+            .map(|&(period_start_ms, value)| Evaluated {
+                period_start_ms,
+                value,
+            })
+            .collect()
+    }
+
     #[test]
-    fn an_alarm_right_after_the_close_without_new_errors_is_the_outage_s_echo() {
-        // CloudWatch re-evaluated a minute after the close: no errors since.
-        let until = only_old_errors(&DEFAULT, CLOSED, CLOSED + 60_000, &[0.0, 0.0]);
+    fn an_alarm_right_after_the_close_on_old_errors_is_the_outage_s_echo() {
+        // CloudWatch re-evaluated a minute after the close: the two breaching periods began
+        // before it (one of them holds the close).
+        let evaluated = points(&[
+            (CLOSED - 90_000, 4.0),
+            (CLOSED - 30_000, 2.0),
+            (CLOSED + 30_000, 0.0),
+        ]);
+        let until = only_old_errors(&DEFAULT, CLOSED, CLOSED + 60_000, &evaluated);
         assert_eq!(until, Some(CLOSED + 270_000));
-        // No datapoint at all since the close (a consumer nobody invokes): the same.
+    }
+
+    #[test]
+    fn a_breaching_datapoint_after_the_close_is_a_new_outage() {
+        let evaluated = points(&[(CLOSED - 30_000, 2.0), (CLOSED + 30_000, 3.0)]);
         assert_eq!(
-            only_old_errors(&DEFAULT, CLOSED, CLOSED + 60_000, &[]),
-            Some(CLOSED + 270_000)
+            only_old_errors(&DEFAULT, CLOSED, CLOSED + 90_000, &evaluated),
+            None
         );
     }
 
     #[test]
-    fn a_new_error_after_the_close_is_a_new_outage() {
+    fn an_alarm_without_a_breaching_datapoint_is_not_second_guessed() {
+        // Missing data treated as breaching, say: nothing to date, so the alarm is believed.
         assert_eq!(
-            only_old_errors(&DEFAULT, CLOSED, CLOSED + 60_000, &[0.0, 3.0]),
+            only_old_errors(
+                &DEFAULT,
+                CLOSED,
+                CLOSED + 60_000,
+                &points(&[(CLOSED - 30_000, 0.0)])
+            ),
+            None
+        );
+        assert_eq!(
+            only_old_errors(&DEFAULT, CLOSED, CLOSED + 60_000, &[]),
             None
         );
     }
@@ -141,8 +202,25 @@ mod tests {
     #[test]
     fn once_the_window_has_no_old_data_every_alarm_is_new() {
         let clear = DEFAULT.window_clear_ms(CLOSED);
-        assert_eq!(only_old_errors(&DEFAULT, CLOSED, clear, &[]), None);
-        assert!(only_old_errors(&DEFAULT, CLOSED, clear - 1, &[]).is_some());
+        let old = points(&[(CLOSED - 30_000, 2.0)]);
+        assert_eq!(only_old_errors(&DEFAULT, CLOSED, clear, &old), None);
+        assert!(only_old_errors(&DEFAULT, CLOSED, clear - 1, &old).is_some());
+    }
+
+    #[test]
+    fn the_evaluated_datapoints_are_read_from_the_reason_data() {
+        // The shape CloudWatch writes (and the documented example, with evaluatedDatapoints).
+        let data = r#"{"version":"1.0","queryDate":"2019-10-02T17:04:40.985+0000","startDate":"2019-10-02T16:59:00.000+0000","statistic":"Sum","period":60,"recentDatapoints":[99.5],"threshold":1.0,"evaluatedDatapoints":[{"timestamp":"2019-10-02T16:59:00.000+0000","sampleCount":1.0,"value":99.5},{"timestamp":"2019-10-02T17:00:00.000+0000","sampleCount":0.0}]}"#;
+        assert_eq!(
+            evaluated_datapoints(data),
+            Some(vec![Evaluated {
+                period_start_ms: 1_570_035_540_000,
+                value: 99.5
+            }])
+        );
+        // Set by hand, or not CloudWatch's JSON: nothing to re-evaluate.
+        assert_eq!(evaluated_datapoints(r#"{"version":"1.0"}"#), None);
+        assert_eq!(evaluated_datapoints("opened by hand"), None);
     }
 
     #[test]
@@ -159,9 +237,10 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the rule and the datapoints: an alarm after the window cleared, or one
-        /// with a breaching datapoint after the close, is never ignored; one that is ignored
-        /// is re-armed no later than the window's clearing, and after the alarm.
+        /// Whatever the rule and the datapoints: an alarm after the window cleared, one with
+        /// a breaching datapoint in a period that began after the close, or one with no
+        /// breaching datapoint is never ignored; one that is ignored is re-armed after the
+        /// alarm and no later than the window's clearing.
         #[test]
         fn only_echoes_are_ignored_and_never_for_long(
             period in prop::sample::select(vec![10u32, 30, 60, 300, 3600]),
@@ -169,7 +248,7 @@ mod tests {
             threshold in 0.0f64..10.0,
             closed in 1_700_000_000_000u64..1_800_000_000_000,
             after in 0u64..5_000_000,
-            values in prop::collection::vec(0.0f64..20.0, 0..6),
+            values in prop::collection::vec((0u64..6, 0.0f64..20.0), 0..6),
         ) {
             let rule = AlarmRule {
                 period_seconds: period,
@@ -177,15 +256,24 @@ mod tests {
                 threshold,
                 comparison: Comparison::GreaterThanOrEqualToThreshold,
             };
+            let period_ms = u64::from(period) * 1000;
+            // Periods from three before the close's to two after.
+            let base = (closed / period_ms).saturating_sub(3) * period_ms;
+            let evaluated: Vec<Evaluated> = values
+                .iter()
+                .map(|&(k, value)| Evaluated { period_start_ms: base + k * period_ms, value })
+                .collect();
             let alarm = closed + after;
-            let verdict = only_old_errors(&rule, closed, alarm, &values);
-            let breached = values.iter().any(|v| *v >= threshold);
-            if breached || alarm >= rule.window_clear_ms(closed) {
+            let verdict = only_old_errors(&rule, closed, alarm, &evaluated);
+            let breaching: Vec<&Evaluated> =
+                evaluated.iter().filter(|d| d.value >= threshold).collect();
+            let new_breach = breaching.iter().any(|d| d.period_start_ms >= closed);
+            if new_breach || breaching.is_empty() || alarm >= rule.window_clear_ms(closed) {
                 prop_assert_eq!(verdict, None);
             }
             if let Some(until) = verdict {
                 prop_assert!(until > alarm);
-                prop_assert!(until <= closed + u64::from(period) * 1000 * (u64::from(periods) + 2));
+                prop_assert!(until <= closed + period_ms * (u64::from(periods) + 2));
             }
         }
     }

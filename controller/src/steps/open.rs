@@ -9,7 +9,7 @@ use crate::adapters::{alarm, execution, mapping, queue};
 use crate::circuit::{Changed, Circuit, MappingSnapshot, OpenStatus};
 use crate::core::hang::PROBE_VISIBILITY_MARGIN_SECONDS;
 use crate::core::history::{task, EXECUTION_STARTED, FLOW_STATE};
-use crate::core::old_errors::only_old_errors;
+use crate::core::old_errors::{evaluated_datapoints, only_old_errors};
 use crate::core::operator::{OperatorOpen, HOLD_SECONDS};
 use crate::core::rearm::{cooldown_seconds, recent_opens};
 use crate::core::{alarm_transition, is_fresh, oldest_sent_ms, AlarmTransition, OwnAlarm};
@@ -246,8 +246,9 @@ async fn staleness(
 const LONGEST_WINDOW_MS: u64 = 2 * 86_400_000;
 
 /// Why this ALARM, raised soon after the circuit closed, is the outage's echo (every
-/// breaching datapoint predates the close), and how long to stand aside before re-arming;
-/// `None` for a new outage, or an alarm the breaker cannot re-evaluate (metric math).
+/// breaching datapoint CloudWatch evaluated predates the close), and how long to stand aside
+/// before re-arming; `None` for a new outage, an ALARM set by hand (no evaluated datapoints),
+/// or an alarm the breaker cannot re-evaluate (metric math).
 async fn past_outage(
     ctx: &Context,
     transition: &AlarmTransition,
@@ -258,25 +259,22 @@ async fn past_outage(
     if record.state != CLOSED || closed == 0 || now >= closed + LONGEST_WINDOW_MS {
         return Ok(None);
     }
-    let cloudwatch = &ctx.clients.cloudwatch;
-    let Some((rule, metric)) = alarm::rule(cloudwatch, &ctx.config.alarm_name).await? else {
+    let Some(evaluated) = transition
+        .reason_data
+        .as_deref()
+        .and_then(evaluated_datapoints)
+    else {
         return Ok(None);
     };
-    if transition.time_ms >= rule.window_clear_ms(closed) {
+    let Some(rule) = alarm::rule(&ctx.clients.cloudwatch, &ctx.config.alarm_name).await? else {
         return Ok(None);
-    }
-    let from = rule.first_period_after(closed);
-    let after_close = if from < now {
-        alarm::datapoints(cloudwatch, &metric, rule.period_seconds, from, now).await?
-    } else {
-        Vec::new()
     };
     Ok(
-        only_old_errors(&rule, closed, transition.time_ms, &after_close).map(|until| {
+        only_old_errors(&rule, closed, transition.time_ms, &evaluated).map(|until| {
             let wait = (until.saturating_sub(now).div_ceil(1000)).max(1) as u32;
             (
                 format!(
-                    "the alarm's breaching datapoints all predate the circuit's close at \
+                    "every breaching datapoint of the alarm predates the circuit's close at \
                      {closed} ms: the outage's old errors, not a new outage; re-arming in {wait}s"
                 ),
                 wait,

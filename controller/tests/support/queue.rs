@@ -328,33 +328,3 @@ pub fn send_fresh_copy() -> Rule {
                 .build()
         })
 }
-
-/// GetMetricStatistics of the alarm's metric (the consumer's Errors, Sum per 60 s) from the
-/// first whole minute after a close at `closed_ms`, answering these sums.
-pub fn alarm_errors_after(closed_ms: u64, sums: &[f64]) -> Rule {
-    use aws_sdk_cloudwatch::operation::get_metric_statistics::GetMetricStatisticsOutput;
-    use aws_sdk_cloudwatch::types::Statistic;
-    let sums = sums.to_vec();
-    let from = closed_ms.div_ceil(60_000) * 60_000;
-    mock!(aws_sdk_cloudwatch::Client::get_metric_statistics)
-        .match_requests(move |r| {
-            r.namespace() == Some("AWS/Lambda")
-                && r.metric_name() == Some("Errors")
-                && r.dimensions().len() == 1
-                && r.dimensions()[0].name() == Some("FunctionName")
-                && r.dimensions()[0].value() == Some(FUNCTION)
-                && r.statistics() == [Statistic::Sum]
-                && r.period() == Some(60)
-                && r.start_time().and_then(|t| t.to_millis().ok()) == Some(from as i64)
-        })
-        .then_output(move || {
-            GetMetricStatisticsOutput::builder()
-                .label("Errors")
-                .set_datapoints(Some(
-                    sums.iter()
-                        .map(|s| Datapoint::builder().sum(*s).build())
-                        .collect(),
-                ))
-                .build()
-        })
-}
