@@ -2,12 +2,9 @@
 //! configuration (its environment), so that this command acts exactly as the controller does.
 
 use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
-use controller::adapters::Clients;
 use controller::core::Config;
 use controller::steps::Context;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The outputs every breaker stack has (infra/template.yaml).
 const OUTPUTS: [&str; 4] = [
@@ -142,18 +139,6 @@ pub async fn breaker(
     })?;
     Ok(Breaker {
         state_machine_arn: outputs["StateMachineArn"].to_string(),
-        ctx: Context {
-            config,
-            clients: Clients::new(sdk),
-            clock: Arc::new(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0)
-            }),
-            random: Arc::new(rand::random::<f64>),
-            poll: Duration::from_millis(500),
-            deadline_ms: None,
-        },
+        ctx: Context::live(config, sdk),
     })
 }

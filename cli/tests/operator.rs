@@ -10,26 +10,20 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-use xtask::stack::{Deployment, Parameters, BREAKER_STACK, EXAMPLE_STACK};
+use xtask::stack::{fast_breaker, fast_example, Deployment, BREAKER_STACK, EXAMPLE_STACK};
 use xtask::wait::eventually;
 use xtask::{breaker, traffic};
 
 fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
-    let example: Parameters = vec![
-        ("VisibilityTimeoutSeconds", "5".into()),
-        ("ConsumerTimeoutSeconds", "3".into()),
-        ("MaxReceiveCount", "1000".into()),
-    ];
-    let breaker: Parameters = vec![
-        ("BackoffBaseSeconds", "1".into()),
-        ("BackoffCapSeconds", "2".into()),
-        ("SettleTimeoutSeconds", "20".into()),
+    let example = fast_example();
+    let mut breaker = fast_breaker();
+    breaker.extend([
         // Probes find an empty queue until messages come: keep the circuit open.
         ("EmptyQueuePolicy", "wait".into()),
         // Only this test's commands open circuits.
         ("AlarmThreshold", "1000000".into()),
         ("MaxCircuitsPerHour", "0".into()),
-    ];
+    ]);
     Deployment::start(&example, &breaker)
 }
 

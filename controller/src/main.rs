@@ -1,13 +1,10 @@
 //! The controller Lambda: parses the step request and runs it.
 
-use controller::adapters::Clients;
 use controller::core::Config;
 use controller::error::StepError;
 use controller::steps::{self, Context, Request};
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 async fn handle(ctx: &Context, event: LambdaEvent<Value>) -> Result<Value, StepError> {
     let (request, retries) = Request::parse(event.payload)
@@ -49,18 +46,6 @@ async fn main() -> Result<(), Error> {
         e
     })?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let ctx = Context {
-        config,
-        clients: Clients::new(&sdk),
-        clock: Arc::new(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0)
-        }),
-        random: Arc::new(rand::random::<f64>),
-        poll: Duration::from_millis(500),
-        deadline_ms: None,
-    };
+    let ctx = Context::live(config, &sdk);
     lambda_runtime::run(service_fn(|event| handle(&ctx, event))).await
 }

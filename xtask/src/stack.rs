@@ -10,6 +10,27 @@ pub const BREAKER_STACK: &str = "sqscb-breaker";
 /// Parameters for the example stack; empty means the template's defaults.
 pub type Parameters = Vec<(&'static str, String)>;
 
+/// The example stack with the local-stack tests' timings: a failed batch is back in 5 s, the
+/// consumer times out in 3 s, and messages have room for many receives (an outage's retries
+/// and probes never move one to the DLQ).
+pub fn fast_example() -> Parameters {
+    vec![
+        ("VisibilityTimeoutSeconds", "5".into()),
+        ("ConsumerTimeoutSeconds", "3".into()),
+        ("MaxReceiveCount", "1000".into()),
+    ]
+}
+
+/// The breaker with the local-stack tests' timings: probes 1 to 2 s apart, mappings settled
+/// within 20 s.
+pub fn fast_breaker() -> Parameters {
+    vec![
+        ("BackoffBaseSeconds", "1".into()),
+        ("BackoffCapSeconds", "2".into()),
+        ("SettleTimeoutSeconds", "20".into()),
+    ]
+}
+
 /// Reuses the emulator on `port` if one from this checkout is running, else starts one.
 pub fn emulator_on(port: u16) -> Result<(tools::Tools, Emulator)> {
     let tools = tools::ensure()?;

@@ -7,30 +7,24 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
-use xtask::stack::{Deployment as Deployed, Parameters};
+use xtask::stack::{fast_breaker, fast_example, Deployment as Deployed, Parameters};
 use xtask::wait::eventually;
 use xtask::{breaker, status, traffic};
 
 /// One emulator with both stacks at a time: these scenarios are CPU-bound on small machines.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Fast timings: visibility 5 s, consumer timeout 3 s, backoff 1..2 s.
+/// Fast timings ([`fast_example`], [`fast_breaker`]), then `example` and `breaker`.
 fn deploy(example: Parameters, breaker: Parameters) -> Result<(tokio::runtime::Runtime, Deployed)> {
-    let mut example_parameters: Parameters = vec![
-        ("VisibilityTimeoutSeconds", "5".into()),
-        ("ConsumerTimeoutSeconds", "3".into()),
-        ("MaxReceiveCount", "1000".into()),
-    ];
+    let mut example_parameters = fast_example();
     example_parameters.extend(example);
-    let mut breaker_parameters: Parameters = vec![
-        ("BackoffBaseSeconds", "1".into()),
-        ("BackoffCapSeconds", "2".into()),
-        ("SettleTimeoutSeconds", "20".into()),
+    let mut breaker_parameters = fast_breaker();
+    breaker_parameters.extend([
         ("RetentionMarginSeconds", "60".into()),
         // These scenarios start their executions themselves; the alarm bridge must not
         // start more from the outages they stage (the e2e test covers the alarm path).
         ("AlarmThreshold", "1000000".into()),
-    ];
+    ]);
     breaker_parameters.extend(breaker);
     Deployed::start(&example_parameters, &breaker_parameters)
 }

@@ -13,16 +13,8 @@ use xtask::{aws, consumer, stack, stack::TestStack, status, traffic};
 #[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
 fn example_stack_consumes_everything_and_holds_messages_during_an_outage() -> Result<()> {
     let local = TestStack::start()?;
-    stack::deploy_example(
-        &local.tools,
-        &local.emulator,
-        &vec![
-            // Fast retries, and never a DLQ move during the test's outage.
-            ("VisibilityTimeoutSeconds", "5".into()),
-            ("ConsumerTimeoutSeconds", "3".into()),
-            ("MaxReceiveCount", "1000".into()),
-        ],
-    )?;
+    // Fast retries, and never a DLQ move during the test's outage.
+    stack::deploy_example(&local.tools, &local.emulator, &stack::fast_example())?;
 
     tokio::runtime::Runtime::new()?.block_on(async {
         let config = aws::config(&local.emulator).await;

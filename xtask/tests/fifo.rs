@@ -7,7 +7,7 @@ use anyhow::{ensure, Context, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use xtask::stack::{Deployment, Parameters};
+use xtask::stack::{fast_breaker, fast_example, Deployment};
 use xtask::traffic::{self, Processed, SentFifo};
 use xtask::wait::eventually;
 use xtask::{breaker, status};
@@ -18,24 +18,18 @@ const PER_GROUP: usize = 8;
 const FAILED_PROBES: usize = 3;
 
 fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
-    let example: Parameters = vec![
-        ("FifoQueue", "true".into()),
-        ("VisibilityTimeoutSeconds", "5".into()),
-        ("ConsumerTimeoutSeconds", "3".into()),
-        // Failed probes add receives; FIFO messages are never given back as fresh copies
-        // (the copy would go to the back of its group), so leave room for them.
-        ("MaxReceiveCount", "1000".into()),
-    ];
-    let breaker: Parameters = vec![
-        ("BackoffBaseSeconds", "1".into()),
-        ("BackoffCapSeconds", "2".into()),
-        ("SettleTimeoutSeconds", "20".into()),
+    // Failed probes add receives; FIFO messages are never given back as fresh copies (the
+    // copy would go to the back of its group): the fast example's 1,000 leaves room for them.
+    let mut example = fast_example();
+    example.push(("FifoQueue", "true".into()));
+    let mut breaker = fast_breaker();
+    breaker.extend([
         // Probes find an empty queue until the messages are sent: keep the circuit open.
         ("EmptyQueuePolicy", "wait".into()),
         // The test starts its one execution itself.
         ("AlarmThreshold", "1000000".into()),
         ("MaxCircuitsPerHour", "0".into()),
-    ];
+    ]);
     Deployment::start(&example, &breaker)
 }
 

@@ -8,7 +8,7 @@ use anyhow::{ensure, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
-use xtask::stack::{Deployment, Parameters};
+use xtask::stack::{fast_breaker, fast_example, Deployment};
 use xtask::status::{self, Depth};
 use xtask::wait::eventually;
 use xtask::{breaker, traffic};
@@ -25,15 +25,9 @@ const MAX_DELAY_SECONDS: u64 = 120;
 /// breaker with the rejitter. The alarm cannot fire: the test starts the one execution itself,
 /// so no second recovery can open the circuit again while the backlog is spread.
 fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
-    let example: Parameters = vec![
-        ("VisibilityTimeoutSeconds", "5".into()),
-        ("ConsumerTimeoutSeconds", "3".into()),
-        ("MaxReceiveCount", "1000".into()),
-    ];
-    let breaker: Parameters = vec![
-        ("BackoffBaseSeconds", "1".into()),
-        ("BackoffCapSeconds", "2".into()),
-        ("SettleTimeoutSeconds", "20".into()),
+    let example = fast_example();
+    let mut breaker = fast_breaker();
+    breaker.extend([
         ("RetentionMarginSeconds", "60".into()),
         // Probes find an empty queue until the backlog is sent: keep the circuit open.
         ("EmptyQueuePolicy", "wait".into()),
@@ -42,7 +36,7 @@ fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
         ("MinDelaySeconds", MIN_DELAY_SECONDS.to_string()),
         ("MaxDelaySeconds", MAX_DELAY_SECONDS.to_string()),
         ("RejitterMaxSeconds", "600".into()),
-    ];
+    ]);
     Deployment::start(&example, &breaker)
 }
 

@@ -11,7 +11,7 @@ use anyhow::{ensure, Context, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
 use std::collections::HashSet;
 use std::time::Duration;
-use xtask::stack::{Deployment, Parameters};
+use xtask::stack::{fast_breaker, fast_example, Deployment};
 use xtask::wait::eventually;
 use xtask::{breaker, status, traffic};
 
@@ -19,20 +19,14 @@ use xtask::{breaker, status, traffic};
 const PERIOD_S: u64 = 10;
 
 fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
-    let example: Parameters = vec![
-        ("VisibilityTimeoutSeconds", "5".into()),
-        ("ConsumerTimeoutSeconds", "3".into()),
-        ("MaxReceiveCount", "1000".into()),
-    ];
-    let breaker: Parameters = vec![
+    let example = fast_example();
+    let mut breaker = fast_breaker();
+    breaker.extend([
         ("AlarmPeriodSeconds", PERIOD_S.to_string()),
         ("AlarmEvaluationPeriods", "3".into()),
         ("AlarmDatapointsToAlarm", "2".into()),
-        ("BackoffBaseSeconds", "1".into()),
-        ("BackoffCapSeconds", "2".into()),
-        ("SettleTimeoutSeconds", "20".into()),
         ("MaxCircuitsPerHour", "0".into()),
-    ];
+    ]);
     Deployment::start(&example, &breaker)
 }
 

@@ -31,18 +31,26 @@ pub struct AlarmState {
     pub since_ms: u64,
 }
 
-/// The alarm's state now; `None` if there is no such alarm.
-pub async fn state(
+/// The metric alarm named `alarm`, if there is one.
+async fn describe(
     cloudwatch: &aws_sdk_cloudwatch::Client,
     alarm: &str,
-) -> Result<Option<AlarmState>, StepError> {
+) -> Result<Option<aws_sdk_cloudwatch::types::MetricAlarm>, StepError> {
     let out = cloudwatch
         .describe_alarms()
         .alarm_names(alarm)
         .send()
         .await
         .map_err(|e| StepError::aws("DescribeAlarms", e))?;
-    Ok(out.metric_alarms().first().map(|a| AlarmState {
+    Ok(out.metric_alarms().first().cloned())
+}
+
+/// The alarm's state now; `None` if there is no such alarm.
+pub async fn state(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    alarm: &str,
+) -> Result<Option<AlarmState>, StepError> {
+    Ok(describe(cloudwatch, alarm).await?.map(|a| AlarmState {
         value: a
             .state_value()
             .map(|s| s.as_str().to_string())
@@ -72,13 +80,7 @@ pub async fn rule(
     alarm: &str,
 ) -> Result<Option<crate::core::old_errors::AlarmRule>, StepError> {
     use crate::core::old_errors::{AlarmRule, Comparison};
-    let out = cloudwatch
-        .describe_alarms()
-        .alarm_names(alarm)
-        .send()
-        .await
-        .map_err(|e| StepError::aws("DescribeAlarms", e))?;
-    let Some(a) = out.metric_alarms().first() else {
+    let Some(a) = describe(cloudwatch, alarm).await? else {
         return Ok(None);
     };
     let (Some(period), Some(periods), Some(threshold), Some(comparison)) = (

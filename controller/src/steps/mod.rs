@@ -169,6 +169,24 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context on AWS (or whatever endpoint `sdk` names): the wall clock, real randomness,
+    /// half-second polls, no invocation deadline.
+    pub fn live(config: Config, sdk: &aws_config::SdkConfig) -> Context {
+        Context {
+            config,
+            clients: Clients::new(sdk),
+            clock: Arc::new(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0)
+            }),
+            random: Arc::new(rand::random::<f64>),
+            poll: Duration::from_millis(500),
+            deadline_ms: None,
+        }
+    }
+
     pub fn now_ms(&self) -> u64 {
         (self.clock)()
     }

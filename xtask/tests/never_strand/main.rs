@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 use xtask::breaker::{self, epoch_ms, Mapping};
-use xtask::stack::{Deployment, Parameters};
+use xtask::stack::{fast_breaker, fast_example, Deployment};
 use xtask::status;
 use xtask::traffic::{self, Sent};
 use xtask::wait::eventually;
@@ -51,15 +51,9 @@ const BATCH_SIZE: i32 = 10;
 const REPORT_BATCH_ITEM_FAILURES: &str = "ReportBatchItemFailures";
 
 fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
-    let example: Parameters = vec![
-        ("VisibilityTimeoutSeconds", "5".into()),
-        ("ConsumerTimeoutSeconds", "3".into()),
-        ("MaxReceiveCount", "1000".into()),
-    ];
-    let breaker: Parameters = vec![
-        ("BackoffBaseSeconds", "1".into()),
-        ("BackoffCapSeconds", "2".into()),
-        ("SettleTimeoutSeconds", "20".into()),
+    let example = fast_example();
+    let mut breaker = fast_breaker();
+    breaker.extend([
         ("RetentionMarginSeconds", "60".into()),
         // The alarm can never trip on the outages staged here: the scenarios raise it with
         // SetAlarmState and start the executions themselves.
@@ -69,7 +63,7 @@ fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
         ("MaxDelaySeconds", "3".into()),
         ("RejitterMaxSeconds", "60".into()),
         ("MaxCircuitsPerHour", "0".into()),
-    ];
+    ]);
     Deployment::start(&example, &breaker)
 }
 
