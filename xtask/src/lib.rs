@@ -8,6 +8,7 @@ pub mod bench_rejitter;
 pub mod breaker;
 pub mod consumer;
 pub mod demo;
+pub mod docs;
 pub mod emulator;
 pub mod emulator_gaps;
 pub mod paths;

@@ -1,0 +1,103 @@
+//! The commands the README and the `docs/` pages show in their code blocks, so that tests can
+//! check each still parses as the program's arguments: documentation that drifts from the
+//! command line fails a test.
+
+use crate::paths::root;
+use anyhow::{Context, Result};
+
+/// Every command line of `program` (e.g. `cargo xtask`) in the code blocks of README.md and
+/// docs/*.md: where it is (`file:line`), and its words after the program's name. Optional
+/// parts shown in brackets (`[--json]`) are included, a placeholder `N` reads as 1, and a
+/// `#` comment is dropped.
+pub fn commands(program: &str) -> Result<Vec<(String, Vec<String>)>> {
+    let mut files = vec![root().join("README.md")];
+    let mut pages: Vec<_> = std::fs::read_dir(root().join("docs"))
+        .context("reading docs/")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    pages.sort();
+    files.extend(pages);
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let name = file
+            .strip_prefix(root())
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        found.extend(
+            commands_in(&text, program)
+                .into_iter()
+                .map(|(line, words)| (format!("{name}:{line}"), words)),
+        );
+    }
+    Ok(found)
+}
+
+/// [`commands`] in one markdown text: (1-based line, words after the program).
+pub fn commands_in(markdown: &str, program: &str) -> Vec<(usize, Vec<String>)> {
+    let mut found = Vec::new();
+    let mut in_block = false;
+    for (index, line) in markdown.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        let Some(rest) = trimmed.strip_prefix(program) else {
+            continue;
+        };
+        if !in_block || !(rest.is_empty() || rest.starts_with(' ')) {
+            continue;
+        }
+        let Some(words) = shlex::split(rest) else {
+            continue;
+        };
+        let words: Vec<String> = words
+            .into_iter()
+            .take_while(|w| !w.starts_with('#'))
+            .map(|w| w.trim_matches(|c| c == '[' || c == ']').to_string())
+            .map(|w| if w == "N" { "1".to_string() } else { w })
+            .filter(|w| !w.is_empty())
+            .collect();
+        found.push((index + 1, words));
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_commands_in_code_blocks_only() {
+        let text = "run `cargo xtask demo` inline\n\
+                    ```bash\n\
+                    cargo xtask local down [--port N]   # stop it\n\
+                    cargo xtasks other\n\
+                    ```\n\
+                    cargo xtask outside\n";
+        assert_eq!(
+            commands_in(text, "cargo xtask"),
+            [(
+                3,
+                vec!["local".into(), "down".into(), "--port".into(), "1".into()]
+            )]
+        );
+        let quoted =
+            "```\nsqs-circuit-breaker open --stack s --reason \"DB maintenance\" [--hold]\n```";
+        assert_eq!(
+            commands_in(quoted, "sqs-circuit-breaker")[0].1,
+            [
+                "open",
+                "--stack",
+                "s",
+                "--reason",
+                "DB maintenance",
+                "--hold"
+            ]
+        );
+    }
+}
