@@ -727,28 +727,33 @@ async fn observe(
             delayed: reading.queue.delayed,
         },
     ));
+    // The emulator's own evaluation flips the alarm's state for a moment until the alarm
+    // bridge puts back CloudWatch's verdict: that flicker is not a state CloudWatch would
+    // show. The live view reports every change of value, flicker included (the bridge may
+    // then restore a value the view already saw), so the demo follows the alarm from each
+    // reading instead.
+    if let Some(alarm) = reading
+        .alarm
+        .as_ref()
+        .filter(|a| !is_emulator_evaluation(&a.reason))
+    {
+        if last(&watch.report.alarm_states) != alarm.value {
+            match watch.report.alarm_states.last() {
+                Some((_, before)) => watch.say(&format!("alarm {before} -> {}", alarm.value)),
+                None => watch.say(&format!("alarm {}", alarm.value)),
+            }
+            watch.report.alarm_states.push((now, alarm.value.clone()));
+        }
+    }
     for change in changes {
         match change {
             Change::Mapping(state) => {
                 watch.say(&format!("mapping {state}"));
                 watch.report.mapping_states.push((now, state));
             }
-            // The emulator's own evaluation flips the state for a moment until the alarm
-            // bridge puts back CloudWatch's verdict: that flicker is not a state CloudWatch
-            // would show.
-            Change::Alarm { to, reason, .. } => {
-                if is_emulator_evaluation(&reason) || last(&watch.report.alarm_states) == to {
-                    continue;
-                }
-                match watch.report.alarm_states.last() {
-                    Some((_, before)) => watch.say(&format!("alarm {before} -> {to}")),
-                    None => watch.say(&format!("alarm {to}")),
-                }
-                watch.report.alarm_states.push((now, to));
-            }
-            // The demo prints the queue in its periodic status line, and the circuit through
-            // the workflow's steps.
-            Change::Queue(_) | Change::Circuit { .. } => {}
+            // The alarm from the reading (above); the queue in the periodic status line; the
+            // circuit through the workflow's steps.
+            Change::Alarm { .. } | Change::Queue(_) | Change::Circuit { .. } => {}
             other => watch.say(&other.to_string()),
         }
     }
