@@ -61,9 +61,10 @@ pub fn status(s: &Status, now_ms: u64) -> String {
     }
     line(
         "mapping",
-        match &s.mapping_id {
-            Some(id) => format!("{id} {}", s.mapping_state),
-            None => s.mapping_state.clone(),
+        match (&s.mapping_id, s.mapping_maximum_concurrency) {
+            (Some(id), Some(cap)) => format!("{id} {}, MaximumConcurrency {cap}", s.mapping_state),
+            (Some(id), None) => format!("{id} {}", s.mapping_state),
+            (None, _) => s.mapping_state.clone(),
         },
     );
     line(
@@ -129,6 +130,7 @@ mod tests {
             next_probe_ms: Some(1_764_583_992_000),
             mapping_id: Some("uuid-1".into()),
             mapping_state: "Disabled".into(),
+            mapping_maximum_concurrency: None,
             alarm_name: "orders-errors".into(),
             alarm_state: Some("ALARM".into()),
             queue: Depth {

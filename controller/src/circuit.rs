@@ -3,6 +3,7 @@
 //! comes from the circuit item the breaker wrote when it opened (see `adapters::store`): the
 //! input only names the circuit.
 
+use crate::core::slow_start::{ConcurrencyChange, Ramp};
 use crate::core::Next;
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +52,7 @@ impl MappingSnapshot {
     pub fn changes(&self) -> Changed {
         self.changed.unwrap_or(Changed {
             enabled: self.state == "Enabled",
+            maximum_concurrency: None,
         })
     }
 }
@@ -63,6 +65,10 @@ pub struct Changed {
     /// The breaker disabled an Enabled mapping: ending the circuit sets `Enabled: true`.
     #[serde(default)]
     pub enabled: bool,
+    /// The slow start capped the mapping's `MaximumConcurrency`: ending the circuit gives the
+    /// original back while the mapping still has the breaker's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum_concurrency: Option<ConcurrencyChange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +113,9 @@ pub struct Circuit {
     /// `core::history`): the guard that keeps it below the 25,000-event limit.
     #[serde(default)]
     pub history_events: u32,
+    /// The slow start (half-open) phase, once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<Ramp>,
 }
 
 /// The backlog-spreading phase between a healthy probe and closing the circuit.

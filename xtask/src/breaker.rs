@@ -338,6 +338,8 @@ pub struct Mapping {
     pub batch_size: Option<i32>,
     pub function_response_types: Vec<String>,
     pub last_modified_ms: Option<i64>,
+    /// `ScalingConfig.MaximumConcurrency` (`None`: no cap).
+    pub maximum_concurrency: Option<i32>,
 }
 
 impl Mapping {
@@ -347,6 +349,25 @@ impl Mapping {
     }
 }
 
+/// Get and List answer with different types that have the same getters.
+macro_rules! mapping_of {
+    ($m:expr) => {
+        Mapping {
+            uuid: $m.uuid().unwrap_or_default().to_string(),
+            state: $m.state().unwrap_or_default().to_string(),
+            function_arn: $m.function_arn().unwrap_or_default().to_string(),
+            batch_size: $m.batch_size(),
+            function_response_types: $m
+                .function_response_types()
+                .iter()
+                .map(|t| t.as_str().to_string())
+                .collect(),
+            last_modified_ms: $m.last_modified().and_then(|t| t.to_millis().ok()),
+            maximum_concurrency: $m.scaling_config().and_then(|c| c.maximum_concurrency()),
+        }
+    };
+}
+
 pub async fn mapping(lambda: &aws_sdk_lambda::Client, uuid: &str) -> Result<Mapping> {
     let m = lambda
         .get_event_source_mapping()
@@ -354,18 +375,27 @@ pub async fn mapping(lambda: &aws_sdk_lambda::Client, uuid: &str) -> Result<Mapp
         .send()
         .await
         .context("GetEventSourceMapping")?;
-    Ok(Mapping {
-        uuid: m.uuid().unwrap_or(uuid).to_string(),
-        state: m.state().unwrap_or_default().to_string(),
-        function_arn: m.function_arn().unwrap_or_default().to_string(),
-        batch_size: m.batch_size(),
-        function_response_types: m
-            .function_response_types()
-            .iter()
-            .map(|t| t.as_str().to_string())
-            .collect(),
-        last_modified_ms: m.last_modified().and_then(|t| t.to_millis().ok()),
-    })
+    Ok(mapping_of!(m))
+}
+
+/// Sets (or, with `None`, removes) a mapping's `ScalingConfig.MaximumConcurrency`, as its
+/// owners would.
+pub async fn set_maximum_concurrency(
+    lambda: &aws_sdk_lambda::Client,
+    uuid: &str,
+    cap: Option<i32>,
+) -> Result<()> {
+    let scaling = aws_sdk_lambda::types::ScalingConfig::builder()
+        .set_maximum_concurrency(cap)
+        .build();
+    lambda
+        .update_event_source_mapping()
+        .uuid(uuid)
+        .scaling_config(scaling)
+        .send()
+        .await
+        .context("UpdateEventSourceMapping ScalingConfig")?;
+    Ok(())
 }
 
 /// Every event source mapping reading `queue_arn`, whatever its function.
@@ -381,20 +411,7 @@ pub async fn queue_mappings(
         .send();
     while let Some(page) = pages.next().await {
         let page = page.context("ListEventSourceMappings")?;
-        all.extend(page.event_source_mappings().iter().map(|m| {
-            Mapping {
-                uuid: m.uuid().unwrap_or_default().to_string(),
-                state: m.state().unwrap_or_default().to_string(),
-                function_arn: m.function_arn().unwrap_or_default().to_string(),
-                batch_size: m.batch_size(),
-                function_response_types: m
-                    .function_response_types()
-                    .iter()
-                    .map(|t| t.as_str().to_string())
-                    .collect(),
-                last_modified_ms: m.last_modified().and_then(|t| t.to_millis().ok()),
-            }
-        }));
+        all.extend(page.event_source_mappings().iter().map(|m| mapping_of!(m)));
     }
     Ok(all)
 }
@@ -456,6 +473,7 @@ mod tests {
             batch_size: Some(10),
             function_response_types: vec![],
             last_modified_ms: None,
+            maximum_concurrency: None,
         };
         assert_eq!(m.function_name(), "consumer");
         m.function_arn.push_str(":live");

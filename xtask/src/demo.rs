@@ -36,6 +36,8 @@ pub struct Options {
     /// The rejitter's delay range.
     pub min_delay_s: u32,
     pub max_delay_s: u32,
+    /// The slow start's length (0: off).
+    pub slow_start_s: u32,
     /// Gives up (and fails) when the scenario has not finished by then.
     pub timeout: Duration,
     /// Where the timeline picture and the histories are written.
@@ -57,6 +59,7 @@ impl Default for Options {
             // re-sent messages come back to the rejitter before it is switched off.
             min_delay_s: 10,
             max_delay_s: 30,
+            slow_start_s: 20,
             timeout: Duration::from_secs(600),
             out_dir: crate::paths::local().join("demo"),
             narrate: true,
@@ -155,10 +158,33 @@ impl Report {
     }
 
     pub fn heal_to_enabled(&self) -> Option<Duration> {
-        let closed = self.owner()?.exit_of("CloseCircuit")?;
         Some(Duration::from_millis(
-            (closed - self.healed_ms).max(0) as u64
+            (self.enabled_ms()? - self.healed_ms).max(0) as u64,
         ))
+    }
+
+    /// When the owner gave the consumer its mapping back: half-open (the slow start), or
+    /// closed.
+    fn enabled_ms(&self) -> Option<i64> {
+        let owner = self.owner()?;
+        owner
+            .exit_of("StartSlowStart")
+            .or_else(|| owner.exit_of("CloseCircuit"))
+    }
+
+    /// From the mapping's re-enabling: the most messages in flight in the first minute, and
+    /// how long until nothing waited in the queue (none visible, none delayed).
+    pub fn after_enabled(&self) -> Option<(u64, Option<Duration>)> {
+        let enabled = self.enabled_ms()?;
+        let after = || self.depths.iter().filter(move |(at, _)| *at >= enabled);
+        let peak = after()
+            .filter(|(at, _)| at - enabled <= 60_000)
+            .map(|(_, d)| d.in_flight)
+            .max()?;
+        let drained = after()
+            .find(|(_, d)| d.visible + d.delayed == 0)
+            .map(|(at, _)| Duration::from_millis((at - enabled) as u64));
+        Some((peak, drained))
     }
 
     /// State transitions, which Step Functions Standard bills: one per state entered.
@@ -202,6 +228,14 @@ impl Report {
             "  heal -> consumer re-enabled:   {}\n",
             secs(self.heal_to_enabled())
         ));
+        if let Some((peak, drained)) = self.after_enabled() {
+            out.push_str(&format!(
+                "  after re-enabling:             peak {peak} in flight in the first minute \
+                 (~{} batches of 10); nothing waiting after {}\n",
+                peak.div_ceil(10),
+                secs(drained)
+            ));
+        }
         out.push_str(&format!("  messages sent:                 {}\n", self.sent));
         out.push_str(&format!(
             "  processed:                     {} (+{} duplicate deliveries)\n",
@@ -387,6 +421,7 @@ async fn deploy(tools: &Tools, emulator: &Emulator, options: &Options) -> Result
         ("RejitterEnabled", "true".to_string()),
         ("MinDelaySeconds", options.min_delay_s.to_string()),
         ("MaxDelaySeconds", options.max_delay_s.to_string()),
+        ("SlowStartSeconds", options.slow_start_s.to_string()),
     ];
     stack::deploy_breaker(tools, emulator, &breaker).await?;
     let config = aws::config(emulator).await;

@@ -5,6 +5,7 @@ pub mod asl;
 pub mod aws;
 pub mod bench;
 pub mod bench_rejitter;
+pub mod bench_slow_start;
 pub mod breaker;
 pub mod consumer;
 pub mod demo;

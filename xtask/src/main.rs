@@ -66,6 +66,9 @@ enum Task {
         min_delay: u32,
         #[arg(long, default_value_t = 30)]
         max_delay: u32,
+        /// The slow start after the healthy probe, in seconds (0: off).
+        #[arg(long, default_value_t = 20)]
+        slow_start: u32,
         /// Leaves the local stack running afterwards (stop it with `cargo xtask local down`).
         #[arg(long)]
         keep: bool,
@@ -102,6 +105,20 @@ enum BenchTarget {
         /// Simulated SQS latency for two more rows (0 skips them).
         #[arg(long, default_value_t = 10)]
         sqs_latency_ms: u64,
+    },
+    /// A backlog behind an open circuit, drained without and with the slow start: the
+    /// consumer's peak in-flight batches in the first minute and the time to drain, on the
+    /// local stack.
+    SlowStart {
+        /// Messages queued while the circuit is open.
+        #[arg(long, default_value_t = 400)]
+        messages: usize,
+        /// The slow start's SlowStartSeconds for the second case.
+        #[arg(long, default_value_t = 60)]
+        slow_start_seconds: u32,
+        /// How long the consumer takes per batch.
+        #[arg(long, default_value_t = 2000)]
+        latency_ms: u32,
     },
 }
 
@@ -156,6 +173,7 @@ fn main() -> Result<()> {
             backoff_cap,
             min_delay,
             max_delay,
+            slow_start,
             keep,
         } => demo(DemoFlags {
             port,
@@ -169,6 +187,7 @@ fn main() -> Result<()> {
                 backoff_cap_s: backoff_cap,
                 min_delay_s: min_delay,
                 max_delay_s: max_delay,
+                slow_start_s: slow_start,
                 ..demo::Options::default()
             },
         }),
@@ -184,6 +203,14 @@ fn main() -> Result<()> {
                     sqs_latency_ms,
                 },
         } => xtask::bench_rejitter::run(runs, invocations, sqs_latency_ms),
+        Task::Bench {
+            target:
+                BenchTarget::SlowStart {
+                    messages,
+                    slow_start_seconds,
+                    latency_ms,
+                },
+        } => xtask::bench_slow_start::run(messages, slow_start_seconds, latency_ms),
     }
 }
 
@@ -316,13 +343,49 @@ fn test() -> Result<()> {
         anyhow::ensure!(status.success(), "{what} failed ({status})");
         Ok(())
     };
+    // The toolchain first: the Lambdas' release build needs its cargo-lambda and zig, and
+    // runs in the background from here on (its own profile directory, so clippy and the
+    // test builds do not wait for it), ready by the time the first local-stack test deploys.
+    let tools = tools::ensure()?;
+    let lambda_log = paths::local().join("logs/lambda-build.log");
+    eprintln!(
+        "==> building the Lambdas (release) in the background: {}",
+        lambda_log.display()
+    );
+    let mut lambdas = xtask::sam::start_lambda_build(&tools, &lambda_log)?;
+    let checks = test_steps(&cargo, &tools, step);
+    if checks.is_err() {
+        // Its process group: make, cargo and the compilers.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", lambdas.id())])
+            .status();
+    }
+    // Reaped either way; a failed build has already failed the local-stack tests with its
+    // log, and is reported here too.
+    let built = lambdas.wait()?;
+    checks?;
+    anyhow::ensure!(
+        built.success(),
+        "the Lambdas' release build failed ({built}); see {}",
+        lambda_log.display()
+    );
+    Ok(())
+}
+
+/// Every check and test of `cargo xtask test`, in order.
+fn test_steps(
+    cargo: &str,
+    tools: &tools::Tools,
+    step: impl Fn(&str, &mut Command) -> Result<()>,
+) -> Result<()> {
+    let root = paths::root();
     step(
         "cargo fmt --check",
-        Command::new(&cargo).args(["fmt", "--all", "--check"]),
+        Command::new(cargo).args(["fmt", "--all", "--check"]),
     )?;
     step(
         "cargo clippy",
-        Command::new(&cargo).args([
+        Command::new(cargo).args([
             "clippy",
             "--workspace",
             "--all-targets",
@@ -331,7 +394,6 @@ fn test() -> Result<()> {
             "warnings",
         ]),
     )?;
-    let tools = tools::ensure()?;
     let templates: Vec<_> = std::fs::read_dir(root.join("infra"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
@@ -343,23 +405,22 @@ fn test() -> Result<()> {
     // Local-stack tests are #[ignore]d so that a plain `cargo test` stays offline and fast.
     // They spend most of their time waiting (backoffs, delays, visibility timeouts), each on
     // its own emulator: cargo-nextest runs them side by side, a process each.
-    if nextest_available(&cargo) {
+    if nextest_available(cargo) {
         // Doc tests first (nextest does not run them), so the run closes on nextest's summary.
         step(
             "cargo test --doc",
-            Command::new(&cargo).args(["test", "--workspace", "--doc"]),
+            Command::new(cargo).args(["test", "--workspace", "--doc"]),
         )?;
         step(
             "cargo nextest (unit, property and local-stack tests, 3 at a time)",
-            Command::new(&cargo).args([
+            Command::new(cargo).args([
                 "nextest",
                 "run",
                 "--workspace",
                 "--run-ignored",
                 "all",
-                // Two threads stay on the two halves of never_strand (started first, see
-                // .config/nextest.toml); one works through everything else meanwhile. A fourth
-                // measured no faster on 2 cores: it slows never_strand, the longest.
+                // never_strand's three thirds start first (see .config/nextest.toml), then
+                // everything else. A fourth thread measured no faster on 2 cores.
                 "--test-threads",
                 "3",
                 "--no-fail-fast",
@@ -369,7 +430,7 @@ fn test() -> Result<()> {
         step(
             "cargo test (unit, property and local-stack tests; one binary at a time, as \
              cargo-nextest is not installed)",
-            Command::new(&cargo).args(["test", "--workspace", "--", "--include-ignored"]),
+            Command::new(cargo).args(["test", "--workspace", "--", "--include-ignored"]),
         )
     }
 }

@@ -2,7 +2,9 @@
 
 use crate::{emulator::Emulator, paths, run, tools::Tools};
 use anyhow::{Context, Result};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 
 pub const REGION: &str = "us-east-1";
 
@@ -36,11 +38,8 @@ pub fn build(tools: &Tools, template: &str) -> Result<PathBuf> {
     let build_dir = paths::local().join("sam").join(template);
     run::logged(
         &format!("sam build {template} (make: cargo lambda build --release)"),
-        tools
-            .command("sam")
+        local_profile(&mut tools.command("sam"))
             .current_dir(paths::root())
-            .env("CARGO_PROFILE_RELEASE_LTO", "false")
-            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
             .args(["build", "--template-file"])
             .arg(&source)
             .arg("--build-dir")
@@ -48,6 +47,32 @@ pub fn build(tools: &Tools, template: &str) -> Result<PathBuf> {
         &paths::local().join(format!("logs/sam-build-{template}.log")),
     )?;
     Ok(build_dir.join("template.yaml"))
+}
+
+/// The release profile of local builds: no fat LTO (see [`build`]).
+fn local_profile(cmd: &mut Command) -> &mut Command {
+    cmd.env("CARGO_PROFILE_RELEASE_LTO", "false")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+}
+
+/// Starts, in the background, the build `sam build` runs for every function (`make lambdas`,
+/// with the same profile), so that it overlaps with what comes before the first local-stack
+/// test: the tests' `sam build` then finds everything built. Its output goes to `log`.
+pub fn start_lambda_build(tools: &Tools, log: &std::path::Path) -> Result<Child> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let out = std::fs::File::create(log)?;
+    local_profile(&mut tools.command_on_path("make"))
+        .current_dir(paths::root())
+        .arg("lambdas")
+        // Its own process group, so that a failed check can stop the whole build.
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .context("starting make lambdas")
 }
 
 /// Deploys a built template as `stack` with `parameters` (name, value) to the emulator.

@@ -17,7 +17,15 @@ impl Tools {
     /// A command for one of the venv's programs, with the venv first on PATH so that
     /// sam finds cargo-lambda and cargo-lambda finds zig.
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(self.bin.join(program));
+        self.with_env(Command::new(self.bin.join(program)))
+    }
+
+    /// A command for a program found on PATH (make), with the venv first on PATH.
+    pub fn command_on_path(&self, program: &str) -> Command {
+        self.with_env(Command::new(program))
+    }
+
+    fn with_env(&self, mut cmd: Command) -> Command {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let mut dirs = vec![self.bin.clone()];
         dirs.extend(std::env::split_paths(&path));

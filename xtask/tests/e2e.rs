@@ -20,6 +20,7 @@ fn an_outage_opens_the_circuit_probes_spreads_the_backlog_and_closes_without_los
         backoff_cap_s: 4,
         min_delay_s: 5,
         max_delay_s: 20,
+        slow_start_s: 9,
         timeout: Duration::from_secs(480),
         out_dir: xtask::paths::local().join(format!("e2e-{}", local.emulator.port)),
         narrate: true,
@@ -51,7 +52,7 @@ fn an_outage_opens_the_circuit_probes_spreads_the_backlog_and_closes_without_los
     );
     assert!(windows.iter().all(|w| *w <= 4), "capped: {windows:?}");
 
-    // A healthy probe, then the rejitter phase, then the circuit closed.
+    // A healthy probe, then the rejitter phase, the slow start, and the circuit closed.
     assert!(owned.iter().any(|p| p.healthy()), "{owned:#?}");
     let order: Vec<&str> = owner.steps.iter().map(|s| s.name.as_str()).collect();
     let position = |state: &str| {
@@ -62,7 +63,9 @@ fn an_outage_opens_the_circuit_probes_spreads_the_backlog_and_closes_without_los
     };
     assert!(position("OpenCircuit") < position("StartRejitter"));
     assert!(position("StartRejitter") < position("StopRejitter"));
-    assert!(position("StopRejitter") < position("CloseCircuit"));
+    assert!(position("StopRejitter") < position("StartSlowStart"));
+    assert!(position("StartSlowStart") < position("RampUp"));
+    assert!(position("RampUp") < position("CloseCircuit"));
     assert_eq!(order.last(), Some(&"CircuitClosed"));
     assert!(
         report.depths.iter().any(|(_, d)| d.delayed > 0),

@@ -35,13 +35,16 @@ const NOT_RETRYABLE: [&str; 4] = [
 ];
 
 /// Every Task, the `step` it sends the controller, and where it goes on success.
-const TASKS: [(&str, &str, &str); 12] = [
+const TASKS: [(&str, &str, &str); 15] = [
     ("OpenCircuit", "open", "IsCircuitOpen"),
     ("Probe", "probe", "ProbeVerdict"),
     ("NextBackoff", "backoff", "BackoffOrGiveUp"),
     ("StartRejitter", "start_rejitter", "WaitForBacklog"),
     ("CheckBacklog", "check_backlog", "BacklogSpread"),
-    ("StopRejitter", "stop_rejitter", "CloseCircuit"),
+    ("StopRejitter", "stop_rejitter", "SlowStartOrClose"),
+    ("StartSlowStart", "start_slow_start", "RampVerdict"),
+    ("RampUp", "ramp_up", "RampVerdict"),
+    ("ReopenCircuit", "reopen", "NextBackoff"),
     ("CloseCircuit", "close", "CircuitClosed"),
     ("GiveUp", "give_up", "CircuitGaveUp"),
     ("ReleaseCircuit", "release", "CircuitClosedElsewhere"),
@@ -59,7 +62,7 @@ type Choice = (
 );
 
 /// Every Choice.
-const CHOICES: [Choice; 5] = [
+const CHOICES: [Choice; 7] = [
     (
         "IsCircuitOpen",
         "$.circuit.status",
@@ -85,6 +88,7 @@ const CHOICES: [Choice; 5] = [
         "$.circuit.next",
         &[
             ("Close", "CloseCircuit"),
+            ("SlowStart", "StartSlowStart"),
             ("Rejitter", "StartRejitter"),
             ("Backoff", "NextBackoff"),
             ("GiveUp", "GiveUp"),
@@ -98,6 +102,23 @@ const CHOICES: [Choice; 5] = [
         &[
             ("WaitForBacklog", "WaitForBacklog"),
             ("Close", "StopRejitter"),
+            ("ClosedElsewhere", "ReleaseCircuit"),
+        ],
+        "UnexpectedState",
+    ),
+    (
+        "SlowStartOrClose",
+        "$.circuit.next",
+        &[("SlowStart", "StartSlowStart"), ("Close", "CloseCircuit")],
+        "UnexpectedState",
+    ),
+    (
+        "RampVerdict",
+        "$.circuit.next",
+        &[
+            ("Ramp", "WaitRampStep"),
+            ("Close", "CloseCircuit"),
+            ("Reopen", "ReopenCircuit"),
             ("ClosedElsewhere", "ReleaseCircuit"),
         ],
         "UnexpectedState",
@@ -460,6 +481,10 @@ fn workflow_follows_the_controller_contract() {
     assert_eq!(wait["Type"], "Wait");
     assert_eq!(wait["SecondsPath"], "$.circuit.wait_seconds");
     assert_eq!(wait["Next"], "CheckHold");
+    let wait = state("WaitRampStep");
+    assert_eq!(wait["Type"], "Wait");
+    assert_eq!(wait["SecondsPath"], "$.circuit.wait_seconds");
+    assert_eq!(wait["Next"], "RampUp");
 
     // A step that finds the circuit in someone else's hands (NotOwner) ends quietly: the
     // failsafe would act on a circuit that is not this execution's.
@@ -502,6 +527,7 @@ fn workflow_follows_the_controller_contract() {
             "CoolDown",
             "HoldOpen",
             "WaitOutAlarmWindow",
+            "WaitRampStep",
             "UnexpectedState",
         ])
         .collect();
@@ -591,6 +617,8 @@ fn structure_check_catches_broken_workflows() {
                     "BackoffOrGiveUp",
                     "BacklogSpread",
                     "StillHeld",
+                    "SlowStartOrClose",
+                    "RampVerdict",
                 ] {
                     d["States"][choice]["Default"] = json!("CircuitClosed");
                     for rule in d["States"][choice]["Choices"].as_array_mut().unwrap() {
@@ -1109,6 +1137,8 @@ fn template_wires_the_workflow_and_the_controller() -> Result<()> {
         "REJITTER_FUNCTION_NAME",
         "REJITTER_MAX_SECONDS",
         "MAX_CIRCUITS_PER_HOUR",
+        "SLOW_START_SECONDS",
+        "SLOW_START_CONCURRENCY",
         "RUST_LOG",
     ]
     .map(String::from)

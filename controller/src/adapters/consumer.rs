@@ -102,3 +102,44 @@ pub async fn health_check(
     let out = invoke(lambda, function, b"{}".to_vec(), None).await?;
     Ok(out.function_error.is_none())
 }
+
+/// The consumer's `AWS/Lambda` `Errors` (Sum) from the start of the minute holding
+/// `from_ms` until now: CloudWatch keeps Lambda metrics per minute, so the first minute may
+/// hold errors from before `from_ms` (the caller subtracts what it held at the start).
+pub async fn errors_since(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    function: &str,
+    from_ms: u64,
+    now_ms: u64,
+) -> Result<u64, StepError> {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+    let minute = 60_000;
+    let start = from_ms / minute * minute;
+    // The end is exclusive: reach past the current minute.
+    let end = (now_ms / minute + 1) * minute;
+    let out = cloudwatch
+        .get_metric_statistics()
+        .namespace("AWS/Lambda")
+        .metric_name("Errors")
+        .dimensions(
+            Dimension::builder()
+                .name("FunctionName")
+                .value(function)
+                .build(),
+        )
+        .start_time(DateTime::from_millis(start as i64))
+        .end_time(DateTime::from_millis(end as i64))
+        .period(60)
+        .statistics(Statistic::Sum)
+        .send()
+        .await
+        .map_err(|e| StepError::aws("GetMetricStatistics", e))?;
+    Ok(out
+        .datapoints()
+        .iter()
+        .filter_map(|d| d.sum())
+        .sum::<f64>()
+        .max(0.0)
+        .round() as u64)
+}

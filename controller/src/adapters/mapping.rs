@@ -14,6 +14,10 @@ pub struct Mapping {
     pub event_source_arn: String,
     pub state: String,
     pub function_response_types: Vec<String>,
+    /// `ScalingConfig.MaximumConcurrency` (`None`: no cap).
+    pub maximum_concurrency: Option<u32>,
+    /// The mapping runs in provisioned mode (`ProvisionedPollerConfig`).
+    pub provisioned: bool,
 }
 
 impl Mapping {
@@ -55,6 +59,11 @@ macro_rules! mapping {
                 .iter()
                 .map(|t| t.as_str().to_string())
                 .collect(),
+            maximum_concurrency: $m
+                .scaling_config()
+                .and_then(|c| c.maximum_concurrency())
+                .map(|c| c.max(0) as u32),
+            provisioned: $m.provisioned_poller_config().is_some(),
         }
     };
 }
@@ -99,6 +108,71 @@ pub async fn get(lambda: &aws_sdk_lambda::Client, uuid: &str) -> Result<Mapping,
         }),
         Err(e) => Err(StepError::aws("GetEventSourceMapping", e)),
     }
+}
+
+/// Waits until the mapping has settled (no deploy or switch in progress) and returns it.
+async fn settled(
+    lambda: &aws_sdk_lambda::Client,
+    uuid: &str,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<Mapping, StepError> {
+    let started = Instant::now();
+    loop {
+        let current = get(lambda, uuid).await?;
+        if !is_settling(&current.state) {
+            return Ok(current);
+        }
+        if started.elapsed() >= timeout {
+            return Err(StepError::MappingNotSettled {
+                mapping: uuid.to_string(),
+                wanted: "a settled state".to_string(),
+                actual: current.state,
+                seconds: timeout.as_secs() as u32,
+            });
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Sets the mapping's `ScalingConfig.MaximumConcurrency` (`None` removes the cap, with an
+/// empty `ScalingConfig` as Lambda documents) once it has settled, changing nothing else, and
+/// waits until the update has settled. Returns the mapping as it was before the update.
+pub async fn set_maximum_concurrency(
+    lambda: &aws_sdk_lambda::Client,
+    uuid: &str,
+    cap: Option<u32>,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<Mapping, StepError> {
+    use aws_sdk_lambda::types::ScalingConfig;
+    let before = loop {
+        let current = settled(lambda, uuid, timeout, poll).await?;
+        if current.maximum_concurrency == cap {
+            return Ok(current);
+        }
+        let scaling = ScalingConfig::builder()
+            .set_maximum_concurrency(cap.map(|c| c as i32))
+            .build();
+        let update = lambda
+            .update_event_source_mapping()
+            .uuid(uuid)
+            .scaling_config(scaling)
+            .send()
+            .await;
+        match update {
+            Ok(_) => break current,
+            Err(e) if e.code() == Some("ResourceInUseException") => tokio::time::sleep(poll).await,
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {
+                return Err(StepError::MappingDeleted {
+                    mapping: uuid.to_string(),
+                })
+            }
+            Err(e) => return Err(StepError::aws("UpdateEventSourceMapping", e)),
+        }
+    };
+    settled(lambda, uuid, timeout, poll).await?;
+    Ok(before)
 }
 
 /// Brings the mapping to Enabled or Disabled and waits until it is there, changing nothing

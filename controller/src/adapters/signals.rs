@@ -17,6 +17,9 @@ pub enum Transition {
     CircuitGaveUp,
     /// An execution ended without closing its circuit; the recovery closed it.
     CircuitRecovered,
+    /// The consumer failed during the slow start: the mapping is disabled again and probing
+    /// resumes.
+    CircuitReopened,
 }
 
 impl Transition {
@@ -29,6 +32,7 @@ impl Transition {
             Transition::CircuitClosed => "Circuit Closed",
             Transition::CircuitGaveUp => "Circuit Gave Up",
             Transition::CircuitRecovered => "Circuit Recovered",
+            Transition::CircuitReopened => "Circuit Reopened",
         }
     }
 
@@ -41,6 +45,7 @@ impl Transition {
             Transition::CircuitClosed => "CircuitClosed",
             Transition::CircuitGaveUp => "CircuitGaveUp",
             Transition::CircuitRecovered => "CircuitRecovered",
+            Transition::CircuitReopened => "CircuitReopened",
         }
     }
 }

@@ -307,6 +307,25 @@ impl Store {
         .await
     }
 
+    /// Records what the breaker is about to change on the mapping (the snapshot's `changed`)
+    /// while `execution` owns the circuit open, so that every ending gives it back.
+    pub async fn record_changes(
+        &self,
+        mapping: &str,
+        execution: &str,
+        snapshot: &MappingSnapshot,
+    ) -> Result<(), StepError> {
+        let stored = serde_json::to_string(snapshot)
+            .map_err(|e| StepError::Fatal(format!("serialising the mapping snapshot: {e}")))?;
+        self.update_owned(
+            mapping,
+            execution,
+            "SET mapping_snapshot = :snapshot",
+            HashMap::from([(":snapshot".into(), s(&stored))]),
+        )
+        .await
+    }
+
     pub async fn record_probe(
         &self,
         mapping: &str,

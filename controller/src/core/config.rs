@@ -46,6 +46,17 @@ pub enum ConfigError {
 
     #[error("EMPTY_QUEUE_POLICY=health-check requires HEALTH_CHECK_FUNCTION to be set")]
     HealthCheckFunctionMissing,
+
+    #[error("SLOW_START_SECONDS={value} must be at most {max} (one hour)", max = crate::core::slow_start::MAX_SECONDS)]
+    SlowStartTooLong { value: u32 },
+
+    #[error(
+        "SLOW_START_CONCURRENCY={value} must be from {min} to {max} (what SQS mappings accept \
+         as MaximumConcurrency)",
+        min = crate::core::slow_start::START,
+        max = crate::core::slow_start::CEILING
+    )]
+    SlowStartConcurrencyOutOfRange { value: u32 },
 }
 
 /// The parts of an SQS queue ARN.
@@ -151,6 +162,10 @@ pub struct Config {
     pub rejitter_max_seconds: u32,
     /// At most this many circuits open per mapping in any hour (`None`: no bound).
     pub max_circuits_per_hour: Option<u32>,
+    /// How long the half-open ramp of the mapping's concurrency lasts (0: no slow start).
+    pub slow_start_seconds: u32,
+    /// The ramp's first `MaximumConcurrency`.
+    pub slow_start_concurrency: u32,
 }
 
 impl Config {
@@ -192,6 +207,22 @@ impl Config {
             return Err(ConfigError::HealthCheckFunctionMissing);
         }
 
+        let slow_start_seconds = env.seconds("SLOW_START_SECONDS", 0)?;
+        if slow_start_seconds > crate::core::slow_start::MAX_SECONDS {
+            return Err(ConfigError::SlowStartTooLong {
+                value: slow_start_seconds,
+            });
+        }
+        let slow_start_concurrency =
+            env.seconds("SLOW_START_CONCURRENCY", crate::core::slow_start::START)?;
+        if !(crate::core::slow_start::START..=crate::core::slow_start::CEILING)
+            .contains(&slow_start_concurrency)
+        {
+            return Err(ConfigError::SlowStartConcurrencyOutOfRange {
+                value: slow_start_concurrency,
+            });
+        }
+
         Ok(Config {
             consumer_function,
             queue_arn,
@@ -213,6 +244,8 @@ impl Config {
             rejitter_function: env.optional("REJITTER_FUNCTION_NAME"),
             rejitter_max_seconds: env.seconds("REJITTER_MAX_SECONDS", 900)?,
             max_circuits_per_hour: unlimited_if_zero(env.seconds("MAX_CIRCUITS_PER_HOUR", 6)?),
+            slow_start_seconds,
+            slow_start_concurrency,
         })
     }
 
@@ -351,9 +384,33 @@ mod tests {
                 rejitter_function: None,
                 rejitter_max_seconds: 900,
                 max_circuits_per_hour: Some(6),
+                slow_start_seconds: 0,
+                slow_start_concurrency: 2,
             }
         );
         assert!(!c.queue_is_fifo());
+    }
+
+    #[test]
+    fn a_slow_start_longer_than_an_hour_is_refused() {
+        assert_eq!(
+            load_with(&[("SLOW_START_SECONDS", "3601")]),
+            Err(ConfigError::SlowStartTooLong { value: 3601 })
+        );
+        assert_eq!(
+            load_with(&[("SLOW_START_SECONDS", "120")]).map(|c| c.slow_start_seconds),
+            Ok(120)
+        );
+        for bad in ["0", "1", "1001"] {
+            assert!(matches!(
+                load_with(&[("SLOW_START_CONCURRENCY", bad)]),
+                Err(ConfigError::SlowStartConcurrencyOutOfRange { .. })
+            ));
+        }
+        assert_eq!(
+            load_with(&[("SLOW_START_CONCURRENCY", "5")]).map(|c| c.slow_start_concurrency),
+            Ok(5)
+        );
     }
 
     #[test]

@@ -46,11 +46,20 @@ pub const PROBE_LOOP_WORST: u32 =
 /// One rejitter loop at worst: WaitForBacklog, CheckBacklog, BacklogSpread.
 pub const REJITTER_LOOP_WORST: u32 = FLOW_STATE + task_worst() + FLOW_STATE;
 
-/// The longest way out of any loop: StartRejitter, StopRejitter and CloseCircuit (or GiveUp,
-/// or ReleaseCircuit, no longer) each with every retry, the failsafe with every retry after
-/// a caught failure, and the end states (a Pass, a Fail or Succeed, the execution's end).
-pub const ENDING_RESERVE: u32 =
-    3 * task_worst() + FLOW_STATE + task(FAILSAFE_MAX_RETRIES) + FLOW_STATE + FLOW_STATE + 1;
+/// One slow start step at worst: WaitRampStep, RampUp, RampVerdict; or ReopenCircuit.
+pub const RAMP_LOOP_WORST: u32 = FLOW_STATE + task_worst() + FLOW_STATE;
+
+/// The longest way out of any loop: StartRejitter, StopRejitter, SlowStartOrClose,
+/// StartSlowStart, RampVerdict and CloseCircuit (or GiveUp, or ReleaseCircuit, no longer)
+/// each with every retry, the failsafe with every retry after a caught failure, and the end
+/// states (a Pass, a Fail or Succeed, the execution's end).
+pub const ENDING_RESERVE: u32 = 4 * task_worst()
+    + 2 * FLOW_STATE
+    + FLOW_STATE
+    + task(FAILSAFE_MAX_RETRIES)
+    + FLOW_STATE
+    + FLOW_STATE
+    + 1;
 
 /// True when one more loop costing `loop_worst` events could leave too little room for the
 /// way out.
@@ -70,7 +79,8 @@ mod tests {
         assert_eq!(task_worst(), 23);
         assert_eq!(PROBE_LOOP_WORST, 52);
         assert_eq!(REJITTER_LOOP_WORST, 27);
-        assert_eq!(ENDING_RESERVE, 69 + 2 + 20 + 2 + 2 + 1);
+        assert_eq!(RAMP_LOOP_WORST, 27);
+        assert_eq!(ENDING_RESERVE, 92 + 4 + 2 + 20 + 2 + 2 + 1);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod rearm;
 pub mod receives;
 pub mod retention;
+pub mod slow_start;
 pub mod verdict;
 
 pub use alarm_event::{
@@ -26,8 +27,8 @@ pub use backlog::after_backlog_check;
 pub use backoff::{Backoff, MAX_VISIBILITY_SECONDS};
 pub use config::{Config, ConfigError, QueueArn};
 pub use policy::{
-    after_probe, exhausted, with_rejitter, EmptyQueuePolicy, GiveUpPolicy, Limits, Next,
-    ProbeOutcome, UnknownPolicy,
+    after_probe, exhausted, with_rejitter, with_slow_start, EmptyQueuePolicy, GiveUpPolicy, Limits,
+    Next, ProbeOutcome, UnknownPolicy,
 };
 pub use retention::{must_give_up, oldest_sent_ms, retention_deadline_ms};
 pub use verdict::{judge, ProbeInvocation, Verdict};

@@ -16,6 +16,9 @@ pub const HOLD_SECONDS: u32 = 86_400;
 /// The state names of a circuit held open by hand.
 pub const HOLD_STATES: [&str; 3] = ["HoldOpen", "CheckHold", "StillHeld"];
 
+/// The state names of a half-open circuit (the slow start).
+pub const HALF_OPEN_STATES: [&str; 4] = ["StartSlowStart", "RampVerdict", "WaitRampStep", "RampUp"];
+
 /// An operator's `open`: the workflow's input is `{"operator": {"reason": ..., "hold": ...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorOpen {
@@ -82,6 +85,9 @@ pub enum Phase {
     /// The breaker gave up and left the circuit open (`GiveUpPolicy` leave-open): nothing
     /// runs until an operator closes it.
     GaveUp,
+    /// The consumer is healthy and its mapping enabled under the slow start's cap, which
+    /// ramps up; an error reopens the circuit.
+    HalfOpen,
 }
 
 impl Phase {
@@ -91,6 +97,9 @@ impl Phase {
         match item_state {
             Some("OPEN") if owner_state.is_some_and(|s| HOLD_STATES.contains(&s)) => {
                 Phase::HeldOpen
+            }
+            Some("OPEN") if owner_state.is_some_and(|s| HALF_OPEN_STATES.contains(&s)) => {
+                Phase::HalfOpen
             }
             Some("OPEN") => Phase::Open,
             Some("GAVE_UP") => Phase::GaveUp,
@@ -104,6 +113,7 @@ impl Phase {
             Phase::Open => "OPEN",
             Phase::HeldOpen => "HELD_OPEN",
             Phase::GaveUp => "GAVE_UP",
+            Phase::HalfOpen => "HALF_OPEN",
         }
     }
 
@@ -245,8 +255,11 @@ mod tests {
             assert_eq!(Phase::of(Some("OPEN"), Some(held)), Phase::HeldOpen);
         }
         assert_eq!(Phase::of(Some("GAVE_UP"), None), Phase::GaveUp);
+        for ramping in HALF_OPEN_STATES {
+            assert_eq!(Phase::of(Some("OPEN"), Some(ramping)), Phase::HalfOpen);
+        }
         assert_eq!(Phase::Closed.exit_code(), 0);
-        for open in [Phase::Open, Phase::HeldOpen, Phase::GaveUp] {
+        for open in [Phase::Open, Phase::HeldOpen, Phase::GaveUp, Phase::HalfOpen] {
             assert_ne!(open.exit_code(), 0);
         }
     }

@@ -127,6 +127,20 @@ pub enum Next {
     ClosedElsewhere,
     /// Held open by hand: wait again, no probe.
     Hold,
+    /// The consumer is healthy: half-open the circuit with a slow start before closing.
+    SlowStart,
+    /// The slow start raised the mapping's cap: wait for the next step.
+    Ramp,
+    /// The consumer failed during the slow start: disable the mapping again and probe.
+    Reopen,
+}
+
+/// With a slow start configured, every close goes through the half-open ramp first.
+pub fn with_slow_start(next: Next, slow_start_seconds: u32) -> Next {
+    match next {
+        Next::Close if slow_start_seconds > 0 => Next::SlowStart,
+        _ => next,
+    }
 }
 
 /// A healthy probe with a rejitter configured spreads the backlog before closing; an empty
@@ -380,6 +394,15 @@ mod tests {
             with_rejitter(Next::Backoff, &ProbeOutcome::Failed, true),
             Next::Backoff
         );
+    }
+
+    #[test]
+    fn with_a_slow_start_every_close_goes_half_open_first() {
+        use super::with_slow_start;
+        assert_eq!(with_slow_start(Next::Close, 60), Next::SlowStart);
+        assert_eq!(with_slow_start(Next::Close, 0), Next::Close);
+        assert_eq!(with_slow_start(Next::Rejitter, 60), Next::Rejitter);
+        assert_eq!(with_slow_start(Next::Backoff, 60), Next::Backoff);
     }
 
     #[test]

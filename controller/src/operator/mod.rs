@@ -46,6 +46,8 @@ pub struct Status {
     pub mapping_id: Option<String>,
     /// The mapping's state, or why it could not be read.
     pub mapping_state: String,
+    /// The mapping's `ScalingConfig.MaximumConcurrency` (the slow start's cap while ramping).
+    pub mapping_maximum_concurrency: Option<u32>,
     pub alarm_name: String,
     pub alarm_state: Option<String>,
     pub queue: Depth,
@@ -180,10 +182,16 @@ pub async fn status(ctx: &Context) -> Result<Status, StepError> {
         .config
         .queue()
         .map_err(|e| StepError::Config(e.to_string()))?;
-    let (mapping_id, mapping_state, record) = match circuit(ctx).await {
-        Ok((found, record)) => (Some(found.uuid), found.state, record),
+    let (mapping_id, mapping_state, mapping_maximum_concurrency, record) = match circuit(ctx).await
+    {
+        Ok((found, record)) => (
+            Some(found.uuid),
+            found.state,
+            found.maximum_concurrency,
+            record,
+        ),
         Err(e @ (StepError::MappingNotFound { .. } | StepError::SeveralMappings { .. })) => {
-            (None, e.to_string(), None)
+            (None, e.to_string(), None, None)
         }
         Err(e) => return Err(e),
     };
@@ -232,6 +240,7 @@ pub async fn status(ctx: &Context) -> Result<Status, StepError> {
         next_probe_ms,
         mapping_id,
         mapping_state,
+        mapping_maximum_concurrency,
         alarm_name: ctx.config.alarm_name.clone(),
         alarm_state: alarm,
         queue: depth,

@@ -113,6 +113,15 @@ pub fn narrate(step: &Step) -> Option<String> {
         }
         "CheckBacklog" => format!("backlog check: {}", text("reason")),
         "StopRejitter" => "backlog rejitter OFF".into(),
+        "StartSlowStart" | "RampUp" => match text("next") {
+            "Ramp" => format!(
+                "HALF-OPEN: {}; next step in {} s",
+                text("reason"),
+                number("wait_seconds")
+            ),
+            _ => text("reason").to_string(),
+        },
+        "ReopenCircuit" => format!("circuit REOPENED: {}", text("reason")),
         "CloseCircuit" => "circuit CLOSED: consumer mapping re-enabled, alarm reset".into(),
         "ReleaseCircuit" => format!("circuit released: {}", text("reason")),
         "GiveUp" => format!("gave up: {}", text("reason")),
@@ -129,7 +138,7 @@ pub enum Change {
         state: String,
         reason: String,
     },
-    /// The consumer's mapping's state.
+    /// The consumer's mapping's state (with its `MaximumConcurrency`, if it has one).
     Mapping(String),
     /// The alarm's state (`from` is None on the first reading), with CloudWatch's reason.
     Alarm {
@@ -362,6 +371,12 @@ impl Watch {
             }
         };
         let mapping = match mapping::get(&ctx.clients.lambda, &uuid).await {
+            // The cap shows the slow start's ramp.
+            Ok(mapping::Mapping {
+                state,
+                maximum_concurrency: Some(cap),
+                ..
+            }) => format!("{state}, MaximumConcurrency {cap}"),
             Ok(m) => m.state,
             Err(StepError::MappingDeleted { .. }) => "Deleted".into(),
             Err(e) => return Err(e),

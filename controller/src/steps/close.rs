@@ -7,7 +7,7 @@ use super::end::{end_open_circuit, rearm_alarm};
 use super::Context;
 use crate::adapters::signals::Transition;
 use crate::adapters::store::{Ownership, GAVE_UP};
-use crate::circuit::{Circuit, OpenStatus};
+use crate::circuit::{Changed, Circuit, OpenStatus};
 use crate::core::GiveUpPolicy;
 use crate::error::StepError;
 
@@ -93,9 +93,13 @@ pub async fn release(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, Ste
         .await?
     {
         let reason = format!("closed by someone else: {}", circuit.reason);
-        // The mapping is someone else's now: give nothing back.
+        // The mapping's state is someone else's now: do not enable it. A slow start's cap is
+        // still given back while the mapping has the breaker's value.
         if let Some(snapshot) = record.snapshot.as_mut() {
-            snapshot.changed = Some(Default::default());
+            snapshot.changed = Some(Changed {
+                enabled: false,
+                maximum_concurrency: snapshot.changes().maximum_concurrency,
+            });
         }
         end_open_circuit(ctx, &circuit.execution, &record, &reason).await?;
         circuit.reason = reason;

@@ -5,23 +5,59 @@ use super::Context;
 use crate::adapters::store::{CircuitRecord, CLOSED};
 use crate::adapters::{alarm, mapping};
 use crate::circuit::MappingSnapshot;
+use crate::core::slow_start::ConcurrencyChange;
 use crate::error::StepError;
 
-/// Gives back what the breaker changed on the mapping, and only that (`Enabled`), once the
-/// mapping has settled. A deleted mapping has nothing to give back.
+/// Gives back what the breaker changed on the mapping, and only that (`Enabled`, and the
+/// slow start's `MaximumConcurrency` while the mapping still has the breaker's value), once
+/// the mapping has settled. A deleted mapping has nothing to give back.
 pub async fn give_back(ctx: &Context, snapshot: &MappingSnapshot) -> Result<(), StepError> {
-    if !snapshot.changes().enabled {
-        return Ok(());
-    }
-    let lambda = &ctx.clients.lambda;
-    match mapping::switch(lambda, &snapshot.uuid, true, ctx.settle_timeout(), ctx.poll).await {
-        Ok(_) => Ok(()),
+    let changes = snapshot.changes();
+    let given = async {
+        if let Some(change) = changes.maximum_concurrency {
+            give_back_concurrency(ctx, &snapshot.uuid, change).await?;
+        }
+        if changes.enabled {
+            let lambda = &ctx.clients.lambda;
+            mapping::switch(lambda, &snapshot.uuid, true, ctx.settle_timeout(), ctx.poll).await?;
+        }
+        Ok(())
+    };
+    match given.await {
         Err(StepError::MappingDeleted { mapping }) => {
             tracing::warn!(mapping = %mapping, "the consumer's mapping was deleted; nothing to give back");
             Ok(())
         }
-        Err(e) => Err(e),
+        other => other,
     }
+}
+
+/// Puts the mapping's own `MaximumConcurrency` back (removes the cap if it had none), unless
+/// someone set another value since the breaker's: theirs stays.
+async fn give_back_concurrency(
+    ctx: &Context,
+    uuid: &str,
+    change: ConcurrencyChange,
+) -> Result<(), StepError> {
+    let lambda = &ctx.clients.lambda;
+    let now = mapping::get(lambda, uuid).await?.maximum_concurrency;
+    if now == change.original {
+        return Ok(());
+    }
+    if !change.is_ours(now) {
+        tracing::warn!(mapping = %uuid, now = ?now, set = change.set, "the mapping's MaximumConcurrency was changed during the slow start; keeping it");
+        return Ok(());
+    }
+    mapping::set_maximum_concurrency(
+        lambda,
+        uuid,
+        change.original,
+        ctx.settle_timeout(),
+        ctx.poll,
+    )
+    .await?;
+    tracing::info!(mapping = %uuid, original = ?change.original, "gave the mapping's MaximumConcurrency back");
+    Ok(())
 }
 
 /// Sets the alarm back to OK: an alarm left in ALARM raises no new transition, so the next

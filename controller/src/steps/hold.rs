@@ -12,7 +12,7 @@ pub enum Hold {
     /// The circuit is this execution's and the mapping is off: act on `snapshot` (what the
     /// breaker recorded at open, never the step's input) and judge with `mapping` (now).
     Mine {
-        snapshot: MappingSnapshot,
+        snapshot: Box<MappingSnapshot>,
         mapping: Mapping,
     },
     /// Someone else ended the circuit; why.
@@ -57,7 +57,10 @@ pub async fn hold(ctx: &Context, circuit: &Circuit) -> Result<Hold, StepError> {
                 snapshot.uuid
             )))
         }
-        Ok(mapping) => Ok(Hold::Mine { snapshot, mapping }),
+        Ok(mapping) => Ok(Hold::Mine {
+            snapshot: Box::new(snapshot),
+            mapping,
+        }),
         Err(StepError::MappingDeleted { mapping }) => Ok(Hold::Elsewhere(format!(
             "the consumer's mapping {mapping} was deleted"
         ))),

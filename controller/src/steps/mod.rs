@@ -10,6 +10,7 @@ mod open;
 mod probe;
 mod recover;
 mod rejitter;
+mod slow_start;
 
 use crate::adapters::signals::{Detail, Signals};
 use crate::adapters::store::Store;
@@ -29,6 +30,7 @@ pub use open::open;
 pub use probe::probe;
 pub use recover::recover;
 pub use rejitter::{check_backlog, ensure_rejitter_off, start_rejitter, stop_rejitter};
+pub use slow_start::{ramp_up, reopen, start_slow_start};
 
 /// The detail-type of the event Step Functions sends when an execution's status changes;
 /// the breaker's rule delivers it to the controller as it is, and it runs the recovery.
@@ -62,6 +64,18 @@ pub enum Request {
         circuit: Circuit,
     },
     StopRejitter {
+        circuit: Circuit,
+    },
+    /// The consumer is healthy: half-open the circuit with a capped mapping.
+    StartSlowStart {
+        circuit: Circuit,
+    },
+    /// One step of the slow start's ramp.
+    RampUp {
+        circuit: Circuit,
+    },
+    /// The consumer failed during the slow start: disable the mapping again.
+    Reopen {
         circuit: Circuit,
     },
     /// The circuit was ended by someone else: release what the breaker still holds.
@@ -99,6 +113,9 @@ impl Request {
             Request::StartRejitter { .. } => "start_rejitter",
             Request::CheckBacklog { .. } => "check_backlog",
             Request::StopRejitter { .. } => "stop_rejitter",
+            Request::StartSlowStart { .. } => "start_slow_start",
+            Request::RampUp { .. } => "ramp_up",
+            Request::Reopen { .. } => "reopen",
             Request::Release { .. } => "release",
             Request::Rearm { .. } => "rearm",
             Request::CheckHold { .. } => "check_hold",
@@ -144,6 +161,9 @@ impl Request {
             | Request::StartRejitter { circuit }
             | Request::CheckBacklog { circuit }
             | Request::StopRejitter { circuit }
+            | Request::StartSlowStart { circuit }
+            | Request::RampUp { circuit }
+            | Request::Reopen { circuit }
             | Request::Release { circuit }
             | Request::Rearm { circuit }
             | Request::CheckHold { circuit } => &circuit.execution,
@@ -234,6 +254,9 @@ pub async fn run(ctx: &Context, request: Request, retries: u32) -> Result<Value,
         Request::StartRejitter { circuit } => start_rejitter(ctx, circuit, retries).await?,
         Request::CheckBacklog { circuit } => check_backlog(ctx, circuit, retries).await?,
         Request::StopRejitter { circuit } => stop_rejitter(ctx, circuit).await?,
+        Request::StartSlowStart { circuit } => start_slow_start(ctx, circuit, retries).await?,
+        Request::RampUp { circuit } => ramp_up(ctx, circuit, retries).await?,
+        Request::Reopen { circuit } => reopen(ctx, circuit, retries).await?,
         Request::Release { circuit } => release(ctx, circuit).await?,
         Request::Rearm { circuit } => rearm(ctx, circuit).await?,
         Request::CheckHold { circuit } => check_hold(ctx, circuit, retries).await?,

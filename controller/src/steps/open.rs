@@ -78,6 +78,7 @@ pub async fn open(
         // thing it gives back.
         mapping: found.snapshot(Changed {
             enabled: found.state == "Enabled",
+            maximum_concurrency: None,
         }),
         queue_url: info.url,
         queue_arn: ctx.config.queue_arn.clone(),
@@ -99,6 +100,7 @@ pub async fn open(
         },
         rejitter: None,
         history_events: EXECUTION_STARTED + task(retries) + FLOW_STATE,
+        slow_start: None,
     };
 
     let store = ctx.store();

@@ -9,8 +9,8 @@ use crate::core::hang::{probe_invoke_timeout, PROBE_VISIBILITY_MARGIN_SECONDS};
 use crate::core::history::{task, FLOW_STATE};
 use crate::core::receives::{after_failed_probe, GiveBack};
 use crate::core::{
-    after_probe, judge, must_give_up, retention_deadline_ms, with_rejitter, Next, ProbeInvocation,
-    ProbeOutcome,
+    after_probe, judge, must_give_up, retention_deadline_ms, with_rejitter, with_slow_start, Next,
+    ProbeInvocation, ProbeOutcome,
 };
 use crate::error::StepError;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -60,10 +60,13 @@ pub async fn probe(
 
     circuit.attempt += 1;
     let (outcome, reason) = probe_once(ctx, &mut circuit, &target).await?;
-    circuit.next = Some(with_rejitter(
-        after_probe(&outcome, ctx.config.empty_queue),
-        &outcome,
-        ctx.config.rejitter_function.is_some(),
+    circuit.next = Some(with_slow_start(
+        with_rejitter(
+            after_probe(&outcome, ctx.config.empty_queue),
+            &outcome,
+            ctx.config.rejitter_function.is_some(),
+        ),
+        ctx.config.slow_start_seconds,
     ));
     circuit.reason = reason;
     circuit.last_probe = format!("{outcome:?}");

@@ -5,9 +5,9 @@ use super::hold::{hold, Hold};
 use super::Context;
 use crate::adapters::{mapping, queue};
 use crate::circuit::{Circuit, RejitterPhase};
-use crate::core::after_backlog_check;
 use crate::core::history::{no_room_for, task, FLOW_STATE, REJITTER_LOOP_WORST};
 use crate::core::Next;
+use crate::core::{after_backlog_check, with_slow_start};
 use crate::error::StepError;
 
 fn rejitter_function(ctx: &Context) -> Result<&str, StepError> {
@@ -84,11 +84,13 @@ pub async fn check_backlog(
     Ok(circuit)
 }
 
-pub async fn stop_rejitter(ctx: &Context, circuit: Circuit) -> Result<Circuit, StepError> {
+/// StopRejitter: the backlog is spread; then the slow start, if configured, or the close.
+pub async fn stop_rejitter(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepError> {
     ctx.store()
         .owned(&circuit.mapping.uuid, &circuit.execution)
         .await?;
     ensure_rejitter_off(ctx, &ctx.config.queue_arn).await?;
+    circuit.next = Some(with_slow_start(Next::Close, ctx.config.slow_start_seconds));
     tracing::info!("rejitter stopped");
     Ok(circuit)
 }

@@ -209,6 +209,7 @@ pub fn snapshot(state: &str) -> MappingSnapshot {
         state: state.into(),
         changed: Some(Changed {
             enabled: state == "Enabled",
+            maximum_concurrency: None,
         }),
     }
 }
@@ -238,6 +239,7 @@ pub fn circuit() -> Circuit {
         reason: "alarm orders-consumer-errors: Threshold Crossed".into(),
         rejitter: None,
         history_events: HISTORY_EVENTS,
+        slow_start: None,
     }
 }
 

@@ -67,12 +67,13 @@ fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
     Deployment::start(&example, &breaker)
 }
 
-// The scenarios run on two stacks, one after another on each, so that the two halves run side
-// by side (cargo-nextest runs each test in its own process): most of their time is waiting.
+// The scenarios run on three stacks, one after another on each, so that the three thirds run
+// side by side (cargo-nextest runs each test in its own process): most of their time is
+// waiting.
 
 #[test]
 #[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
-fn never_strand_a_consumer_through_deploys_stops_and_hands() -> Result<()> {
+fn never_strand_a_consumer_through_deploys_mappings_and_stops() -> Result<()> {
     let (runtime, d) = deploy()?;
     let failed = runtime.block_on(async {
         let mut failed = Vec::new();
@@ -80,6 +81,18 @@ fn never_strand_a_consumer_through_deploys_stops_and_hands() -> Result<()> {
         run(d, "deploy-during-open", deploy_during_open(d), &mut failed).await;
         run(d, "second-mapping", second_mapping_mid_open(d), &mut failed).await;
         run(d, "stop-while-probing", stop_while_probing(d), &mut failed).await;
+        failed
+    });
+    report(failed)
+}
+
+#[test]
+#[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
+fn never_strand_a_consumer_through_rejitter_stops_hands_and_updates() -> Result<()> {
+    let (runtime, d) = deploy()?;
+    let failed = runtime.block_on(async {
+        let mut failed = Vec::new();
+        let d = &d;
         run(
             d,
             "stop-while-rejitter",
@@ -94,6 +107,7 @@ fn never_strand_a_consumer_through_deploys_stops_and_hands() -> Result<()> {
             &mut failed,
         )
         .await;
+        run(d, "updating-at-close", updating_at_close(d), &mut failed).await;
         failed
     });
     report(failed)
@@ -106,7 +120,6 @@ fn never_strand_a_consumer_through_races_take_overs_and_hangs() -> Result<()> {
     let failed = runtime.block_on(async {
         let mut failed = Vec::new();
         let d = &d;
-        run(d, "updating-at-close", updating_at_close(d), &mut failed).await;
         run(
             d,
             "duplicate-and-late",

@@ -1,0 +1,256 @@
+//! The half-open circuit: StartSlowStart enables the consumer's mapping at a small
+//! `MaximumConcurrency`, RampUp raises it step by step while the consumer raises no errors,
+//! and ReopenCircuit disables the mapping again when it does (see `core::slow_start`). The
+//! circuit item stays OPEN and this execution's throughout: every ending gives back the cap
+//! and `Enabled` from what the item recorded.
+
+use super::Context;
+use crate::adapters::mapping::{self, Mapping};
+use crate::adapters::signals::Transition;
+use crate::adapters::{consumer, store::Store};
+use crate::circuit::{Changed, Circuit};
+use crate::core::history::{no_room_for, task, FLOW_STATE, RAMP_LOOP_WORST};
+use crate::core::slow_start::{self, ConcurrencyChange, Plan, Ramp, RampStep};
+use crate::core::Next;
+use crate::error::StepError;
+
+/// Records the cap about to be set in the circuit item, before the mapping changes.
+async fn record_cap(
+    store: &Store,
+    circuit: &Circuit,
+    change: Option<ConcurrencyChange>,
+) -> Result<(), StepError> {
+    let mut snapshot = store
+        .owned(&circuit.mapping.uuid, &circuit.execution)
+        .await?
+        .snapshot
+        .ok_or_else(|| StepError::Fatal("the circuit item has no mapping snapshot".into()))?;
+    snapshot.changed = Some(Changed {
+        maximum_concurrency: change,
+        ..snapshot.changes()
+    });
+    store
+        .record_changes(&circuit.mapping.uuid, &circuit.execution, &snapshot)
+        .await
+}
+
+fn step_seconds(ctx: &Context, ramp: &Ramp) -> u32 {
+    slow_start::step_seconds(ctx.config.slow_start_seconds, ramp.start, ramp.original)
+}
+
+/// StartSlowStart: the consumer is healthy. Caps the mapping at the first level, enables it,
+/// and notes the consumer's errors so far; or closes at once when no ramp applies.
+pub async fn start_slow_start(
+    ctx: &Context,
+    mut circuit: Circuit,
+    retries: u32,
+) -> Result<Circuit, StepError> {
+    circuit.history_events += task(retries) + FLOW_STATE;
+    let store = ctx.store();
+    let uuid = circuit.mapping.uuid.clone();
+    // A retried step finds the cap it set already recorded: the original is the recorded one.
+    let recorded = store
+        .owned(&uuid, &circuit.execution)
+        .await?
+        .snapshot
+        .and_then(|s| s.changes().maximum_concurrency);
+    let lambda = &ctx.clients.lambda;
+    let found: Mapping = mapping::get(lambda, &uuid).await?;
+    let original = match recorded {
+        Some(change) => change.original,
+        None => found.maximum_concurrency,
+    };
+    let start = ctx.config.slow_start_concurrency;
+    let mut plan = slow_start::plan(
+        ctx.config.slow_start_seconds,
+        start,
+        original,
+        found.provisioned,
+    );
+    if no_room_for(circuit.history_events, RAMP_LOOP_WORST) {
+        plan = Plan::Skip("the execution history has no room for a slow start".into());
+    }
+    let original = match plan {
+        Plan::Skip(reason) => {
+            tracing::info!(reason = %reason, "no slow start");
+            circuit.reason = format!("{}; {reason}", circuit.reason);
+            circuit.next = Some(Next::Close);
+            return Ok(circuit);
+        }
+        Plan::Ramp { original } => original,
+    };
+    let change = ConcurrencyChange {
+        original,
+        set: start,
+        // After a reopen the mapping may still have the last ramp's cap: it stays the
+        // breaker's until this one is set.
+        previous: recorded
+            .filter(|c| c.is_ours(found.maximum_concurrency))
+            .and(found.maximum_concurrency),
+    };
+    record_cap(&store, &circuit, Some(change)).await?;
+    let timeout = ctx.settle_timeout();
+    mapping::set_maximum_concurrency(lambda, &uuid, Some(start), timeout, ctx.poll).await?;
+    let now = ctx.now_ms();
+    let errors_baseline = consumer::errors_since(
+        &ctx.clients.cloudwatch,
+        &ctx.config.consumer_function,
+        now,
+        now,
+    )
+    .await?;
+    mapping::switch(lambda, &uuid, true, timeout, ctx.poll).await?;
+    let ramp = Ramp {
+        start,
+        original,
+        level: start,
+        started_at_ms: now,
+        errors_baseline,
+    };
+    circuit.wait_seconds = step_seconds(ctx, &ramp);
+    circuit.reason = format!(
+        "half-open: the mapping is enabled at MaximumConcurrency {} (its own: {}), doubling \
+         every {} s while the consumer raises no errors",
+        ramp.level,
+        original.map_or("none".to_string(), |c| c.to_string()),
+        circuit.wait_seconds
+    );
+    tracing::info!(level = ramp.level, original = ?original, step_seconds = circuit.wait_seconds, "slow start began");
+    circuit.slow_start = Some(ramp);
+    circuit.next = Some(Next::Ramp);
+    Ok(circuit)
+}
+
+/// RampUp: one step of the ramp, after WaitRampStep.
+pub async fn ramp_up(
+    ctx: &Context,
+    mut circuit: Circuit,
+    retries: u32,
+) -> Result<Circuit, StepError> {
+    // WaitRampStep, this Task, RampVerdict.
+    circuit.history_events += FLOW_STATE + task(retries) + FLOW_STATE;
+    let store = ctx.store();
+    store
+        .owned(&circuit.mapping.uuid, &circuit.execution)
+        .await?;
+    let mut ramp = circuit
+        .slow_start
+        .clone()
+        .ok_or_else(|| StepError::Fatal("RampUp before StartSlowStart".into()))?;
+    let lambda = &ctx.clients.lambda;
+    let uuid = circuit.mapping.uuid.clone();
+    let found = match mapping::get(lambda, &uuid).await {
+        Ok(found) => found,
+        Err(StepError::MappingDeleted { .. }) => {
+            circuit.next = Some(Next::Close);
+            circuit.reason = "the consumer's mapping was deleted during the slow start".into();
+            return Ok(circuit);
+        }
+        Err(e) => return Err(e),
+    };
+    if found.state == "Disabled" {
+        // Someone switched the consumer off during the ramp: theirs to switch on again.
+        circuit.next = Some(Next::ClosedElsewhere);
+        circuit.reason = "the consumer's mapping was disabled during the slow start".into();
+        return Ok(circuit);
+    }
+    let errors = consumer::errors_since(
+        &ctx.clients.cloudwatch,
+        &ctx.config.consumer_function,
+        ramp.started_at_ms,
+        ctx.now_ms(),
+    )
+    .await?;
+    let mut decision = slow_start::step(&ramp, errors, found.maximum_concurrency);
+    if matches!(decision, RampStep::Raise(_))
+        && no_room_for(circuit.history_events, RAMP_LOOP_WORST)
+    {
+        // Closing early loses nothing: the cap is given back with the close.
+        decision = RampStep::Finish;
+    }
+    match decision {
+        RampStep::Raise(level) => {
+            let change = ConcurrencyChange {
+                original: ramp.original,
+                set: level,
+                previous: Some(ramp.level),
+            };
+            record_cap(&store, &circuit, Some(change)).await?;
+            let timeout = ctx.settle_timeout();
+            mapping::set_maximum_concurrency(lambda, &uuid, Some(level), timeout, ctx.poll).await?;
+            ramp.level = level;
+            circuit.wait_seconds = step_seconds(ctx, &ramp);
+            circuit.next = Some(Next::Ramp);
+            circuit.reason = format!("half-open: MaximumConcurrency raised to {level}");
+            tracing::info!(level, "slow start raised the cap");
+        }
+        RampStep::Finish => {
+            // CloseCircuit gives the original cap back with everything else.
+            circuit.next = Some(Next::Close);
+            circuit.reason = format!(
+                "the slow start reached its last level ({}) without consumer errors",
+                ramp.level
+            );
+        }
+        RampStep::Reopen { errors } => {
+            circuit.next = Some(Next::Reopen);
+            circuit.reason = format!(
+                "the consumer raised {errors} errors during the slow start, at \
+                 MaximumConcurrency {}",
+                ramp.level
+            );
+            tracing::warn!(
+                errors,
+                level = ramp.level,
+                "the consumer failed during the slow start"
+            );
+        }
+        RampStep::Changed { now } => {
+            // Their value stays: nothing of the cap is the breaker's to give back any more.
+            record_cap(&store, &circuit, None).await?;
+            circuit.next = Some(Next::Close);
+            circuit.reason = format!(
+                "the mapping's MaximumConcurrency was changed during the slow start (now {}); \
+                 the breaker keeps it and stops ramping",
+                now.map_or("none".to_string(), |c| c.to_string())
+            );
+            tracing::warn!(now = ?now, set = ramp.level, "MaximumConcurrency changed during the slow start");
+        }
+    }
+    circuit.slow_start = Some(ramp);
+    Ok(circuit)
+}
+
+/// ReopenCircuit: the consumer failed during the slow start. Disables the mapping again
+/// (the cap stays recorded, to be given back at the end) and goes back to probing with the
+/// backoff the circuit had.
+pub async fn reopen(
+    ctx: &Context,
+    mut circuit: Circuit,
+    retries: u32,
+) -> Result<Circuit, StepError> {
+    circuit.history_events += task(retries);
+    ctx.store()
+        .owned(&circuit.mapping.uuid, &circuit.execution)
+        .await?;
+    let lambda = &ctx.clients.lambda;
+    mapping::switch(
+        lambda,
+        &circuit.mapping.uuid,
+        false,
+        ctx.settle_timeout(),
+        ctx.poll,
+    )
+    .await?;
+    circuit.slow_start = None;
+    circuit.last_probe = "FailedDuringSlowStart".into();
+    circuit.next = Some(Next::Backoff);
+    ctx.signals()
+        .emit(
+            Transition::CircuitReopened,
+            &ctx.detail(&circuit, &circuit.reason),
+        )
+        .await;
+    tracing::warn!(reason = %circuit.reason, "circuit reopened");
+    Ok(circuit)
+}
