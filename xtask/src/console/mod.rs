@@ -170,8 +170,10 @@ mod tests {
 
     #[test]
     fn a_static_page_inlines_everything_and_cannot_be_broken_out_of() {
-        let mut snapshot = Snapshot::default();
-        snapshot.error = Some("</script><script>alert(1)</script>".into());
+        let snapshot = Snapshot {
+            error: Some("</script><script>alert(1)</script>".into()),
+            ..Snapshot::default()
+        };
         let html = page("<svg></svg>", &snapshot, false);
         assert!(html.contains("const LIVE = false;"), "{html}");
         assert!(!html.contains("</script><script>alert"), "{html}");

@@ -213,8 +213,13 @@ async fn maximum_concurrency(lambda: &aws_sdk_lambda::Client, uuid: &str) -> Res
 }
 
 /// One reading into `shared`: the live view's tick, then the history of each execution it
-/// found new, running or just ended.
-async fn read_once(breaker: &Breaker, watch: &mut Watch, shared: &Shared) -> Result<()> {
+/// found new, running or just ended. `uuid` keeps the consumer mapping's, once found.
+async fn read_once(
+    breaker: &Breaker,
+    watch: &mut Watch,
+    uuid: &mut Option<String>,
+    shared: &Shared,
+) -> Result<()> {
     let ctx = &breaker.ctx;
     let (reading, _) = watch.tick(ctx, &breaker.state_machine_arn).await?;
     let mut executions = Vec::new();
@@ -226,15 +231,22 @@ async fn read_once(breaker: &Breaker, watch: &mut Watch, shared: &Shared) -> Res
             events,
         ));
     }
-    let mapping = controller::adapters::mapping::find(
-        &ctx.clients.lambda,
-        &ctx.config.queue_arn,
-        &ctx.config.consumer_function,
-    )
-    .await
-    .ok();
-    let concurrency = match &mapping {
-        Some(m) => maximum_concurrency(&ctx.clients.lambda, &m.uuid).await?,
+    if uuid.is_none() {
+        *uuid = controller::adapters::mapping::find(
+            &ctx.clients.lambda,
+            &ctx.config.queue_arn,
+            &ctx.config.consumer_function,
+        )
+        .await
+        .ok()
+        .map(|m| m.uuid);
+    }
+    let concurrency = match uuid.as_deref() {
+        // A mapping deleted since reads as none, as the live view shows it.
+        Some(uuid) => maximum_concurrency(&ctx.clients.lambda, uuid)
+            .await
+            .ok()
+            .flatten(),
         None => None,
     };
     let mut snapshot = shared
@@ -274,8 +286,9 @@ async fn read_once(breaker: &Breaker, watch: &mut Watch, shared: &Shared) -> Res
 /// failed reading is shown on the page and tried again.
 pub async fn follow(breaker: Breaker, shared: Shared, every: Duration) {
     let mut watch = Watch::new(Default::default());
+    let mut uuid = None;
     loop {
-        if let Err(e) = read_once(&breaker, &mut watch, &shared).await {
+        if let Err(e) = read_once(&breaker, &mut watch, &mut uuid, &shared).await {
             if let Ok(mut snapshot) = shared.lock() {
                 snapshot.error = Some(format!("{e:#}"));
             }
