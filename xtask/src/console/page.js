@@ -78,6 +78,7 @@ function renderDepth() {
   const chart = byId("depth");
   if (points.length < 2) {
     chart.innerHTML = "";
+    byId("depth-top").textContent = "";
     return;
   }
   const t0 = points[0].at_ms;
@@ -88,8 +89,9 @@ function renderDepth() {
     return `<polyline class="${field}" stroke="${color}" points="${xy.join(" ")}"/>`;
   };
   chart.innerHTML =
-    line("visible", "#0073bb") + line("in_flight", "#ec7211") + line("delayed", "#8b5ba5") +
-    `<text x="4" y="12" font-size="10">${top}</text>`;
+    line("visible", "#0073bb") + line("in_flight", "#ec7211") + line("delayed", "#8b5ba5");
+  byId("depth-top").textContent =
+    `top ${top} messages, last ${Math.round(span / 1000)} s`;
 }
 
 function renderBreaker() {
