@@ -186,8 +186,10 @@ impl Graph {
     }
 
     /// The graph drawn as SVG: each state a `<g class="state KIND" data-state="NAME">`, each
-    /// transition a `<g class="edge VIA" data-from data-to>`; two transitions between the
-    /// same states (a Choice rule and the Default, say) are one arrow with both labels.
+    /// transition a `<g class="edge" data-from data-to data-label>`; two transitions between
+    /// the same states (a Choice rule and the Default, say) are one arrow with both labels.
+    /// Labels are not drawn on the arrows (each would take a place in its rank and make the
+    /// graph half as wide again): the page shows them on hover.
     pub fn svg(&self) -> String {
         let orientation = Orientation::TopToBottom;
         let mut graph = VisualGraph::new(orientation);
@@ -236,9 +238,7 @@ impl Graph {
                     Via::Next => None,
                     Via::Choice(label) => Some(label.clone()),
                     Via::Default => Some("Default".into()),
-                    // The catch-all is drawn dashed, unlabelled: it is on most Tasks.
-                    Via::Catch(errors) if errors.iter().any(|e| e == "States.ALL") => None,
-                    Via::Catch(errors) => Some(errors.join(", ")),
+                    Via::Catch(errors) => Some(format!("Catch {}", errors.join(", "))),
                 })
                 .collect();
             let arrow = Arrow::with_properties(
@@ -249,13 +249,14 @@ impl Graph {
                 } else {
                     LineStyleKind::Normal
                 },
-                &label.join(" | "),
+                "",
                 &StyleAttr::new(Color::fast("gray"), 1, None, 0, 11),
                 format!(
-                    "class=\"edge{}\" data-from=\"{}\" data-to=\"{}\"",
+                    "class=\"edge{}\" data-from=\"{}\" data-to=\"{}\" data-label=\"{}\"",
                     if catch { " catch" } else { "" },
                     escape(from),
-                    escape(to)
+                    escape(to),
+                    escape(&label.join(" | "))
                 ),
                 &None,
                 &None,
@@ -421,6 +422,26 @@ mod tests {
             .map(|e| (e.from.as_str(), e.to.as_str()))
             .collect();
         assert_eq!(arrows, wanted);
+        let label = |from: &str, to: &str| {
+            doc.descendants()
+                .find(|n| {
+                    n.attribute("data-from") == Some(from) && n.attribute("data-to") == Some(to)
+                })
+                .and_then(|n| n.attribute("data-label"))
+                .map(str::to_string)
+        };
+        assert_eq!(
+            label("IsCircuitOpen", "WaitBeforeProbe").as_deref(),
+            Some("Opened")
+        );
+        assert_eq!(
+            label("ProbeVerdict", "UnexpectedState").as_deref(),
+            Some("IsPresent false | Default")
+        );
+        assert_eq!(
+            label("Probe", "Failsafe").as_deref(),
+            Some("Catch States.ALL")
+        );
         // Each state's name is written in its box.
         let text: String = doc
             .descendants()

@@ -126,6 +126,10 @@ function render() {
   renderBreaker();
 }
 
+// Transitions say what takes them (a Choice rule, Default, a Catch) on hover.
+for (const edge of document.querySelectorAll("#graph g.edge[data-label]")) {
+  if (edge.dataset.label) edge.insertAdjacentHTML("afterbegin", `<title>${text(edge.dataset.label)}</title>`);
+}
 render();
 byId("graph").addEventListener("click", () => {
   byId("graph").classList.toggle("zoomed");
