@@ -138,8 +138,6 @@ pub struct Report {
     pub alarm_states: Vec<(i64, String)>,
     pub mapping_states: Vec<(i64, String)>,
     pub depths: Vec<(i64, Depth)>,
-    /// The breaker's own events, as its bus delivered them: (ms, detail-type).
-    pub events: Vec<(i64, String)>,
 }
 
 impl Report {
@@ -474,7 +472,6 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
             alarm_states: Vec::new(),
             mapping_states: Vec::new(),
             depths: Vec::new(),
-            events: Vec::new(),
         },
         console,
     };
@@ -723,13 +720,12 @@ async fn observe(
         watch.say(&format!("event: {kind}"));
         watch.console.record_event(EventView {
             at_ms: now,
-            kind: kind.clone(),
+            kind,
             reason: event["detail"]["reason"]
                 .as_str()
                 .unwrap_or_default()
                 .into(),
         });
-        watch.report.events.push((now, kind));
         if let Some(handle) = message.receipt_handle() {
             let _ = sqs
                 .delete_message()
@@ -851,7 +847,6 @@ mod tests {
             alarm_states: vec![(0, "OK".into())],
             mapping_states: vec![(0, "Enabled".into())],
             depths: vec![(10_000, Depth::default())],
-            events: vec![(2_500, "Circuit Opened".into())],
         };
         assert_eq!(report.time_to_open(), Some(Duration::from_millis(1_100)));
         assert_eq!(report.heal_to_enabled(), Some(Duration::from_millis(4_100)));
