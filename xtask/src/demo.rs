@@ -7,10 +7,10 @@
 //! e2e test runs the same scenario with short timings and asserts on its [`Report`].
 
 use crate::breaker::HistoryStep;
+use crate::console::{state::EventView, Console};
 use crate::emulator::Emulator;
 use crate::emulator_gaps::alarm_evaluation::is_emulator_evaluation;
 use crate::status::{queue_depth, Depth};
-use crate::timeline::{Marker, Point, Sample, Span, Timeline};
 use crate::{aws, consumer, stack, tools::Tools, traffic};
 use anyhow::{Context, Result};
 use controller::operator::watch::{Change, Watch as LiveView};
@@ -40,8 +40,10 @@ pub struct Options {
     pub slow_start_s: u32,
     /// Gives up (and fails) when the scenario has not finished by then.
     pub timeout: Duration,
-    /// Where the timeline picture and the histories are written.
+    /// Where the console's last picture (`console.html`) and the histories are written.
     pub out_dir: PathBuf,
+    /// The console's port on 127.0.0.1 (0: any free port).
+    pub console_port: u16,
     /// Narrates to stdout as things happen.
     pub narrate: bool,
 }
@@ -62,6 +64,7 @@ impl Default for Options {
             slow_start_s: 20,
             timeout: Duration::from_secs(600),
             out_dir: crate::paths::local().join("demo"),
+            console_port: 0,
             narrate: true,
         }
     }
@@ -138,8 +141,6 @@ pub struct Report {
     pub alarm_states: Vec<(i64, String)>,
     pub mapping_states: Vec<(i64, String)>,
     pub depths: Vec<(i64, Depth)>,
-    /// The breaker's own events, as its bus delivered them: (ms, detail-type).
-    pub events: Vec<(i64, String)>,
 }
 
 impl Report {
@@ -260,91 +261,6 @@ impl Report {
             transitions as f64 * 0.025 / 1000.0
         ));
         out
-    }
-
-    /// The picture of the run: states per execution, mapping, alarm, queue depth, events.
-    pub fn timeline(&self) -> Timeline {
-        let t = |ms: i64| (ms - self.started_ms) as f64 / 1000.0;
-        let end_ms = self
-            .depths
-            .last()
-            .map(|(at, _)| *at)
-            .into_iter()
-            .chain(
-                self.executions
-                    .iter()
-                    .flat_map(|e| e.steps.iter().filter_map(|s| s.exited_ms)),
-            )
-            .max()
-            .unwrap_or(self.started_ms);
-        let series = |pick: fn(&Depth) -> u64| -> Vec<Point> {
-            self.depths
-                .iter()
-                .map(|(at, d)| Point {
-                    at: t(*at),
-                    value: pick(d) as f64,
-                })
-                .collect()
-        };
-        let mut markers = vec![
-            Marker {
-                at: t(self.outage_on_ms),
-                label: "outage on".into(),
-            },
-            Marker {
-                at: t(self.healed_ms),
-                label: "consumer healed".into(),
-            },
-        ];
-        markers.extend(self.events.iter().map(|(at, kind)| Marker {
-            at: t(*at),
-            label: kind.clone(),
-        }));
-        Timeline {
-            title: format!(
-                "sqs-circuit-breaker demo: {} messages, {:.0} s outage, lost {}",
-                self.sent,
-                t(self.healed_ms) - t(self.outage_on_ms),
-                self.lost
-            ),
-            end: t(end_ms),
-            executions: self
-                .executions
-                .iter()
-                .map(|e| {
-                    let spans = e
-                        .steps
-                        .iter()
-                        .map(|s| Span {
-                            name: s.name.clone(),
-                            start: t(s.entered_ms),
-                            end: t(s.exited_ms.unwrap_or(s.entered_ms)),
-                        })
-                        .collect();
-                    (e.short_name(), spans)
-                })
-                .collect(),
-            mapping: self
-                .mapping_states
-                .iter()
-                .map(|(at, v)| Sample {
-                    at: t(*at),
-                    value: v.clone(),
-                })
-                .collect(),
-            alarm: self
-                .alarm_states
-                .iter()
-                .map(|(at, v)| Sample {
-                    at: t(*at),
-                    value: v.clone(),
-                })
-                .collect(),
-            visible: series(|d| d.visible),
-            in_flight: series(|d| d.in_flight),
-            delayed: series(|d| d.delayed),
-            markers,
-        }
     }
 }
 
@@ -528,6 +444,8 @@ struct Watch {
     narrate: bool,
     live: LiveView,
     report: Report,
+    /// The console page, fed the events the tap delivers.
+    console: Console,
 }
 
 impl Watch {
@@ -563,6 +481,13 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
     )
     .await?;
 
+    let console = Console::start(
+        &config,
+        &emulator.endpoint(),
+        stack::BREAKER_STACK,
+        options.console_port,
+    )
+    .await?;
     let started_ms = epoch_ms();
     let mut watch = Watch {
         started: Instant::now(),
@@ -582,9 +507,13 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
             alarm_states: Vec::new(),
             mapping_states: Vec::new(),
             depths: Vec::new(),
-            events: Vec::new(),
         },
+        console,
     };
+    watch.say(&format!(
+        "console: {} (the workflow's graph, executions, histories, the breaker's panel)",
+        watch.console.url()
+    ));
     let run_id = format!("demo{}", started_ms / 1000);
     let sent = Arc::new(Mutex::new(Vec::new()));
     let stop_traffic = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -683,6 +612,8 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     let in_dlq = queue_depth(&sqs, &deployed.dlq_url).await?.total();
+    // The console's last reading, with every execution's end, is the picture left behind.
+    let console = watch.console.snapshot();
     let mut report = watch.report;
     report.sent = sent.len();
     report.processed = processed;
@@ -693,7 +624,7 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
         .executions
         .sort_by_key(|e| e.steps.first().map(|s| s.entered_ms));
     report.probes = probes(&report.executions, report.started_ms);
-    write_outputs(&report, &options.out_dir)?;
+    write_outputs(&report, &console, &options.out_dir)?;
     Ok(report)
 }
 
@@ -822,7 +753,14 @@ async fn observe(
         let event: Value = serde_json::from_str(message.body().unwrap_or("{}")).unwrap_or_default();
         let kind = event["detail-type"].as_str().unwrap_or("?").to_string();
         watch.say(&format!("event: {kind}"));
-        watch.report.events.push((now, kind));
+        watch.console.record_event(EventView {
+            at_ms: now,
+            kind,
+            reason: event["detail"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .into(),
+        });
         if let Some(handle) = message.receipt_handle() {
             let _ = sqs
                 .delete_message()
@@ -835,10 +773,16 @@ async fn observe(
     Ok(())
 }
 
-fn write_outputs(report: &Report, dir: &std::path::Path) -> Result<()> {
+fn write_outputs(
+    report: &Report,
+    console: &crate::console::state::Snapshot,
+    dir: &std::path::Path,
+) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let svg = crate::timeline::render_svg(&report.timeline());
-    std::fs::write(dir.join("timeline.svg"), svg)?;
+    std::fs::write(
+        dir.join("console.html"),
+        crate::console::static_page(console)?,
+    )?;
     let histories: Vec<Value> = report
         .executions
         .iter()
@@ -938,7 +882,6 @@ mod tests {
             alarm_states: vec![(0, "OK".into())],
             mapping_states: vec![(0, "Enabled".into())],
             depths: vec![(10_000, Depth::default())],
-            events: vec![(2_500, "Circuit Opened".into())],
         };
         assert_eq!(report.time_to_open(), Some(Duration::from_millis(1_100)));
         assert_eq!(report.heal_to_enabled(), Some(Duration::from_millis(4_100)));
@@ -952,9 +895,5 @@ mod tests {
             summary.contains("state transitions:             3"),
             "{summary}"
         );
-        let timeline = report.timeline();
-        assert_eq!(timeline.executions[0].1.len(), 3);
-        assert!((timeline.end - 10.0).abs() < 1e-9);
-        assert_eq!(timeline.markers.len(), 3);
     }
 }

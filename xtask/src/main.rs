@@ -6,8 +6,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 use xtask::{
-    aws, bench, breaker, consumer, demo, emulator::Emulator, emulator_gaps, paths, stack, status,
-    tools, traffic,
+    aws, bench, breaker, console::Console, consumer, demo, emulator::Emulator, emulator_gaps,
+    paths, stack, status, tools, traffic,
 };
 
 #[derive(Parser)]
@@ -40,10 +40,14 @@ enum Task {
     },
     /// The outage demo: local stack up, example consumer and breaker deployed, steady
     /// traffic, a simulated outage, and the breaker opening, probing, spreading the backlog
-    /// and closing, narrated live; ends with a summary and a timeline picture.
+    /// and closing, narrated live and shown on the console page; ends with a summary and the
+    /// console's last picture.
     Demo {
         #[arg(long, default_value_t = 4566)]
         port: u16,
+        /// The console page's port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        console_port: u16,
         /// How long the consumer fails, in seconds.
         #[arg(long, default_value_t = 40)]
         outage_seconds: u64,
@@ -72,6 +76,17 @@ enum Task {
         /// Leaves the local stack running afterwards (stop it with `cargo xtask local down`).
         #[arg(long)]
         keep: bool,
+    },
+    /// The local stand-in for the Step Functions console: a live page on 127.0.0.1 with the
+    /// workflow's graph, the executions and their histories, and the breaker's panel.
+    /// Read-only.
+    Console {
+        /// The page's port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 8466)]
+        port: u16,
+        /// The port of the running local stack (`cargo xtask local up`).
+        #[arg(long, default_value_t = 4566)]
+        stack_port: u16,
     },
     /// Runs every test: formatting, lints, template lint, unit and local-stack tests.
     Test,
@@ -165,6 +180,7 @@ fn main() -> Result<()> {
         }
         Task::Demo {
             port,
+            console_port,
             outage_seconds,
             warmup_seconds,
             rate,
@@ -188,9 +204,11 @@ fn main() -> Result<()> {
                 min_delay_s: min_delay,
                 max_delay_s: max_delay,
                 slow_start_s: slow_start,
+                console_port,
                 ..demo::Options::default()
             },
         }),
+        Task::Console { port, stack_port } => console(port, stack_port),
         Task::Test => test(),
         Task::Bench {
             target: BenchTarget::Controller { runs, executions },
@@ -321,8 +339,8 @@ fn demo(flags: DemoFlags) -> Result<()> {
     let report = outcome?;
     println!("{}", report.summary());
     println!(
-        "timeline: {}\nexecution histories: {}",
-        flags.options.out_dir.join("timeline.svg").display(),
+        "console's last picture: {}\nexecution histories: {}",
+        flags.options.out_dir.join("console.html").display(),
         flags.options.out_dir.join("executions.json").display()
     );
     anyhow::ensure!(report.lost == 0, "{} messages were lost", report.lost);
@@ -331,6 +349,24 @@ fn demo(flags: DemoFlags) -> Result<()> {
         "the circuit did not close"
     );
     Ok(())
+}
+
+/// Serves the console until interrupted.
+fn console(port: u16, stack_port: u16) -> Result<()> {
+    let emulator = running(stack_port)?;
+    runtime()?.block_on(async {
+        let config = aws::config(&emulator).await;
+        let console =
+            Console::start(&config, &emulator.endpoint(), stack::BREAKER_STACK, port).await?;
+        println!(
+            "console of {} on {}: {} (read-only; Ctrl-C to stop)",
+            stack::BREAKER_STACK,
+            emulator.endpoint(),
+            console.url()
+        );
+        std::future::pending::<()>().await;
+        anyhow::Ok(())
+    })
 }
 
 /// Every check CI runs, in order of cost, stopping at the first failure.

@@ -23,6 +23,7 @@ fn an_outage_opens_the_circuit_probes_spreads_the_backlog_and_closes_without_los
         slow_start_s: 9,
         timeout: Duration::from_secs(480),
         out_dir: xtask::paths::local().join(format!("e2e-{}", local.emulator.port)),
+        console_port: 0,
         narrate: true,
     };
     let report = tokio::runtime::Runtime::new()
@@ -90,6 +91,11 @@ fn an_outage_opens_the_circuit_probes_spreads_the_backlog_and_closes_without_los
     assert_eq!(report.lost, 0);
     assert_eq!(report.processed, report.sent);
 
-    let svg = std::fs::read_to_string(options.out_dir.join("timeline.svg")).expect("timeline");
-    assert!(svg.contains("CloseCircuit"));
+    // The console's last picture: the page with the owner's passed states, CloseCircuit too.
+    let page = std::fs::read_to_string(options.out_dir.join("console.html")).expect("console");
+    assert!(
+        page.contains(r#""passed":["OpenCircuit""#),
+        "no passed states in the page"
+    );
+    assert!(page.contains(r#""CloseCircuit""#));
 }

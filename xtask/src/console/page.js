@@ -1,0 +1,149 @@
+// The console page: renders SNAPSHOT (inlined by the server or the demo) and, when LIVE,
+// polls the server for a new one every second. Read-only: it only ever GETs.
+"use strict";
+
+let snapshot = SNAPSHOT;
+const wanted = new URLSearchParams(location.search).get("execution");
+
+const byId = (id) => document.getElementById(id);
+const text = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+const clock = (ms) => (ms ? new Date(ms).toISOString().slice(11, 19) : "-");
+const seconds = (from, to) => (from ? `${((to - from) / 1000).toFixed(1)} s` : "-");
+
+function selected() {
+  const all = snapshot.executions || [];
+  return all.find((e) => e.arn === wanted) || all[0];
+}
+
+function renderGraph(execution) {
+  const passed = new Set(execution ? execution.passed : []);
+  for (const node of document.querySelectorAll("#graph g.state")) {
+    const name = node.dataset.state;
+    node.classList.remove("current", "passed", "running", "succeeded", "failed", "aborted", "timed_out");
+    if (passed.has(name)) node.classList.add("passed");
+    if (execution && execution.current === name) {
+      node.classList.add("current", execution.status.toLowerCase());
+    }
+  }
+  // The transitions taken: from each state entered to the next one entered.
+  const entered = execution
+    ? execution.history.filter((e) => e.kind.endsWith("StateEntered")).map((e) => e.state)
+    : [];
+  const taken = new Set(entered.slice(1).map((to, i) => `${entered[i]}>${to}`));
+  for (const edge of document.querySelectorAll("#graph g.edge")) {
+    edge.classList.toggle("passed", taken.has(`${edge.dataset.from}>${edge.dataset.to}`));
+  }
+  byId("selected-name").textContent = execution ? execution.name : "no execution yet";
+  byId("selected-status").textContent = execution ? execution.status : "";
+  byId("selected-status").className = `status ${execution ? execution.status : ""}`;
+  byId("current-state").textContent = execution ? execution.current || "" : "";
+}
+
+function renderExecutions(current) {
+  const now = snapshot.updated_ms;
+  byId("executions").innerHTML = (snapshot.executions || [])
+    .map((e) => `<tr class="${e === current ? "selected" : ""}">
+      <td><a href="?execution=${encodeURIComponent(e.arn)}">${text(e.name)}</a></td>
+      <td class="status ${text(e.status)}">${text(e.status)}</td>
+      <td>${clock(e.start_ms)}</td><td>${seconds(e.start_ms, e.stop_ms || now)}</td></tr>`)
+    .join("");
+}
+
+let shownHistory = "";
+function renderHistory(execution) {
+  // Redrawn only when it grew, so an opened input or output stays open.
+  const key = execution ? `${execution.arn}:${execution.history.length}` : "";
+  if (key === shownHistory) return;
+  shownHistory = key;
+  const start = execution ? execution.start_ms : 0;
+  const data = (label, value) =>
+    value ? `<details><summary>${label}</summary><pre>${text(pretty(value))}</pre></details>` : "";
+  byId("history").innerHTML = (execution ? execution.history : [])
+    .map((e) => `<tr><td>${e.id}</td><td>${text(e.kind)}</td><td>${text(e.state)}</td>
+      <td>${clock(e.at_ms)} (+${seconds(start, e.at_ms)})</td>
+      <td>${data("input", e.input)}${data("output", e.output)}${text(e.error)}</td></tr>`)
+    .join("");
+}
+
+function pretty(json) {
+  try {
+    return JSON.stringify(JSON.parse(json), null, 2);
+  } catch {
+    return json;
+  }
+}
+
+function renderDepth() {
+  const points = snapshot.depth || [];
+  const chart = byId("depth");
+  if (points.length < 2) {
+    chart.innerHTML = "";
+    byId("depth-top").textContent = "";
+    return;
+  }
+  const t0 = points[0].at_ms;
+  const span = Math.max(1, points[points.length - 1].at_ms - t0);
+  const top = Math.max(1, ...points.map((p) => Math.max(p.visible, p.in_flight, p.delayed)));
+  const line = (field, color) => {
+    const xy = points.map((p) => `${((p.at_ms - t0) / span) * 400},${105 - (p[field] / top) * 100}`);
+    return `<polyline class="${field}" stroke="${color}" points="${xy.join(" ")}"/>`;
+  };
+  chart.innerHTML =
+    line("visible", "#0073bb") + line("in_flight", "#ec7211") + line("delayed", "#8b5ba5");
+  byId("depth-top").textContent =
+    `top ${top} messages, last ${Math.round(span / 1000)} s`;
+}
+
+function renderBreaker() {
+  const c = snapshot.circuit;
+  byId("circuit").textContent = c ? `${c.state}: ${c.reason}` : "no circuit yet";
+  const m = snapshot.mapping;
+  byId("mapping").textContent = m ? m.state : "-";
+  byId("concurrency").textContent =
+    m && m.maximum_concurrency != null ? `MaximumConcurrency ${m.maximum_concurrency}` : "not set";
+  const a = snapshot.alarm;
+  byId("alarm").textContent = a ? a.state : "-";
+  byId("alarm").title = a ? a.reason : "";
+  const d = (snapshot.depth || []).at(-1);
+  byId("queue").textContent = d
+    ? `visible ${d.visible}, in flight ${d.in_flight}, delayed ${d.delayed}`
+    : "-";
+  renderDepth();
+  const events = snapshot.events || [];
+  byId("events").innerHTML = events.length
+    ? events.map((e) => `<li>${clock(e.at_ms)} <b>${text(e.kind)}</b> ${text(e.reason)}</li>`).join("")
+    : `<li class="none">none seen (the demo feeds them from its tap on the bus)</li>`;
+}
+
+function render() {
+  const execution = selected();
+  byId("stack").textContent = `${snapshot.stack} ${LIVE ? "(live)" : "(snapshot)"}`;
+  byId("updated").textContent = `read ${clock(snapshot.updated_ms)} UTC`;
+  byId("error").textContent = snapshot.error || "";
+  renderGraph(execution);
+  renderExecutions(execution);
+  renderHistory(execution);
+  renderBreaker();
+}
+
+// Transitions say what takes them (a Choice rule, Default, a Catch) on hover.
+for (const edge of document.querySelectorAll("#graph g.edge[data-label]")) {
+  if (edge.dataset.label) edge.insertAdjacentHTML("afterbegin", `<title>${text(edge.dataset.label)}</title>`);
+}
+render();
+byId("graph").addEventListener("click", () => {
+  byId("graph").classList.toggle("zoomed");
+  const current = document.querySelector("#graph g.state.current");
+  if (current) current.scrollIntoView({ block: "center", inline: "center" });
+});
+if (LIVE) {
+  setInterval(async () => {
+    try {
+      const response = await fetch("snapshot.json", { cache: "no-store" });
+      snapshot = await response.json();
+      render();
+    } catch (e) {
+      byId("error").textContent = `console server unreachable: ${e}`;
+    }
+  }, 1000);
+}

@@ -1,0 +1,222 @@
+//! The console page in a real browser (headless Chromium) during a short outage on a local
+//! emulator: what it shows when the circuit has opened, while it probes, and after it closed
+//! (the lit state, the execution's status, the consumer mapping's state), with a screenshot
+//! of each under `.local/`.
+
+use anyhow::{ensure, Context, Result};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use xtask::console::browser::{self, states_with_class, text_of};
+use xtask::console::Console;
+use xtask::stack::{fast_breaker, fast_example, Deployment};
+use xtask::wait::eventually;
+use xtask::{aws, traffic};
+
+/// The states of the probe loop: where a probing execution can be lit.
+const PROBING: [&str; 5] = [
+    "WaitBeforeProbe",
+    "Probe",
+    "ProbeVerdict",
+    "NextBackoff",
+    "BackoffOrGiveUp",
+];
+
+fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
+    let mut breaker = fast_breaker();
+    breaker.extend([
+        // The test starts its one execution itself: the consumer's errors start none.
+        ("AlarmThreshold", "1000000".into()),
+        ("MaxCircuitsPerHour", "0".into()),
+    ]);
+    Deployment::start(&fast_example(), &breaker)
+}
+
+/// What the page shows, read from the browser's DOM, and its screenshot saved as `name`.
+struct Shown {
+    lit: Vec<String>,
+    passed: Vec<String>,
+    current_text: Option<String>,
+    status: Option<String>,
+    mapping: Option<String>,
+}
+
+impl std::fmt::Debug for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "lit {:?}, passed {:?}, current {:?}, status {:?}, mapping {:?}",
+            self.lit, self.passed, self.current_text, self.status, self.mapping
+        )
+    }
+}
+
+async fn look(chromium: &Path, url: &str, name: &str) -> Result<Shown> {
+    let (chromium, url) = (chromium.to_path_buf(), url.to_string());
+    let shot = xtask::paths::local().join(format!("console-{name}.png"));
+    tokio::task::spawn_blocking(move || {
+        let dom = browser::dump_dom(&chromium, &url)?;
+        browser::screenshot(&chromium, &url, &shot)?;
+        eprintln!("screenshot: {}", shot.display());
+        anyhow::Ok(Shown {
+            lit: states_with_class(&dom, "current"),
+            passed: states_with_class(&dom, "passed"),
+            current_text: text_of(&dom, "current-state"),
+            status: text_of(&dom, "selected-status"),
+            mapping: text_of(&dom, "mapping"),
+        })
+    })
+    .await
+    .context("the browser task panicked")?
+}
+
+/// Whether the console's own reading shows the execution past `states` entries of `state`.
+fn console_saw(console: &Console, execution: &str, state: &str, times: usize) -> bool {
+    console.snapshot().executions.iter().any(|e| {
+        e.arn == execution
+            && e.history
+                .iter()
+                .filter(|h| h.kind.ends_with("StateEntered") && h.state.as_deref() == Some(state))
+                .count()
+                >= times
+    })
+}
+
+fn browser_or_skip() -> Option<PathBuf> {
+    match browser::chromium() {
+        Ok(path) => Some(path),
+        // CI runs as root on Debian: there the browser can be installed, so it must run.
+        Err(e) if std::env::var_os("CI").is_some() => panic!("no browser on CI: {e:#}"),
+        Err(e) => {
+            eprintln!("SKIPPED: the console's browser test needs chromium: {e:#}");
+            None
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
+fn the_console_shows_the_circuit_open_probing_and_closed_in_a_browser() -> Result<()> {
+    let Some(chromium) = browser_or_skip() else {
+        return Ok(());
+    };
+    let (runtime, d) = deploy()?;
+    runtime.block_on(async {
+        let config = aws::config(&d.local.emulator).await;
+        let console = Console::start(
+            &config,
+            &d.local.emulator.endpoint(),
+            xtask::stack::BREAKER_STACK,
+            0,
+        )
+        .await?;
+        ensure!(console.address.ip().is_loopback(), "{}", console.address);
+
+        d.outage(true).await?;
+        traffic::send(&d.sqs, d.queue(), "console", 10).await?;
+        let execution = d.start_alarm_execution().await?;
+        let page = console.execution_url(&execution);
+
+        // Open: the mapping disabled, the execution running past OpenCircuit.
+        eventually(
+            "the console to see the circuit open",
+            Duration::from_secs(60),
+            || async {
+                let seen = console.snapshot();
+                Ok(
+                    (seen.mapping.as_ref().is_some_and(|m| m.state == "Disabled")
+                        && console_saw(&console, &execution, "WaitBeforeProbe", 1))
+                    .then_some(()),
+                )
+            },
+        )
+        .await?;
+        let open = look(&chromium, &page, "open").await?;
+        ensure!(
+            open.status.as_deref() == Some("RUNNING"),
+            "at open: {open:?}"
+        );
+        ensure!(
+            open.mapping.as_deref() == Some("Disabled"),
+            "at open: {open:?}"
+        );
+        ensure!(
+            open.passed.iter().any(|s| s == "OpenCircuit"),
+            "at open: {open:?}"
+        );
+        ensure!(open.lit.len() == 1, "one state lit at open: {open:?}");
+
+        // Probing: two failed probes seen; the lit state is in the probe loop.
+        eventually("two probes", Duration::from_secs(60), || async {
+            Ok(console_saw(&console, &execution, "NextBackoff", 2).then_some(()))
+        })
+        .await?;
+        let probing = look(&chromium, &page, "probing").await?;
+        ensure!(
+            probing.status.as_deref() == Some("RUNNING"),
+            "probing: {probing:?}"
+        );
+        ensure!(
+            probing.mapping.as_deref() == Some("Disabled"),
+            "probing: {probing:?}"
+        );
+        ensure!(
+            probing.lit.len() == 1 && PROBING.contains(&probing.lit[0].as_str()),
+            "probing: {probing:?}"
+        );
+        ensure!(
+            probing.current_text.as_ref() == probing.lit.first(),
+            "probing: {probing:?}"
+        );
+        for state in ["OpenCircuit", "IsCircuitOpen", "Probe", "NextBackoff"] {
+            ensure!(
+                probing.passed.iter().any(|s| s == state),
+                "{state}: {probing:?}"
+            );
+        }
+
+        // Closed: the consumer healed, the next probe succeeds and the circuit closes.
+        d.outage(false).await?;
+        eventually(
+            "the console to see the close",
+            Duration::from_secs(90),
+            || async {
+                let seen = console.snapshot();
+                let done = seen
+                    .executions
+                    .iter()
+                    .any(|e| e.arn == execution && e.status == "SUCCEEDED");
+                let enabled = seen.mapping.as_ref().is_some_and(|m| m.state == "Enabled");
+                Ok((done && enabled).then_some(()))
+            },
+        )
+        .await?;
+        let closed = look(&chromium, &page, "closed").await?;
+        ensure!(
+            closed.status.as_deref() == Some("SUCCEEDED"),
+            "closed: {closed:?}"
+        );
+        ensure!(
+            closed.mapping.as_deref() == Some("Enabled"),
+            "closed: {closed:?}"
+        );
+        ensure!(closed.lit == ["CircuitClosed"], "closed: {closed:?}");
+        ensure!(
+            closed.passed.iter().any(|s| s == "CloseCircuit"),
+            "closed: {closed:?}"
+        );
+
+        // Read-only: the page's server answers nothing but GET.
+        let mut stream = std::net::TcpStream::connect(console.address)?;
+        stream.write_all(
+            b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        ensure!(
+            answer.starts_with("HTTP/1.1 405"),
+            "POST / answered {answer}"
+        );
+        Ok(())
+    })
+}
