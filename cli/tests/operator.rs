@@ -7,7 +7,6 @@
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
-use std::collections::HashSet;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 use xtask::stack::{fast_breaker, fast_example, Deployment, BREAKER_STACK, EXAMPLE_STACK};
@@ -217,16 +216,7 @@ fn the_operator_command_shows_opens_holds_and_closes_the_circuit() -> Result<()>
             "{ended:?}"
         );
         d.outage(false).await?;
-        let wanted: HashSet<String> = sent.into_iter().map(|s| s.message_id).collect();
-        eventually(
-            "every message to be processed",
-            Duration::from_secs(120),
-            || async {
-                let done = traffic::processed_ids(&d.logs, d.function()).await?;
-                Ok(wanted.is_subset(&done).then_some(()))
-            },
-        )
-        .await?;
+        d.every_message_processed(&sent).await?;
         // The recovery of the stopped execution found the circuit closed: still CLOSED, by
         // the operator.
         let circuit = d.circuit().await?.context("no circuit item")?;

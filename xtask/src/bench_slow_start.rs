@@ -3,7 +3,9 @@
 //! measures, from the moment the mapping is enabled again, the consumer's peak in-flight
 //! batches in the first minute and the time until the backlog is drained, without and with
 //! the slow start. Each case runs on its own local stack (the emulator honours a mapping's
-//! `MaximumConcurrency`).
+//! `MaximumConcurrency`). The emulator runs a mapping without a cap at 5 batches at once,
+//! where AWS starts there and adds up to 300 a minute: the mapping gets a cap of its own
+//! (`mapping_cap`) to stand for the burst a recovered dependency would take on AWS.
 
 use crate::stack::{fast_breaker, fast_example, Deployment};
 use crate::wait::eventually;
@@ -31,10 +33,16 @@ pub fn batches(messages: u64) -> u64 {
     messages.div_ceil(BATCH_SIZE)
 }
 
-pub fn run(messages: usize, slow_start_seconds: u32, latency_ms: u32) -> Result<()> {
+pub fn run(
+    messages: usize,
+    slow_start_seconds: u32,
+    latency_ms: u32,
+    mapping_cap: u32,
+) -> Result<()> {
     println!(
         "slow start: {messages} messages queued behind an open circuit, consumer latency \
-         {latency_ms} ms per batch, batch size {BATCH_SIZE}; one local stack per case"
+         {latency_ms} ms per batch, batch size {BATCH_SIZE}, the mapping's own \
+         MaximumConcurrency {mapping_cap}; one local stack per case"
     );
     let mut rows = Vec::new();
     for seconds in [0, slow_start_seconds] {
@@ -50,7 +58,11 @@ pub fn run(messages: usize, slow_start_seconds: u32, latency_ms: u32) -> Result<
         // Room for a batch's latency within the visibility timeout.
         example.retain(|(name, _)| *name != "VisibilityTimeoutSeconds");
         let (runtime, d) = Deployment::start(&example, &breaker_parameters)?;
-        let figures = runtime.block_on(measure(&d, messages, latency_ms))?;
+        let figures = runtime.block_on(async {
+            breaker::set_maximum_concurrency(&d.lambda, d.mapping(), Some(mapping_cap as i32))
+                .await?;
+            measure(&d, messages, latency_ms).await
+        })?;
         rows.push((seconds, figures));
     }
     println!();

@@ -134,6 +134,10 @@ enum BenchTarget {
         /// How long the consumer takes per batch.
         #[arg(long, default_value_t = 2000)]
         latency_ms: u32,
+        /// The consumer mapping's own MaximumConcurrency (the emulator runs an uncapped
+        /// mapping at 5 batches, AWS at up to hundreds).
+        #[arg(long, default_value_t = 20)]
+        mapping_cap: u32,
     },
 }
 
@@ -227,8 +231,9 @@ fn main() -> Result<()> {
                     messages,
                     slow_start_seconds,
                     latency_ms,
+                    mapping_cap,
                 },
-        } => xtask::bench_slow_start::run(messages, slow_start_seconds, latency_ms),
+        } => xtask::bench_slow_start::run(messages, slow_start_seconds, latency_ms, mapping_cap),
     }
 }
 
@@ -479,6 +484,8 @@ fn nextest_available(cargo: &str) -> bool {
 }
 
 fn bench_controller(runs: usize, executions: usize) -> Result<()> {
+    // The step latencies below time the deployed controller: build it optimised.
+    xtask::sam::optimise_local_builds();
     let root = paths::root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("==> cargo build --release -p controller");

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub const REGION: &str = "us-east-1";
 
@@ -30,9 +31,11 @@ pub fn turn() -> Result<Turn> {
 /// `CodeUri` (infra/) and miss changes to the Rust sources).
 ///
 /// These local builds only run on the emulator, so they skip the release profile's fat LTO
-/// (kept for the packages users deploy: see Cargo.toml): a build after an edit of the
-/// controller and the rejitter takes 16 s instead of 75 s on two cores.
-/// Call it holding a [`turn`].
+/// and optimisation (kept for the packages users deploy: see Cargo.toml): from scratch, the
+/// three binaries take 95 s instead of 363 s on two cores, which is most of a fresh clone's
+/// wait for the demo and for the first local-stack test. The emulator's own latency dwarfs
+/// what optimisation would save; `bench controller` asks for optimised binaries
+/// ([`optimise_local_builds`]). Call it holding a [`turn`].
 pub fn build(tools: &Tools, template: &str) -> Result<PathBuf> {
     let source = paths::root().join("infra").join(format!("{template}.yaml"));
     let build_dir = paths::local().join("sam").join(template);
@@ -49,10 +52,23 @@ pub fn build(tools: &Tools, template: &str) -> Result<PathBuf> {
     Ok(build_dir.join("template.yaml"))
 }
 
-/// The release profile of local builds: no fat LTO (see [`build`]).
+static OPTIMISED: AtomicBool = AtomicBool::new(false);
+
+/// Local builds of this process keep the release profile's optimisation (not its fat LTO):
+/// for benchmarks that time the Lambdas on the emulator.
+pub fn optimise_local_builds() {
+    OPTIMISED.store(true, Ordering::Relaxed);
+}
+
+/// The release profile of local builds: no fat LTO, no optimisation unless asked (see
+/// [`build`]).
 fn local_profile(cmd: &mut Command) -> &mut Command {
     cmd.env("CARGO_PROFILE_RELEASE_LTO", "false")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
+    if !OPTIMISED.load(Ordering::Relaxed) {
+        cmd.env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0");
+    }
+    cmd
 }
 
 /// Starts, in the background, the build `sam build` runs for every function (`make lambdas`,

@@ -244,4 +244,24 @@ impl Deployment {
     pub async fn outage(&self, on: bool) -> Result<()> {
         crate::consumer::set_should_error(&self.lambda, self.function(), on).await
     }
+
+    /// Waits (up to 2 minutes) until the consumer has processed every message of `sent`, by
+    /// message id, then checks that nothing reached the dead-letter queue.
+    pub async fn every_message_processed(&self, sent: &[crate::traffic::Sent]) -> Result<()> {
+        let wanted: std::collections::HashSet<&str> =
+            sent.iter().map(|s| s.message_id.as_str()).collect();
+        crate::wait::eventually(
+            "every message to be processed",
+            std::time::Duration::from_secs(120),
+            || async {
+                let done = crate::traffic::processed_ids(&self.logs, self.function()).await?;
+                Ok(wanted.iter().all(|id| done.contains(*id)).then_some(()))
+            },
+        )
+        .await?;
+        let dead =
+            crate::status::queue_depth(&self.sqs, &self.example["DeadLetterQueueUrl"]).await?;
+        anyhow::ensure!(dead.total() == 0, "nothing may reach the DLQ: {dead:?}");
+        Ok(())
+    }
 }

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 use xtask::stack::{fast_breaker, fast_example, Deployment};
 use xtask::wait::eventually;
-use xtask::{breaker, status, traffic};
+use xtask::{breaker, traffic};
 
 /// The created alarm's period here.
 const PERIOD_S: u64 = 10;
@@ -165,18 +165,7 @@ fn the_outage_s_old_errors_open_no_second_circuit_and_a_new_outage_does() -> Res
         let end = breaker::finished(&d.sfn, &second, Duration::from_secs(120)).await?;
         ensure!(end == ExecutionStatus::Succeeded, "{end:?}");
 
-        let wanted: HashSet<String> = sent.into_iter().map(|s| s.message_id).collect();
-        eventually(
-            "every message to be processed",
-            Duration::from_secs(120),
-            || async {
-                let done = traffic::processed_ids(&d.logs, d.function()).await?;
-                Ok(wanted.is_subset(&done).then_some(()))
-            },
-        )
-        .await?;
-        let dead = status::queue_depth(&d.sqs, &d.example["DeadLetterQueueUrl"]).await?;
-        ensure!(dead.total() == 0, "nothing may reach the DLQ: {dead:?}");
+        d.every_message_processed(&sent).await?;
         Ok(())
     })
 }

@@ -6,12 +6,11 @@
 
 use anyhow::{ensure, Context, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
+use xtask::breaker;
 use xtask::stack::{fast_breaker, fast_example, Deployment};
 use xtask::traffic::{self, Sent};
 use xtask::wait::eventually;
-use xtask::{breaker, status};
 
 fn deploy(slow_start_seconds: u32) -> Result<(tokio::runtime::Runtime, Deployment)> {
     let mut breaker = fast_breaker();
@@ -90,22 +89,6 @@ fn count(states: &[String], name: &str) -> usize {
     states.iter().filter(|s| *s == name).count()
 }
 
-async fn every_message_processed(d: &Deployment, sent: &[Sent]) -> Result<()> {
-    let wanted: HashSet<String> = sent.iter().map(|s| s.message_id.clone()).collect();
-    eventually(
-        "every message to be processed",
-        Duration::from_secs(120),
-        || async {
-            let done = traffic::processed_ids(&d.logs, d.function()).await?;
-            Ok(wanted.is_subset(&done).then_some(()))
-        },
-    )
-    .await?;
-    let dead = status::queue_depth(&d.sqs, &d.example["DeadLetterQueueUrl"]).await?;
-    ensure!(dead.total() == 0, "nothing may reach the DLQ: {dead:?}");
-    Ok(())
-}
-
 #[test]
 #[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
 fn the_ramp_doubles_back_to_the_mapping_s_own_cap_and_keeps_an_operator_s() -> Result<()> {
@@ -153,7 +136,7 @@ fn the_ramp_doubles_back_to_the_mapping_s_own_cap_and_keeps_an_operator_s() -> R
         );
         let circuit = d.circuit().await?.context("no circuit item")?;
         ensure!(circuit.state == "CLOSED", "{circuit:?}");
-        every_message_processed(&d, &sent).await
+        d.every_message_processed(&sent).await
     })
 }
 
@@ -216,6 +199,6 @@ fn a_failure_during_the_ramp_reopens_the_circuit_and_an_uncapped_mapping_ends_un
             "the second ramp went to 512, then the cap was removed: {:?}",
             caps.0
         );
-        every_message_processed(&d, &sent).await
+        d.every_message_processed(&sent).await
     })
 }
