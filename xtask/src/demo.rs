@@ -326,6 +326,9 @@ async fn deploy(tools: &Tools, emulator: &Emulator, options: &Options) -> Result
         ("VisibilityTimeoutSeconds", "15".to_string()),
         ("ConsumerTimeoutSeconds", "5".to_string()),
         ("MaxReceiveCount", "10".to_string()),
+        // A batch takes a second, as real work does: the queue shows batches in flight, and
+        // the slow start's cap on them.
+        ("LatencyMs", "1000".to_string()),
     ];
     stack::deploy_example(tools, emulator, &example)?;
     let breaker = vec![

@@ -453,17 +453,17 @@ fn test_steps(
             Command::new(cargo).args(["test", "--workspace", "--doc"]),
         )?;
         step(
-            "cargo nextest (unit, property and local-stack tests, 3 at a time)",
+            "cargo nextest (unit, property and local-stack tests, 4 at a time)",
             Command::new(cargo).args([
                 "nextest",
                 "run",
                 "--workspace",
                 "--run-ignored",
                 "all",
-                // never_strand's three thirds start first (see .config/nextest.toml), then
-                // everything else. A fourth thread measured no faster on 2 cores.
+                // never_strand's three thirds start first (see .config/nextest.toml); a
+                // fourth thread works through everything else meanwhile.
                 "--test-threads",
-                "3",
+                "4",
                 "--no-fail-fast",
             ]),
         )

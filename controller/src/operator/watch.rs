@@ -115,7 +115,7 @@ pub fn narrate(step: &Step) -> Option<String> {
         "StopRejitter" => "backlog rejitter OFF".into(),
         "StartSlowStart" | "RampUp" => match text("next") {
             "Ramp" => format!(
-                "HALF-OPEN: {}; next step in {} s",
+                "{}; next step in {} s",
                 text("reason"),
                 number("wait_seconds")
             ),
@@ -570,7 +570,31 @@ mod tests {
             narrate(&backoff).as_deref(),
             Some("next probe in 3 s (drawn from a window of up to 4 s)")
         );
-        for routing in ["ProbeVerdict", "WaitBeforeProbe", "HoldOpen"] {
+        let ramp = step(
+            "RampUp",
+            true,
+            json!({"next": "Ramp", "wait_seconds": 5, "reason": "HALF-OPEN: MaximumConcurrency raised to 4"}),
+        );
+        assert_eq!(
+            narrate(&ramp).as_deref(),
+            Some("HALF-OPEN: MaximumConcurrency raised to 4; next step in 5 s")
+        );
+        let reopened = step(
+            "ReopenCircuit",
+            true,
+            json!({"next": "Backoff", "reason": "the consumer raised 3 errors during the slow start"}),
+        );
+        assert_eq!(
+            narrate(&reopened).as_deref(),
+            Some("circuit REOPENED: the consumer raised 3 errors during the slow start")
+        );
+        for routing in [
+            "ProbeVerdict",
+            "WaitBeforeProbe",
+            "HoldOpen",
+            "RampVerdict",
+            "WaitRampStep",
+        ] {
             assert_eq!(narrate(&step(routing, true, json!({}))), None, "{routing}");
         }
     }

@@ -109,7 +109,7 @@ pub async fn start_slow_start(
     };
     circuit.wait_seconds = step_seconds(ctx, &ramp);
     circuit.reason = format!(
-        "half-open: the mapping is enabled at MaximumConcurrency {} (its own: {}), doubling \
+        "HALF-OPEN: the mapping is enabled at MaximumConcurrency {} (its own: {}), doubling \
          every {} s while the consumer raises no errors",
         ramp.level,
         original.map_or("none".to_string(), |c| c.to_string()),
@@ -181,7 +181,7 @@ pub async fn ramp_up(
             ramp.level = level;
             circuit.wait_seconds = step_seconds(ctx, &ramp);
             circuit.next = Some(Next::Ramp);
-            circuit.reason = format!("half-open: MaximumConcurrency raised to {level}");
+            circuit.reason = format!("HALF-OPEN: MaximumConcurrency raised to {level}");
             tracing::info!(level, "slow start raised the cap");
         }
         RampStep::Finish => {
