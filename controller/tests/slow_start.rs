@@ -183,6 +183,90 @@ async fn start_records_the_original_cap_then_caps_at_two_and_enables() {
 }
 
 #[tokio::test]
+async fn after_a_reopen_a_cap_someone_set_meanwhile_becomes_the_one_to_give_back() {
+    // The first ramp recorded the mapping's own 10 and set 8; while the circuit was open
+    // again, its owners set 50.
+    let first = ConcurrencyChange {
+        original: Some(10),
+        set: 8,
+        previous: Some(4),
+    };
+    let (update, _) = updates();
+    let (record, recorded) = record_changes();
+    let mocks = Mocks {
+        lambda: vec![
+            update,
+            get_capped(&[
+                ("Disabled", Some(50)),
+                ("Disabled", Some(50)),
+                ("Disabled", Some(2)),
+                ("Disabled", Some(2)),
+                ("Enabled", Some(2)),
+            ]),
+        ],
+        dynamodb: vec![get_item(Some(open_item(Some(first)))), record],
+        cloudwatch: vec![errors(0.0)],
+        ..Mocks::default()
+    };
+    let ctx = mocks.context(config(&[("SLOW_START_SECONDS", "60")]));
+
+    steps::start_slow_start(&ctx, circuit(), 0)
+        .await
+        .expect("started");
+
+    assert_eq!(
+        *recorded.lock().unwrap(),
+        [Some(ConcurrencyChange {
+            original: Some(50),
+            set: 2,
+            previous: None
+        })]
+    );
+}
+
+#[tokio::test]
+async fn a_retried_start_keeps_the_original_it_recorded() {
+    // The first attempt recorded 10 and set 2, then failed.
+    let first = ConcurrencyChange {
+        original: Some(10),
+        set: 2,
+        previous: None,
+    };
+    let (update, seen) = updates();
+    let (record, recorded) = record_changes();
+    let mocks = Mocks {
+        lambda: vec![
+            update,
+            get_capped(&[
+                ("Disabled", Some(2)),
+                ("Disabled", Some(2)),
+                ("Disabled", Some(2)),
+                ("Enabled", Some(2)),
+            ]),
+        ],
+        dynamodb: vec![get_item(Some(open_item(Some(first)))), record],
+        cloudwatch: vec![errors(0.0)],
+        ..Mocks::default()
+    };
+    let ctx = mocks.context(config(&[("SLOW_START_SECONDS", "60")]));
+
+    let circuit = steps::start_slow_start(&ctx, circuit(), 1)
+        .await
+        .expect("started");
+
+    assert_eq!(
+        *recorded.lock().unwrap(),
+        [Some(ConcurrencyChange {
+            original: Some(10),
+            set: 2,
+            previous: Some(2)
+        })]
+    );
+    assert_eq!(*seen.lock().unwrap(), ["enabled=true"]);
+    assert_eq!(circuit.slow_start.map(|r| r.original), Some(Some(10)));
+}
+
+#[tokio::test]
 async fn a_provisioned_mapping_is_left_alone() {
     let provisioned = mock!(aws_sdk_lambda::Client::get_event_source_mapping)
         .match_requests(|r| r.uuid() == Some(UUID))

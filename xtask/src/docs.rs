@@ -36,6 +36,19 @@ pub fn commands(program: &str) -> Result<Vec<(String, Vec<String>)>> {
     Ok(found)
 }
 
+/// Asserts that every `program` command the docs show parses with the CLI `C` (`--help`
+/// "fails" by printing help: that command works too). For each CLI's unit test.
+pub fn assert_documented_commands_parse<C: clap::Parser>(program: &str) {
+    let documented = commands(program).expect("the docs read");
+    assert!(documented.len() >= 10, "{documented:?}");
+    for (at, words) in documented {
+        let args = std::iter::once(program.to_string()).chain(words);
+        if let Err(e) = C::try_parse_from(args) {
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{at}: {e}");
+        }
+    }
+}
+
 /// [`commands`] in one markdown text: (1-based line, words after the program).
 pub fn commands_in(markdown: &str, program: &str) -> Vec<(usize, Vec<String>)> {
     let mut found = Vec::new();

@@ -48,7 +48,6 @@ pub async fn start_slow_start(
     circuit.history_events += task(retries) + FLOW_STATE;
     let store = ctx.store();
     let uuid = circuit.mapping.uuid.clone();
-    // A retried step finds the cap it set already recorded: the original is the recorded one.
     let recorded = store
         .owned(&uuid, &circuit.execution)
         .await?
@@ -56,9 +55,11 @@ pub async fn start_slow_start(
         .and_then(|s| s.changes().maximum_concurrency);
     let lambda = &ctx.clients.lambda;
     let found: Mapping = mapping::get(lambda, &uuid).await?;
+    // The cap the mapping's owners want: the one recorded before an earlier ramp (this step
+    // retried, or the circuit reopened), unless someone has set another since.
     let original = match recorded {
-        Some(change) => change.original,
-        None => found.maximum_concurrency,
+        Some(change) if change.is_ours(found.maximum_concurrency) => change.original,
+        _ => found.maximum_concurrency,
     };
     let start = ctx.config.slow_start_concurrency;
     let mut plan = slow_start::plan(
