@@ -113,33 +113,48 @@ pub async fn errors_since(
     now_ms: u64,
 ) -> Result<u64, StepError> {
     use aws_sdk_cloudwatch::primitives::DateTime;
-    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
     let minute = 60_000;
     let start = from_ms / minute * minute;
     // The end is exclusive: reach past the current minute.
     let end = (now_ms / minute + 1) * minute;
-    let out = cloudwatch
-        .get_metric_statistics()
-        .namespace("AWS/Lambda")
-        .metric_name("Errors")
-        .dimensions(
-            Dimension::builder()
-                .name("FunctionName")
-                .value(function)
-                .build(),
-        )
-        .start_time(DateTime::from_millis(start as i64))
-        .end_time(DateTime::from_millis(end as i64))
-        .period(60)
-        .statistics(Statistic::Sum)
-        .send()
-        .await
-        .map_err(|e| StepError::aws("GetMetricStatistics", e))?;
-    Ok(out
-        .datapoints()
+    let datapoints = metric_statistics(
+        cloudwatch,
+        ("AWS/Lambda", "Errors"),
+        ("FunctionName", function),
+        DateTime::from_millis(start as i64),
+        DateTime::from_millis(end as i64),
+        aws_sdk_cloudwatch::types::Statistic::Sum,
+    )
+    .await?;
+    Ok(datapoints
         .iter()
         .filter_map(|d| d.sum())
         .sum::<f64>()
         .max(0.0)
         .round() as u64)
+}
+
+/// One statistic of one metric with one dimension, per minute, between `start` and `end`.
+pub(crate) async fn metric_statistics(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    (namespace, metric): (&str, &str),
+    (dimension, value): (&str, &str),
+    start: aws_sdk_cloudwatch::primitives::DateTime,
+    end: aws_sdk_cloudwatch::primitives::DateTime,
+    statistic: aws_sdk_cloudwatch::types::Statistic,
+) -> Result<Vec<aws_sdk_cloudwatch::types::Datapoint>, StepError> {
+    use aws_sdk_cloudwatch::types::Dimension;
+    let out = cloudwatch
+        .get_metric_statistics()
+        .namespace(namespace)
+        .metric_name(metric)
+        .dimensions(Dimension::builder().name(dimension).value(value).build())
+        .start_time(start)
+        .end_time(end)
+        .period(60)
+        .statistics(statistic)
+        .send()
+        .await
+        .map_err(|e| StepError::aws("GetMetricStatistics", e))?;
+    Ok(out.datapoints().to_vec())
 }

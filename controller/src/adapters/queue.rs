@@ -229,26 +229,16 @@ pub async fn oldest_message_age_seconds(
     queue_name: &str,
     now: std::time::SystemTime,
 ) -> Result<Option<u32>, StepError> {
-    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
-    let out = cloudwatch
-        .get_metric_statistics()
-        .namespace("AWS/SQS")
-        .metric_name("ApproximateAgeOfOldestMessage")
-        .dimensions(
-            Dimension::builder()
-                .name("QueueName")
-                .value(queue_name)
-                .build(),
-        )
-        .start_time((now - std::time::Duration::from_secs(300)).into())
-        .end_time(now.into())
-        .period(60)
-        .statistics(Statistic::Maximum)
-        .send()
-        .await
-        .map_err(|e| StepError::aws("GetMetricStatistics", e))?;
-    Ok(out
-        .datapoints()
+    let datapoints = super::consumer::metric_statistics(
+        cloudwatch,
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+        ("QueueName", queue_name),
+        (now - std::time::Duration::from_secs(300)).into(),
+        now.into(),
+        aws_sdk_cloudwatch::types::Statistic::Maximum,
+    )
+    .await?;
+    Ok(datapoints
         .iter()
         .filter_map(|d| d.maximum())
         .fold(None, |max: Option<f64>, v| {

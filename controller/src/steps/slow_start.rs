@@ -8,23 +8,29 @@ use super::Context;
 use crate::adapters::mapping::{self, Mapping};
 use crate::adapters::signals::Transition;
 use crate::adapters::{consumer, store::Store};
-use crate::circuit::{Changed, Circuit};
+use crate::circuit::{Changed, Circuit, MappingSnapshot};
 use crate::core::history::{no_room_for, task, FLOW_STATE, RAMP_LOOP_WORST};
 use crate::core::slow_start::{self, ConcurrencyChange, Plan, Ramp, RampStep};
 use crate::core::Next;
 use crate::error::StepError;
 
-/// Records the cap about to be set in the circuit item, before the mapping changes.
-async fn record_cap(
-    store: &Store,
-    circuit: &Circuit,
-    change: Option<ConcurrencyChange>,
-) -> Result<(), StepError> {
-    let mut snapshot = store
+/// The mapping snapshot of the circuit this execution owns open: what the breaker recorded.
+async fn owned_snapshot(store: &Store, circuit: &Circuit) -> Result<MappingSnapshot, StepError> {
+    store
         .owned(&circuit.mapping.uuid, &circuit.execution)
         .await?
         .snapshot
-        .ok_or_else(|| StepError::Fatal("the circuit item has no mapping snapshot".into()))?;
+        .ok_or_else(|| StepError::Fatal("the circuit item has no mapping snapshot".into()))
+}
+
+/// Records the cap about to be set in the circuit item (over `snapshot`, read at the step's
+/// start), before the mapping changes.
+async fn record_cap(
+    store: &Store,
+    circuit: &Circuit,
+    mut snapshot: MappingSnapshot,
+    change: Option<ConcurrencyChange>,
+) -> Result<(), StepError> {
     snapshot.changed = Some(Changed {
         maximum_concurrency: change,
         ..snapshot.changes()
@@ -48,11 +54,8 @@ pub async fn start_slow_start(
     circuit.history_events += task(retries) + FLOW_STATE;
     let store = ctx.store();
     let uuid = circuit.mapping.uuid.clone();
-    let recorded = store
-        .owned(&uuid, &circuit.execution)
-        .await?
-        .snapshot
-        .and_then(|s| s.changes().maximum_concurrency);
+    let snapshot = owned_snapshot(&store, &circuit).await?;
+    let recorded = snapshot.changes().maximum_concurrency;
     let lambda = &ctx.clients.lambda;
     let found: Mapping = mapping::get(lambda, &uuid).await?;
     // The cap the mapping's owners want: the one recorded before an earlier ramp (this step
@@ -89,7 +92,7 @@ pub async fn start_slow_start(
             .filter(|c| c.is_ours(found.maximum_concurrency))
             .and(found.maximum_concurrency),
     };
-    record_cap(&store, &circuit, Some(change)).await?;
+    record_cap(&store, &circuit, snapshot, Some(change)).await?;
     let timeout = ctx.settle_timeout();
     mapping::set_maximum_concurrency(lambda, &uuid, Some(start), timeout, ctx.poll).await?;
     let now = ctx.now_ms();
@@ -131,9 +134,7 @@ pub async fn ramp_up(
     // WaitRampStep, this Task, RampVerdict.
     circuit.history_events += FLOW_STATE + task(retries) + FLOW_STATE;
     let store = ctx.store();
-    store
-        .owned(&circuit.mapping.uuid, &circuit.execution)
-        .await?;
+    let snapshot = owned_snapshot(&store, &circuit).await?;
     let mut ramp = circuit
         .slow_start
         .clone()
@@ -176,7 +177,7 @@ pub async fn ramp_up(
                 set: level,
                 previous: Some(ramp.level),
             };
-            record_cap(&store, &circuit, Some(change)).await?;
+            record_cap(&store, &circuit, snapshot, Some(change)).await?;
             let timeout = ctx.settle_timeout();
             mapping::set_maximum_concurrency(lambda, &uuid, Some(level), timeout, ctx.poll).await?;
             ramp.level = level;
@@ -208,7 +209,7 @@ pub async fn ramp_up(
         }
         RampStep::Changed { now } => {
             // Their value stays: nothing of the cap is the breaker's to give back any more.
-            record_cap(&store, &circuit, None).await?;
+            record_cap(&store, &circuit, snapshot, None).await?;
             circuit.next = Some(Next::Close);
             circuit.reason = format!(
                 "the mapping's MaximumConcurrency was changed during the slow start (now {}); \
