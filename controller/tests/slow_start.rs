@@ -423,3 +423,56 @@ async fn giving_back_restores_the_original_cap_only_while_it_is_the_breakers() {
         assert_eq!(*seen.lock().unwrap(), expected, "cap now {cap_now:?}");
     }
 }
+
+#[tokio::test]
+async fn a_mapping_disabled_during_the_ramp_ends_the_circuit_elsewhere() {
+    let (update, seen) = updates();
+    let mocks = Mocks {
+        lambda: vec![update, get_capped(&[("Disabled", Some(4))])],
+        dynamodb: vec![get_item(Some(open_item(None)))],
+        ..Mocks::default()
+    };
+    let ctx = mocks.context(config(&[("SLOW_START_SECONDS", "60")]));
+
+    let circuit = steps::ramp_up(&ctx, ramping(Some(10), 4), 0)
+        .await
+        .expect("decided");
+
+    assert_eq!(circuit.next, Some(Next::ClosedElsewhere));
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_released_circuit_gives_the_cap_back_and_leaves_the_mapping_off() {
+    // What ReleaseCircuit gives back after someone disabled the mapping mid-ramp: the cap,
+    // not `Enabled`.
+    let snapshot = MappingSnapshot {
+        changed: Some(Changed {
+            enabled: false,
+            maximum_concurrency: Some(ConcurrencyChange {
+                original: Some(10),
+                set: 4,
+                previous: Some(2),
+            }),
+        }),
+        ..snapshot("Enabled")
+    };
+    let (update, seen) = updates();
+    let mocks = Mocks {
+        lambda: vec![
+            update,
+            get_capped(&[
+                ("Disabled", Some(4)),
+                ("Disabled", Some(4)),
+                ("Disabled", Some(10)),
+            ]),
+        ],
+        ..Mocks::default()
+    };
+
+    steps::end::give_back(&mocks.context(config(&[])), &snapshot)
+        .await
+        .expect("given back");
+
+    assert_eq!(*seen.lock().unwrap(), ["cap=Some(10)"]);
+}
