@@ -70,11 +70,16 @@ pub fn status(s: &Status, now_ms: u64) -> String {
     line(
         "alarm",
         format!(
-            "{} {}",
+            "{} {} ({}, signal {})",
             s.alarm_name,
-            s.alarm_state.as_deref().unwrap_or("(no such alarm)")
+            s.alarm_state.as_deref().unwrap_or("(no such alarm)"),
+            s.alarm_kind.as_deref().unwrap_or("unknown kind"),
+            s.alarm_signal
         ),
     );
+    if let Some(note) = &s.alarm_note {
+        line("", note.clone());
+    }
     line("queue", depth(&s.queue));
     if let Some(dead) = &s.dead_letter_queue {
         line("dead letters", depth(dead));
@@ -133,6 +138,9 @@ mod tests {
             mapping_maximum_concurrency: None,
             alarm_name: "orders-errors".into(),
             alarm_state: Some("ALARM".into()),
+            alarm_kind: Some("metric".into()),
+            alarm_signal: "errors".into(),
+            alarm_note: None,
             queue: Depth {
                 visible: 120,
                 in_flight: 1,
@@ -154,7 +162,7 @@ mod tests {
              workflow     WaitBeforeProbe; 3 probes made, last Failed; next probe at \
              2025-12-01T10:13:12Z (in 20s)\n\
              mapping      uuid-1 Disabled\n\
-             alarm        orders-errors ALARM\n\
+             alarm        orders-errors ALARM (metric, signal errors)\n\
              queue        visible 120, in flight 1, delayed 0\n\
              dead letters visible 0, in flight 0, delayed 0\n"
         );

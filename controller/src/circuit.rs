@@ -91,6 +91,9 @@ pub struct Circuit {
     pub probe_visibility_seconds: u32,
     /// Probes made so far.
     pub attempt: u32,
+    /// Opened by the alarm soon after the last circuit closed (`core::rearm::is_retrip`).
+    #[serde(default)]
+    pub retrip: bool,
     /// The last probe's outcome (`Healthy`, `Failed`, `OnlyHidden`, `Empty`, ...), for people
     /// and tools reading the execution.
     #[serde(default)]

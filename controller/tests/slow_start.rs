@@ -129,6 +129,7 @@ fn ramping(original: Option<u32>, level: u32) -> Circuit {
             level,
             started_at_ms: NOW_MS - 10_000,
             errors_baseline: 2,
+            records_baseline: None,
         }),
         ..circuit()
     }
@@ -177,7 +178,8 @@ async fn start_records_the_original_cap_then_caps_at_two_and_enables() {
             original: Some(10),
             level: 2,
             started_at_ms: NOW_MS,
-            errors_baseline: 2
+            errors_baseline: 2,
+            records_baseline: None,
         })
     );
 }

@@ -1,12 +1,68 @@
-//! The breaker's CloudWatch alarm.
+//! The breaker's CloudWatch alarm: a metric alarm (single metric or metric math) or a
+//! composite alarm.
 
+use crate::core::composite;
+use crate::core::old_errors::{evaluated_datapoints, AlarmRule, Comparison, Evaluated};
 use crate::error::StepError;
-use aws_sdk_cloudwatch::types::StateValue;
+use aws_sdk_cloudwatch::types::{AlarmType, CompositeAlarm, MetricAlarm, StateValue};
+
+/// An alarm as DescribeAlarms returns it.
+#[derive(Debug, Clone)]
+enum Described {
+    Metric(MetricAlarm),
+    Composite(CompositeAlarm),
+}
+
+/// The alarm named `alarm`, metric or composite, if there is one.
+async fn describe(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    alarm: &str,
+) -> Result<Option<Described>, StepError> {
+    let out = cloudwatch
+        .describe_alarms()
+        .alarm_names(alarm)
+        // Without AlarmTypes, DescribeAlarms returns metric alarms only.
+        .alarm_types(AlarmType::MetricAlarm)
+        .alarm_types(AlarmType::CompositeAlarm)
+        .send()
+        .await
+        .map_err(|e| StepError::aws("DescribeAlarms", e))?;
+    Ok(out
+        .metric_alarms()
+        .first()
+        .cloned()
+        .map(Described::Metric)
+        .or_else(|| {
+            out.composite_alarms()
+                .first()
+                .cloned()
+                .map(Described::Composite)
+        }))
+}
 
 /// Sets the alarm back to OK so that the next outage raises a fresh ALARM transition (an
 /// alarm that stays in ALARM emits no new event). CloudWatch re-evaluates it on its next
-/// period anyway.
+/// period anyway. A composite's children are set OK first: a child left in ALARM would never
+/// raise the composite again, and the composite returns to its actual state only when a
+/// child changes.
 pub async fn reset(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    alarm: &str,
+    may_be_composite: bool,
+    reason: &str,
+) -> Result<(), StepError> {
+    if !may_be_composite {
+        return set_ok(cloudwatch, alarm, reason).await;
+    }
+    if let Some(Described::Composite(parent)) = describe(cloudwatch, alarm).await? {
+        for child in composite::children(parent.alarm_rule().unwrap_or_default()) {
+            set_ok(cloudwatch, &child, reason).await?;
+        }
+    }
+    set_ok(cloudwatch, alarm, reason).await
+}
+
+async fn set_ok(
     cloudwatch: &aws_sdk_cloudwatch::Client,
     alarm: &str,
     reason: &str,
@@ -29,20 +85,13 @@ pub struct AlarmState {
     pub reason: String,
     /// When it entered this state, epoch ms.
     pub since_ms: u64,
+    /// `metric`, `metric math` or `composite`.
+    pub kind: &'static str,
 }
 
-/// The metric alarm named `alarm`, if there is one.
-async fn describe(
-    cloudwatch: &aws_sdk_cloudwatch::Client,
-    alarm: &str,
-) -> Result<Option<aws_sdk_cloudwatch::types::MetricAlarm>, StepError> {
-    let out = cloudwatch
-        .describe_alarms()
-        .alarm_names(alarm)
-        .send()
-        .await
-        .map_err(|e| StepError::aws("DescribeAlarms", e))?;
-    Ok(out.metric_alarms().first().cloned())
+fn epoch_ms(t: Option<&aws_sdk_cloudwatch::primitives::DateTime>) -> u64 {
+    t.and_then(|t| t.to_millis().ok())
+        .map_or(0, |t| t.max(0) as u64)
 }
 
 /// The alarm's state now; `None` if there is no such alarm.
@@ -50,16 +99,29 @@ pub async fn state(
     cloudwatch: &aws_sdk_cloudwatch::Client,
     alarm: &str,
 ) -> Result<Option<AlarmState>, StepError> {
-    Ok(describe(cloudwatch, alarm).await?.map(|a| AlarmState {
-        value: a
-            .state_value()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
-        reason: a.state_reason().unwrap_or_default().to_string(),
-        since_ms: a
-            .state_updated_timestamp()
-            .and_then(|t| t.to_millis().ok())
-            .map_or(0, |t| t.max(0) as u64),
+    Ok(describe(cloudwatch, alarm).await?.map(|d| match d {
+        Described::Metric(a) => AlarmState {
+            value: a
+                .state_value()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            reason: a.state_reason().unwrap_or_default().to_string(),
+            since_ms: epoch_ms(a.state_updated_timestamp()),
+            kind: if a.metrics().is_empty() {
+                "metric"
+            } else {
+                "metric math"
+            },
+        },
+        Described::Composite(a) => AlarmState {
+            value: a
+                .state_value()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            reason: a.state_reason().unwrap_or_default().to_string(),
+            since_ms: epoch_ms(a.state_updated_timestamp()),
+            kind: "composite",
+        },
     }))
 }
 
@@ -73,29 +135,56 @@ pub async fn current(
         .map(|s| (s.value, s.since_ms)))
 }
 
-/// How the alarm decides; `None` for an alarm that does not exist, a metric-math alarm, or
-/// one on an anomaly band (the breaker does not re-evaluate those).
+/// How a metric alarm decides (single metric or metric math: the period is its metrics'
+/// own); `None` for a composite, an alarm that does not exist, or one on an anomaly band
+/// (no fixed threshold).
+fn rule_of(a: &MetricAlarm) -> Option<AlarmRule> {
+    let period = a.period().or_else(|| {
+        a.metrics()
+            .iter()
+            .find_map(|q| q.metric_stat().and_then(|s| s.period()).or(q.period()))
+    })?;
+    Some(AlarmRule {
+        period_seconds: period.max(1) as u32,
+        evaluation_periods: a.evaluation_periods()?.max(1) as u32,
+        threshold: a.threshold()?,
+        comparison: a
+            .comparison_operator()
+            .and_then(|c| Comparison::parse(c.as_str()))?,
+    })
+}
+
+/// How the alarm decides; `None` for an alarm that does not exist, a composite, or one on an
+/// anomaly band (the breaker does not re-evaluate those).
 pub async fn rule(
     cloudwatch: &aws_sdk_cloudwatch::Client,
     alarm: &str,
-) -> Result<Option<crate::core::old_errors::AlarmRule>, StepError> {
-    use crate::core::old_errors::{AlarmRule, Comparison};
-    let Some(a) = describe(cloudwatch, alarm).await? else {
+) -> Result<Option<AlarmRule>, StepError> {
+    Ok(match describe(cloudwatch, alarm).await? {
+        Some(Described::Metric(a)) => rule_of(&a),
+        _ => None,
+    })
+}
+
+/// What a metric alarm's current state rests on: its rule, the datapoints its last
+/// evaluation listed, and when it entered that state. `None` for anything else (a composite,
+/// a state set by hand).
+pub async fn evidence(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    alarm: &str,
+) -> Result<Option<(AlarmRule, Vec<Evaluated>, u64)>, StepError> {
+    let Some(Described::Metric(a)) = describe(cloudwatch, alarm).await? else {
         return Ok(None);
     };
-    let (Some(period), Some(periods), Some(threshold), Some(comparison)) = (
-        a.period(),
-        a.evaluation_periods(),
-        a.threshold(),
-        a.comparison_operator()
-            .and_then(|c| Comparison::parse(c.as_str())),
+    let (Some(rule), Some(evaluated)) = (
+        rule_of(&a),
+        a.state_reason_data().and_then(evaluated_datapoints),
     ) else {
         return Ok(None);
     };
-    Ok(Some(AlarmRule {
-        period_seconds: period.max(1) as u32,
-        evaluation_periods: periods.max(1) as u32,
-        threshold,
-        comparison,
-    }))
+    Ok(Some((
+        rule,
+        evaluated,
+        epoch_ms(a.state_updated_timestamp()),
+    )))
 }

@@ -246,3 +246,51 @@ pub async fn oldest_message_age_seconds(
         })
         .map(|v| v.max(0.0) as u32))
 }
+
+/// The queue's `AWS/SQS` counts from the start of the minute holding `from_ms` until now:
+/// messages received and deleted (Sum), and the messages in flight in the latest minute with
+/// data (Maximum of `ApproximateNumberOfMessagesNotVisible`).
+pub async fn counts_since(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    queue_name: &str,
+    from_ms: u64,
+    now_ms: u64,
+) -> Result<crate::core::signal::QueueCounts, StepError> {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::Statistic;
+    let minute = 60_000;
+    let start = DateTime::from_millis((from_ms / minute * minute) as i64);
+    // The end is exclusive: reach past the current minute.
+    let end = DateTime::from_millis(((now_ms / minute + 1) * minute) as i64);
+    let metric = |name, statistic| {
+        super::consumer::metric_statistics(
+            cloudwatch,
+            ("AWS/SQS", name),
+            ("QueueName", queue_name),
+            start,
+            end,
+            statistic,
+        )
+    };
+    let sum = |points: Vec<aws_sdk_cloudwatch::types::Datapoint>| {
+        points
+            .iter()
+            .filter_map(|d| d.sum())
+            .sum::<f64>()
+            .max(0.0)
+            .round() as u64
+    };
+    let received = sum(metric("NumberOfMessagesReceived", Statistic::Sum).await?);
+    let deleted = sum(metric("NumberOfMessagesDeleted", Statistic::Sum).await?);
+    let in_flight = metric("ApproximateNumberOfMessagesNotVisible", Statistic::Maximum)
+        .await?
+        .iter()
+        .filter_map(|d| Some((d.timestamp()?.to_millis().ok()?, d.maximum()?)))
+        .max_by_key(|(at, _)| *at)
+        .map_or(0, |(_, v)| v.max(0.0).round() as u64);
+    Ok(crate::core::signal::QueueCounts {
+        received,
+        deleted,
+        in_flight,
+    })
+}

@@ -20,6 +20,9 @@ pub enum Transition {
     /// The consumer failed during the slow start: the mapping is disabled again and probing
     /// resumes.
     CircuitReopened,
+    /// The alarm stayed in ALARM although the consumer was healthy right after a close: it
+    /// is left as it is rather than re-armed into another circuit.
+    AlarmNotClearing,
 }
 
 impl Transition {
@@ -33,6 +36,7 @@ impl Transition {
             Transition::CircuitGaveUp => "Circuit Gave Up",
             Transition::CircuitRecovered => "Circuit Recovered",
             Transition::CircuitReopened => "Circuit Reopened",
+            Transition::AlarmNotClearing => "Alarm Not Clearing",
         }
     }
 
@@ -46,6 +50,7 @@ impl Transition {
             Transition::CircuitGaveUp => "CircuitGaveUp",
             Transition::CircuitRecovered => "CircuitRecovered",
             Transition::CircuitReopened => "CircuitReopened",
+            Transition::AlarmNotClearing => "AlarmNotClearing",
         }
     }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 
 use crate::core::backoff::Backoff;
 use crate::core::policy::{EmptyQueuePolicy, GiveUpPolicy, Limits};
+use crate::core::signal::{Signal, SignalConfig};
 
 /// Longest probe gap that makes sense; a Step Functions `Wait` could be a
 /// year, but a breaker that probes less than daily is just off.
@@ -57,6 +58,12 @@ pub enum ConfigError {
         max = crate::core::slow_start::CEILING
     )]
     SlowStartConcurrencyOutOfRange { value: u32 },
+
+    #[error("ALARM_SIGNAL={value:?} is not a signal; expected one of: {allowed}", allowed = crate::core::signal::SIGNAL_NAMES)]
+    InvalidSignal { value: String },
+
+    #[error("ALARM_FAILURE_PERCENT={value} must be from 1 to 100")]
+    FailurePercentOutOfRange { value: u32 },
 }
 
 /// The parts of an SQS queue ARN.
@@ -166,6 +173,8 @@ pub struct Config {
     pub slow_start_seconds: u32,
     /// The ramp's first `MaximumConcurrency`.
     pub slow_start_concurrency: u32,
+    /// What the alarm watches, read the same way during the slow start.
+    pub signal: SignalConfig,
 }
 
 impl Config {
@@ -223,6 +232,18 @@ impl Config {
             });
         }
 
+        let signal = env.or("ALARM_SIGNAL", "any");
+        let signal = Signal::parse(&signal).ok_or(ConfigError::InvalidSignal { value: signal })?;
+        let failure_percent = env.seconds("ALARM_FAILURE_PERCENT", 20)?;
+        if !(1..=100).contains(&failure_percent) {
+            return Err(ConfigError::FailurePercentOutOfRange {
+                value: failure_percent,
+            });
+        }
+        let hang_seconds = env
+            .seconds("ALARM_PERIOD_SECONDS", 60)?
+            .saturating_mul(env.seconds("ALARM_HANG_PERIODS", 3)?);
+
         Ok(Config {
             consumer_function,
             queue_arn,
@@ -246,6 +267,11 @@ impl Config {
             max_circuits_per_hour: unlimited_if_zero(env.seconds("MAX_CIRCUITS_PER_HOUR", 6)?),
             slow_start_seconds,
             slow_start_concurrency,
+            signal: SignalConfig {
+                signal,
+                failure_percent,
+                hang_seconds,
+            },
         })
     }
 
@@ -386,9 +412,44 @@ mod tests {
                 max_circuits_per_hour: Some(6),
                 slow_start_seconds: 0,
                 slow_start_concurrency: 2,
+                signal: SignalConfig::default(),
             }
         );
         assert!(!c.queue_is_fifo());
+    }
+
+    #[test]
+    fn the_signal_and_its_settings() {
+        let c = load_with(&[
+            ("ALARM_SIGNAL", "failed-records"),
+            ("ALARM_FAILURE_PERCENT", "35"),
+            ("ALARM_PERIOD_SECONDS", "10"),
+            ("ALARM_HANG_PERIODS", "4"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.signal,
+            SignalConfig {
+                signal: Signal::FailedRecords,
+                failure_percent: 35,
+                hang_seconds: 40
+            }
+        );
+        assert_eq!(
+            load_with(&[("ALARM_SIGNAL", "dlq")]),
+            Err(ConfigError::InvalidSignal {
+                value: "dlq".into()
+            })
+        );
+        assert!(ConfigError::InvalidSignal {
+            value: "dlq".into()
+        }
+        .to_string()
+        .contains("any, failed-records, error-share, errors, custom"));
+        assert_eq!(
+            load_with(&[("ALARM_FAILURE_PERCENT", "0")]),
+            Err(ConfigError::FailurePercentOutOfRange { value: 0 })
+        );
     }
 
     #[test]

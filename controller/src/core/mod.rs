@@ -8,6 +8,7 @@
 pub mod alarm_event;
 pub mod backlog;
 pub mod backoff;
+pub mod composite;
 pub mod config;
 pub mod hang;
 pub mod history;
@@ -17,6 +18,7 @@ pub mod policy;
 pub mod rearm;
 pub mod receives;
 pub mod retention;
+pub mod signal;
 pub mod slow_start;
 pub mod verdict;
 

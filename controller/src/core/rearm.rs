@@ -30,6 +30,24 @@ pub fn cooldown_seconds(opens: &[u64], now_ms: u64, max: Option<u32>) -> Option<
     Some((leaves_at - now_ms).div_ceil(1000).max(1) as u32)
 }
 
+/// A circuit that opens this soon after the last one closed is a re-trip.
+pub const RETRIP_WINDOW_MS: u64 = 15 * 60_000;
+
+/// Did a circuit opened at `opened_ms` follow the close at `closed_ms` (0: none) within
+/// [`RETRIP_WINDOW_MS`]?
+pub fn is_retrip(closed_ms: u64, opened_ms: u64) -> bool {
+    closed_ms > 0 && opened_ms >= closed_ms && opened_ms - closed_ms < RETRIP_WINDOW_MS
+}
+
+/// An alarm that does not clear with the consumer (a dead-letter queue's depth, say): the
+/// circuit re-tripped right after a close, its first probe found the consumer healthy, and
+/// the alarm is still in ALARM. Re-arming it would only open the next circuit at once (and
+/// the next, up to `MaxCircuitsPerHour`), so the close leaves the alarm as it is: the next
+/// circuit opens when it next goes from OK to ALARM by itself.
+pub fn alarm_not_clearing(retrip: bool, probes: u32, alarm_state: &str) -> bool {
+    retrip && probes <= 1 && alarm_state == "ALARM"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +98,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_healthy_first_probe_after_a_retrip_with_the_alarm_still_up_is_a_stuck_alarm() {
+        let closed = NOW - 120_000;
+        assert!(is_retrip(closed, NOW));
+        assert!(!is_retrip(0, NOW));
+        assert!(!is_retrip(NOW - RETRIP_WINDOW_MS, NOW));
+        assert!(alarm_not_clearing(true, 1, "ALARM"));
+        // Probes failed first: the consumer did fail again.
+        assert!(!alarm_not_clearing(true, 3, "ALARM"));
+        assert!(!alarm_not_clearing(true, 1, "OK"));
+        assert!(!alarm_not_clearing(false, 1, "ALARM"));
     }
 }

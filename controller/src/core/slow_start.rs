@@ -8,6 +8,7 @@
 //! recovered but fragile dependency takes the backlog at 2, 4, 8, ... concurrent batches
 //! instead of the mapping's full burst.
 
+use crate::core::signal::{Failing, QueueCounts};
 use serde::{Deserialize, Serialize};
 
 /// The smallest `MaximumConcurrency` an SQS mapping accepts: the ramp's first level unless
@@ -83,6 +84,10 @@ pub struct Ramp {
     /// The consumer's `Errors` already counted in the ramp's first minute when it began:
     /// only errors above it happened during the ramp.
     pub errors_baseline: u64,
+    /// The queue's counts in the ramp's first minute when it began, for the signals that
+    /// watch records (`None` for the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_baseline: Option<QueueCounts>,
 }
 
 impl Ramp {
@@ -101,19 +106,18 @@ pub enum RampStep {
     Raise(u32),
     /// The last level held: close the circuit, which gives the original cap back.
     Finish,
-    /// The consumer failed again (`errors` since the ramp began): reopen the circuit.
-    Reopen { errors: u64 },
+    /// The consumer failed again, by the signal that opened the circuit: reopen it.
+    Reopen { why: Failing },
     /// Someone set the cap (`now`) during the ramp: stop ramping and keep their value.
     Changed { now: Option<u32> },
 }
 
-/// The decision of one ramp step, from the consumer's errors counted since the ramp's first
-/// minute (`errors_now`) and the mapping's cap as read now. The cap may already be the next
-/// level: the step was retried after it raised it.
-pub fn step(ramp: &Ramp, errors_now: u64, cap_now: Option<u32>) -> RampStep {
-    let errors = errors_now.saturating_sub(ramp.errors_baseline);
-    if errors > 0 {
-        return RampStep::Reopen { errors };
+/// The decision of one ramp step, from whether the consumer fails again by the signal that
+/// opened the circuit (`core::signal::failing`) and the mapping's cap as read now. The cap
+/// may already be the next level: the step was retried after it raised it.
+pub fn step(ramp: &Ramp, failing: Option<Failing>, cap_now: Option<u32>) -> RampStep {
+    if let Some(why) = failing {
+        return RampStep::Reopen { why };
     }
     let next = ramp.next_level();
     if cap_now != Some(ramp.level) && (next.is_none() || cap_now != next) {
@@ -158,6 +162,7 @@ mod tests {
             level,
             started_at_ms: 0,
             errors_baseline: 3,
+            records_baseline: None,
         }
     }
 
@@ -199,28 +204,32 @@ mod tests {
 
     #[test]
     fn a_step_raises_finishes_reopens_or_keeps_a_changed_cap() {
-        assert_eq!(step(&ramp(Some(10), 2), 3, Some(2)), RampStep::Raise(4));
-        assert_eq!(step(&ramp(Some(10), 8), 3, Some(8)), RampStep::Finish);
+        let failed = Failing::Records {
+            failed: 5,
+            received: 10,
+        };
+        assert_eq!(step(&ramp(Some(10), 2), None, Some(2)), RampStep::Raise(4));
+        assert_eq!(step(&ramp(Some(10), 8), None, Some(8)), RampStep::Finish);
         assert_eq!(
-            step(&ramp(Some(10), 4), 5, Some(4)),
-            RampStep::Reopen { errors: 2 }
+            step(&ramp(Some(10), 4), Some(failed), Some(4)),
+            RampStep::Reopen { why: failed }
         );
         assert_eq!(
-            step(&ramp(Some(10), 4), 3, Some(50)),
+            step(&ramp(Some(10), 4), None, Some(50)),
             RampStep::Changed { now: Some(50) }
         );
         assert_eq!(
-            step(&ramp(None, 4), 3, None),
+            step(&ramp(None, 4), None, None),
             RampStep::Changed { now: None },
             "a cap removed during the ramp is someone's choice too"
         );
         assert_eq!(
-            step(&ramp(Some(10), 2), 3, Some(4)),
+            step(&ramp(Some(10), 2), None, Some(4)),
             RampStep::Raise(4),
             "a retried step finds its own raise"
         );
         assert_eq!(
-            step(&ramp(Some(10), 8), 3, Some(16)),
+            step(&ramp(Some(10), 8), None, Some(16)),
             RampStep::Changed { now: Some(16) }
         );
     }
@@ -252,7 +261,7 @@ mod tests {
             let mut r = Ramp { start, ..ramp(original, start) };
             let mut visited = vec![start];
             loop {
-                match step(&r, r.errors_baseline, Some(r.level)) {
+                match step(&r, None, Some(r.level)) {
                     RampStep::Raise(level) => {
                         prop_assert_eq!(level, r.level * 2);
                         prop_assert!(level < original.unwrap_or(CEILING));
@@ -266,11 +275,12 @@ mod tests {
             prop_assert_eq!(visited, all);
         }
 
-        /// Any error since the ramp began reopens, whatever the cap.
+        /// A consumer failing again reopens, whatever the cap.
         #[test]
-        fn any_new_error_reopens(errors in 1u64..1000, cap in proptest::option::of(2u32..1000)) {
+        fn failing_again_reopens(errors in 1u64..1000, cap in proptest::option::of(2u32..1000)) {
             let r = ramp(Some(100), 8);
-            prop_assert_eq!(step(&r, r.errors_baseline + errors, cap), RampStep::Reopen { errors });
+            let why = Failing::Errors { errors };
+            prop_assert_eq!(step(&r, Some(why), cap), RampStep::Reopen { why });
         }
     }
 }

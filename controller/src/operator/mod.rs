@@ -50,6 +50,15 @@ pub struct Status {
     pub mapping_maximum_concurrency: Option<u32>,
     pub alarm_name: String,
     pub alarm_state: Option<String>,
+    /// `metric`, `metric math` or `composite`.
+    #[serde(default)]
+    pub alarm_kind: Option<String>,
+    /// What the alarm watches (`AlarmSignal`; `custom` for an alarm of the user's own).
+    #[serde(default)]
+    pub alarm_signal: String,
+    /// Why the alarm is in ALARM while the circuit is closed, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm_note: Option<String>,
     pub queue: Depth,
     /// The dead-letter queue's depth, when the queue has a redrive policy.
     pub dead_letter_queue: Option<Depth>,
@@ -214,14 +223,23 @@ pub async fn status(ctx: &Context) -> Result<Status, StepError> {
         Some(url) => Some(queue_depth(&ctx.clients.sqs, &url).await?.0),
         None => None,
     };
-    let alarm = crate::adapters::alarm::current(&ctx.clients.cloudwatch, &ctx.config.alarm_name)
-        .await?
-        .map(|(state, _)| state);
+    let alarm =
+        crate::adapters::alarm::state(&ctx.clients.cloudwatch, &ctx.config.alarm_name).await?;
+    let phase = Phase::of(
+        record.as_ref().map(|r| r.state.as_str()),
+        current_state.as_deref(),
+    );
+    let alarm_note = alarm
+        .as_ref()
+        .filter(|a| a.value == "ALARM" && phase == Phase::Closed)
+        .map(|_| {
+            "the alarm is in ALARM while the circuit is closed: it opens no circuit until it \
+             goes from OK to ALARM again (an alarm that does not clear with the consumer, or \
+             one that just fired and is about to open a circuit)"
+                .to_string()
+        });
     Ok(Status {
-        phase: Phase::of(
-            record.as_ref().map(|r| r.state.as_str()),
-            current_state.as_deref(),
-        ),
+        phase,
         since_ms: record.as_ref().map(|r| r.since_ms),
         reason: record.as_ref().map(|r| r.reason.clone()),
         owner_console_url: owner
@@ -242,7 +260,10 @@ pub async fn status(ctx: &Context) -> Result<Status, StepError> {
         mapping_state,
         mapping_maximum_concurrency,
         alarm_name: ctx.config.alarm_name.clone(),
-        alarm_state: alarm,
+        alarm_kind: alarm.as_ref().map(|a| a.kind.to_string()),
+        alarm_state: alarm.map(|a| a.value),
+        alarm_signal: ctx.config.signal.signal.to_string(),
+        alarm_note,
         queue: depth,
         dead_letter_queue,
     })

@@ -441,6 +441,7 @@ mod tests {
                 value: alarm.into(),
                 reason: "Threshold Crossed".into(),
                 since_ms: 0,
+                kind: "metric",
             }),
             queue: Depth {
                 visible: 3,

@@ -3,26 +3,42 @@
 //! ReleaseCircuit (someone else ended it), RearmAlarm (after a cooldown) and CheckHold (a
 //! circuit held open by hand).
 
-use super::end::{end_open_circuit, rearm_alarm};
+use super::end::{end_open_circuit, end_open_circuit_unarmed, rearm_alarm};
 use super::Context;
+use crate::adapters::alarm;
 use crate::adapters::signals::Transition;
 use crate::adapters::store::{Ownership, GAVE_UP};
 use crate::circuit::{Changed, Circuit, OpenStatus};
+use crate::core::rearm::alarm_not_clearing;
 use crate::core::GiveUpPolicy;
 use crate::error::StepError;
 
 /// Ends the circuit this execution holds open; a retry after it was ended only re-arms and
 /// announces again. A circuit someone else holds is `NotOwner` and stays untouched.
 async fn end_own(ctx: &Context, circuit: &Circuit, reason: &str) -> Result<(), StepError> {
+    end_own_and(ctx, circuit, reason, true).await
+}
+
+/// [`end_own`], re-arming the alarm only when `rearm`.
+async fn end_own_and(
+    ctx: &Context,
+    circuit: &Circuit,
+    reason: &str,
+    rearm: bool,
+) -> Result<(), StepError> {
     match ctx
         .store()
         .ownership(&circuit.mapping.uuid, &circuit.execution)
         .await?
     {
         Ownership::Open(record) => {
-            end_open_circuit(ctx, &circuit.execution, &record, reason).await?;
+            end_open_circuit_unarmed(ctx, &circuit.execution, &record, reason).await?;
+            if rearm {
+                rearm_alarm(ctx, reason).await?;
+            }
         }
-        Ownership::Released(_) => rearm_alarm(ctx, reason).await?,
+        Ownership::Released(_) if rearm => rearm_alarm(ctx, reason).await?,
+        Ownership::Released(_) => {}
         Ownership::Other(owner) => {
             return Err(StepError::NotOwner {
                 mapping: circuit.mapping.uuid.clone(),
@@ -34,12 +50,33 @@ async fn end_own(ctx: &Context, circuit: &Circuit, reason: &str) -> Result<(), S
 }
 
 pub async fn close(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepError> {
-    end_own(
+    let stuck = circuit.retrip
+        && alarm::current(&ctx.clients.cloudwatch, &ctx.config.alarm_name)
+            .await?
+            .is_some_and(|(state, _)| alarm_not_clearing(circuit.retrip, circuit.attempt, &state));
+    end_own_and(
         ctx,
         &circuit,
         "closed the circuit: the consumer is healthy again",
+        !stuck,
     )
     .await?;
+    if stuck {
+        circuit.reason = format!(
+            "the alarm {} stayed in ALARM although the consumer was healthy at the first probe, \
+             right after the last close: it does not clear with the consumer (a dead-letter \
+             queue's depth, say). It is not re-armed; the next circuit opens when it goes from \
+             OK to ALARM by itself",
+            ctx.config.alarm_name
+        );
+        ctx.signals()
+            .emit(
+                Transition::AlarmNotClearing,
+                &ctx.detail(&circuit, &circuit.reason),
+            )
+            .await;
+        tracing::warn!(alarm = %ctx.config.alarm_name, "the alarm does not clear with the consumer; not re-armed");
+    }
     circuit.next = None;
     ctx.signals()
         .emit(

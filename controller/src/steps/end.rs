@@ -66,6 +66,7 @@ pub async fn rearm_alarm(ctx: &Context, reason: &str) -> Result<(), StepError> {
     alarm::reset(
         &ctx.clients.cloudwatch,
         &ctx.config.alarm_name,
+        ctx.config.signal.signal.may_be_composite(),
         &format!("sqs-circuit-breaker: {reason}"),
     )
     .await
@@ -75,6 +76,18 @@ pub async fn rearm_alarm(ctx: &Context, reason: &str) -> Result<(), StepError> {
 /// circuit CLOSED (before the alarm is re-armed, so that an ALARM raised by the re-arm finds
 /// the circuit free), the alarm re-armed. Every part is idempotent, so a retry is safe.
 pub async fn end_open_circuit(
+    ctx: &Context,
+    execution: &str,
+    record: &CircuitRecord,
+    reason: &str,
+) -> Result<MappingSnapshot, StepError> {
+    let snapshot = end_open_circuit_unarmed(ctx, execution, record, reason).await?;
+    rearm_alarm(ctx, reason).await?;
+    Ok(snapshot)
+}
+
+/// [`end_open_circuit`] without re-arming the alarm.
+pub async fn end_open_circuit_unarmed(
     ctx: &Context,
     execution: &str,
     record: &CircuitRecord,
@@ -91,6 +104,5 @@ pub async fn end_open_circuit(
     ctx.store()
         .finish(&record.mapping_id, execution, ctx.now_ms(), CLOSED, reason)
         .await?;
-    rearm_alarm(ctx, reason).await?;
     Ok(snapshot)
 }

@@ -7,11 +7,12 @@ use crate::adapters::signals::Transition;
 use crate::adapters::store::{Acquire, CircuitRecord, CLOSED, OPEN};
 use crate::adapters::{alarm, execution, mapping, queue};
 use crate::circuit::{Changed, Circuit, MappingSnapshot, OpenStatus};
+use crate::core::composite::triggering_alarms;
 use crate::core::hang::PROBE_VISIBILITY_MARGIN_SECONDS;
 use crate::core::history::{task, EXECUTION_STARTED, FLOW_STATE};
 use crate::core::old_errors::{evaluated_datapoints, only_old_errors};
 use crate::core::operator::{OperatorOpen, HOLD_SECONDS};
-use crate::core::rearm::{cooldown_seconds, recent_opens};
+use crate::core::rearm::{cooldown_seconds, is_retrip, recent_opens};
 use crate::core::{alarm_transition, is_fresh, oldest_sent_ms, AlarmTransition, OwnAlarm};
 use crate::error::StepError;
 use serde_json::Value;
@@ -99,6 +100,7 @@ pub async fn open(
             (None, None) => unreachable!("an open step has an alarm or an operator's request"),
         },
         rejitter: None,
+        retrip: false,
         history_events: EXECUTION_STARTED + task(retries) + FLOW_STATE,
         slow_start: None,
     };
@@ -129,6 +131,8 @@ pub async fn open(
         }
     }
 
+    circuit.retrip =
+        transition.is_some() && record.state == CLOSED && is_retrip(record.since_ms, now);
     let opens_before = recent_opens(&record.recent_opens, now);
     let mut opens = opens_before.clone();
     opens.push(now);
@@ -250,7 +254,8 @@ const LONGEST_WINDOW_MS: u64 = 2 * 86_400_000;
 /// Why this ALARM, raised soon after the circuit closed, is the outage's echo (every
 /// breaching datapoint CloudWatch evaluated predates the close), and how long to stand aside
 /// before re-arming; `None` for a new outage, an ALARM set by hand (no evaluated datapoints),
-/// or an alarm the breaker cannot re-evaluate (metric math).
+/// or an alarm the breaker cannot re-evaluate (an anomaly band). A composite's ALARM is an
+/// echo when every child that triggered it is one.
 async fn past_outage(
     ctx: &Context,
     transition: &AlarmTransition,
@@ -261,28 +266,47 @@ async fn past_outage(
     if record.state != CLOSED || closed == 0 || now >= closed + LONGEST_WINDOW_MS {
         return Ok(None);
     }
-    let Some(evaluated) = transition
-        .reason_data
-        .as_deref()
-        .and_then(evaluated_datapoints)
-    else {
+    let Some(reason_data) = transition.reason_data.as_deref() else {
         return Ok(None);
     };
-    let Some(rule) = alarm::rule(&ctx.clients.cloudwatch, &ctx.config.alarm_name).await? else {
-        return Ok(None);
+    let cloudwatch = &ctx.clients.cloudwatch;
+    let until = match triggering_alarms(reason_data) {
+        Some(children) if !children.is_empty() => {
+            let mut latest = 0;
+            for (child, _) in children {
+                let Some((rule, evaluated, since)) = alarm::evidence(cloudwatch, &child).await?
+                else {
+                    return Ok(None);
+                };
+                match only_old_errors(&rule, closed, since, &evaluated) {
+                    Some(until) => latest = latest.max(until),
+                    None => return Ok(None),
+                }
+            }
+            latest
+        }
+        Some(_) => return Ok(None),
+        None => {
+            let Some(evaluated) = evaluated_datapoints(reason_data) else {
+                return Ok(None);
+            };
+            let Some(rule) = alarm::rule(cloudwatch, &ctx.config.alarm_name).await? else {
+                return Ok(None);
+            };
+            match only_old_errors(&rule, closed, transition.time_ms, &evaluated) {
+                Some(until) => until,
+                None => return Ok(None),
+            }
+        }
     };
-    Ok(
-        only_old_errors(&rule, closed, transition.time_ms, &evaluated).map(|until| {
-            let wait = (until.saturating_sub(now).div_ceil(1000)).max(1) as u32;
-            (
-                format!(
-                    "every breaching datapoint of the alarm predates the circuit's close at \
-                     {closed} ms: the outage's old errors, not a new outage; re-arming in {wait}s"
-                ),
-                wait,
-            )
-        }),
-    )
+    let wait = (until.saturating_sub(now).div_ceil(1000)).max(1) as u32;
+    Ok(Some((
+        format!(
+            "every breaching datapoint of the alarm predates the circuit's close at {closed} ms: \
+             the outage's old errors, not a new outage; re-arming in {wait}s"
+        ),
+        wait,
+    )))
 }
 
 /// An OPEN circuit whose owner has ended (an execution stopped, failed or timed out, or a

@@ -1,5 +1,6 @@
 //! The half-open circuit: StartSlowStart enables the consumer's mapping at a small
-//! `MaximumConcurrency`, RampUp raises it step by step while the consumer raises no errors,
+//! `MaximumConcurrency`, RampUp raises it step by step while the consumer does not fail (by
+//! the signal that opened the circuit: `core::signal`),
 //! and ReopenCircuit disables the mapping again when it does (see `core::slow_start`). The
 //! circuit item stays OPEN and this execution's throughout: every ending gives back the cap
 //! and `Enabled` from what the item recorded.
@@ -7,9 +8,10 @@
 use super::Context;
 use crate::adapters::mapping::{self, Mapping};
 use crate::adapters::signals::Transition;
-use crate::adapters::{consumer, store::Store};
+use crate::adapters::{consumer, queue, store::Store};
 use crate::circuit::{Changed, Circuit, MappingSnapshot};
 use crate::core::history::{no_room_for, task, FLOW_STATE, RAMP_LOOP_WORST};
+use crate::core::signal::{self, Observed, QueueCounts};
 use crate::core::slow_start::{self, ConcurrencyChange, Plan, Ramp, RampStep};
 use crate::core::Next;
 use crate::error::StepError;
@@ -38,6 +40,33 @@ async fn record_cap(
     store
         .record_changes(&circuit.mapping.uuid, &circuit.execution, &snapshot)
         .await
+}
+
+/// What the signal that opened the circuit counts, from the start of the minute holding
+/// `from_ms` until `now_ms`: the consumer's errors (when the signal watches them) and the
+/// queue's counts (when it watches records).
+async fn signal_counts(
+    ctx: &Context,
+    from_ms: u64,
+    now_ms: u64,
+) -> Result<(u64, Option<QueueCounts>), StepError> {
+    let signal = ctx.config.signal.signal;
+    let cloudwatch = &ctx.clients.cloudwatch;
+    let errors = if signal.watches_errors() {
+        consumer::errors_since(cloudwatch, &ctx.config.consumer_function, from_ms, now_ms).await?
+    } else {
+        0
+    };
+    let records = if signal.watches_records() {
+        let queue = ctx
+            .config
+            .queue()
+            .map_err(|e| StepError::Config(e.to_string()))?;
+        Some(queue::counts_since(cloudwatch, &queue.name, from_ms, now_ms).await?)
+    } else {
+        None
+    };
+    Ok((errors, records))
 }
 
 fn step_seconds(ctx: &Context, ramp: &Ramp) -> u32 {
@@ -96,13 +125,7 @@ pub async fn start_slow_start(
     let timeout = ctx.settle_timeout();
     mapping::set_maximum_concurrency(lambda, &uuid, Some(start), timeout, ctx.poll).await?;
     let now = ctx.now_ms();
-    let errors_baseline = consumer::errors_since(
-        &ctx.clients.cloudwatch,
-        &ctx.config.consumer_function,
-        now,
-        now,
-    )
-    .await?;
+    let (errors_baseline, records_baseline) = signal_counts(ctx, now, now).await?;
     mapping::switch(lambda, &uuid, true, timeout, ctx.poll).await?;
     let ramp = Ramp {
         start,
@@ -110,14 +133,16 @@ pub async fn start_slow_start(
         level: start,
         started_at_ms: now,
         errors_baseline,
+        records_baseline,
     };
     circuit.wait_seconds = step_seconds(ctx, &ramp);
     circuit.reason = format!(
         "HALF-OPEN: the mapping is enabled at MaximumConcurrency {} (its own: {}), doubling \
-         every {} s while the consumer raises no errors",
+         every {} s while the consumer does not fail ({} signal)",
         ramp.level,
         original.map_or("none".to_string(), |c| c.to_string()),
-        circuit.wait_seconds
+        circuit.wait_seconds,
+        ctx.config.signal.signal
     );
     tracing::info!(level = ramp.level, original = ?original, step_seconds = circuit.wait_seconds, "slow start began");
     circuit.slow_start = Some(ramp);
@@ -156,14 +181,15 @@ pub async fn ramp_up(
         circuit.reason = "the consumer's mapping was disabled during the slow start".into();
         return Ok(circuit);
     }
-    let errors = consumer::errors_since(
-        &ctx.clients.cloudwatch,
-        &ctx.config.consumer_function,
-        ramp.started_at_ms,
-        ctx.now_ms(),
-    )
-    .await?;
-    let mut decision = slow_start::step(&ramp, errors, found.maximum_concurrency);
+    let now = ctx.now_ms();
+    let (errors, records) = signal_counts(ctx, ramp.started_at_ms, now).await?;
+    let observed = Observed {
+        errors: errors.saturating_sub(ramp.errors_baseline),
+        records: ramp.records_baseline.zip(records),
+        elapsed_seconds: now.saturating_sub(ramp.started_at_ms) / 1000,
+    };
+    let failing = signal::failing(&ctx.config.signal, &observed);
+    let mut decision = slow_start::step(&ramp, failing, found.maximum_concurrency);
     if matches!(decision, RampStep::Raise(_))
         && no_room_for(circuit.history_events, RAMP_LOOP_WORST)
     {
@@ -194,18 +220,13 @@ pub async fn ramp_up(
                 ramp.level
             );
         }
-        RampStep::Reopen { errors } => {
+        RampStep::Reopen { why } => {
             circuit.next = Some(Next::Reopen);
             circuit.reason = format!(
-                "the consumer raised {errors} errors during the slow start, at \
-                 MaximumConcurrency {}",
+                "{why} during the slow start, at MaximumConcurrency {}",
                 ramp.level
             );
-            tracing::warn!(
-                errors,
-                level = ramp.level,
-                "the consumer failed during the slow start"
-            );
+            tracing::warn!(why = %why, level = ramp.level, "the consumer failed during the slow start");
         }
         RampStep::Changed { now } => {
             // Their value stays: nothing of the cap is the breaker's to give back any more.

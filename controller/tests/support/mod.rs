@@ -80,7 +80,9 @@ pub fn config(extra: &[(&str, &str)]) -> Config {
     let margin = MARGIN_SECONDS.to_string();
     let base_seconds = BACKOFF_BASE.to_string();
     let cap_seconds = BACKOFF_CAP.to_string();
-    let base: [(&str, &str); 11] = [
+    // The errors signal: most tests mock the consumer's Errors; the queue's signals have
+    // tests of their own.
+    let base: [(&str, &str); 12] = [
         ("CONSUMER_FUNCTION_NAME", FUNCTION),
         ("QUEUE_ARN", QUEUE_ARN),
         ("ALARM_NAME", ALARM),
@@ -92,6 +94,7 @@ pub fn config(extra: &[(&str, &str)]) -> Config {
         ("BACKOFF_CAP_SECONDS", &cap_seconds),
         ("RETENTION_MARGIN_SECONDS", &margin),
         ("SETTLE_TIMEOUT_SECONDS", "60"),
+        ("ALARM_SIGNAL", "errors"),
     ];
     Config::from_lookup(|name| {
         extra
@@ -238,6 +241,7 @@ pub fn circuit() -> Circuit {
         next: Some(controller::core::Next::Backoff),
         reason: "alarm orders-consumer-errors: Threshold Crossed".into(),
         rejitter: None,
+        retrip: false,
         history_events: HISTORY_EVENTS,
         slow_start: None,
     }
