@@ -427,3 +427,100 @@ async fn rearm_only_resets_the_alarm() {
     assert_eq!(circuit.next, None);
     ending.assert_calls(&[("reset_alarm", 1)]);
 }
+
+#[tokio::test]
+async fn a_re_trip_healthy_at_its_first_probe_with_the_alarm_still_up_is_not_re_armed() {
+    // A dead-letter queue's depth, say: the alarm stays in ALARM although the consumer is
+    // healthy; re-arming it would open the next circuit at once.
+    let ending = Ending::close();
+    let (not_clearing, details) = put_event_where("Alarm Not Clearing", |d| d["mapping"] == UUID);
+    let mut mocks = ending.mocks();
+    mocks
+        .cloudwatch
+        .extend([describe_alarm("ALARM", NOW_MS - 60_000), put_metric("AlarmNotClearing")]);
+    mocks.eventbridge.push(not_clearing);
+    let ctx = mocks.context(config(&[]));
+    let circuit = Circuit {
+        retrip: true,
+        attempt: 1,
+        ..healthy()
+    };
+
+    let closed = steps::close(&ctx, circuit).await.expect("closed");
+
+    assert_eq!(ending.reset_alarm.num_calls(), 0, "the alarm was re-armed");
+    assert_eq!(ending.enable.num_calls(), 1, "the consumer was not given back");
+    assert_eq!(ending.finish.num_calls(), 1);
+    assert!(closed.reason.contains("does not clear"), "{}", closed.reason);
+    assert_eq!(details.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_re_trip_whose_probes_failed_first_is_re_armed_as_usual() {
+    // The consumer did fail again after the close: the alarm is right, and re-armed.
+    let ending = Ending::close();
+    let mut mocks = ending.mocks();
+    mocks.cloudwatch.push(describe_alarm("ALARM", NOW_MS - 60_000));
+    let circuit = Circuit {
+        retrip: true,
+        attempt: 4,
+        ..healthy()
+    };
+
+    steps::close(&mocks.context(config(&[])), circuit)
+        .await
+        .expect("closed");
+
+    assert_eq!(ending.reset_alarm.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_composite_alarm_is_re_armed_with_its_children_first() {
+    use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
+    use aws_sdk_cloudwatch::operation::set_alarm_state::SetAlarmStateOutput;
+    use aws_sdk_cloudwatch::types::{CompositeAlarm, StateValue};
+    let reset: Arc<Mutex<Vec<String>>> = Arc::default();
+    let keep = reset.clone();
+    let ending = Ending {
+        reset_alarm: mock!(aws_sdk_cloudwatch::Client::set_alarm_state)
+            .match_requests(move |r| {
+                keep.lock()
+                    .unwrap()
+                    .push(r.alarm_name().unwrap_or_default().to_string());
+                r.state_value() == Some(&StateValue::Ok)
+            })
+            .then_output(|| SetAlarmStateOutput::builder().build()),
+        ..Ending::close()
+    };
+    let mut mocks = ending.mocks();
+    mocks.cloudwatch.push(
+        mock!(aws_sdk_cloudwatch::Client::describe_alarms)
+            .match_requests(|r| r.alarm_names() == [ALARM.to_string()])
+            .then_output(|| {
+                DescribeAlarmsOutput::builder()
+                    .composite_alarms(
+                        CompositeAlarm::builder()
+                            .alarm_name(ALARM)
+                            .alarm_rule(format!(
+                                "ALARM(\"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:orders-consumer-failed-records\") OR ALARM(\"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:orders-consumer-stalled\")"
+                            ))
+                            .state_value(StateValue::Alarm)
+                            .build(),
+                    )
+                    .build()
+            }),
+    );
+
+    steps::close(&mocks.context(config(&[("ALARM_SIGNAL", "any")])), healthy())
+        .await
+        .expect("closed");
+
+    assert_eq!(
+        *reset.lock().unwrap(),
+        [
+            "orders-consumer-failed-records",
+            "orders-consumer-stalled",
+            ALARM
+        ]
+    );
+}

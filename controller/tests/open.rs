@@ -7,7 +7,7 @@ mod support;
 use aws_sdk_lambda::operation::update_event_source_mapping::UpdateEventSourceMappingError;
 use aws_sdk_lambda::types::error::TooManyRequestsException;
 use aws_sdk_sfn::types::ExecutionStatus;
-use aws_smithy_mocks::Rule;
+use aws_smithy_mocks::{mock, Rule};
 use controller::circuit::{Circuit, OpenStatus};
 use controller::core::Config;
 use controller::error::StepError;
@@ -1013,4 +1013,130 @@ async fn a_malformed_operator_request_is_an_invalid_event_and_touches_nothing() 
         );
         open.assert_calls(&[]);
     }
+}
+
+/// DescribeAlarms of `child`: a metric-math alarm (period 60, 3 periods, ≥ 20) in ALARM since
+/// `since_ms`, whose last evaluation listed `points`.
+fn describe_child(child: &'static str, since_ms: u64, points: &[(u64, f64)]) -> Rule {
+    use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
+    use aws_sdk_cloudwatch::types::{
+        ComparisonOperator, Metric, MetricAlarm, MetricDataQuery, MetricStat, StateValue,
+    };
+    let reason_data = json!({
+        "version": "1.0",
+        "evaluatedDatapoints": points
+            .iter()
+            .map(|&(ms, value)| json!({
+                "timestamp": chrono_like(ms),
+                "value": value,
+            }))
+            .collect::<Vec<_>>(),
+    })
+    .to_string();
+    mock!(aws_sdk_cloudwatch::Client::describe_alarms)
+        .match_requests(move |r| r.alarm_names() == [child.to_string()])
+        .then_output(move || {
+            DescribeAlarmsOutput::builder()
+                .metric_alarms(
+                    MetricAlarm::builder()
+                        .alarm_name(child)
+                        .metrics(
+                            MetricDataQuery::builder()
+                                .id("received")
+                                .metric_stat(
+                                    MetricStat::builder()
+                                        .metric(Metric::builder().namespace("AWS/SQS").build())
+                                        .period(60)
+                                        .stat("Sum")
+                                        .build(),
+                                )
+                                .return_data(false)
+                                .build(),
+                        )
+                        .metrics(
+                            MetricDataQuery::builder()
+                                .id("failed_share")
+                                .expression("IF(received >= 10, 100 * (received - FILL(deleted, 0)) / received, 0)")
+                                .return_data(true)
+                                .build(),
+                        )
+                        .evaluation_periods(3)
+                        .threshold(20.0)
+                        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+                        .state_value(StateValue::Alarm)
+                        .state_reason_data(reason_data.clone())
+                        .state_updated_timestamp(aws_smithy_types::DateTime::from_millis(
+                            since_ms as i64,
+                        ))
+                        .build(),
+                )
+                .build()
+        })
+}
+
+/// `2026-05-28T20:26:00.000+0000` for an epoch ms.
+fn chrono_like(ms: u64) -> String {
+    aws_smithy_types::DateTime::from_millis(ms as i64)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .expect("a date")
+}
+
+/// The composite's ALARM, triggered by `child`.
+fn composite_alarm(child: &str) -> Value {
+    let mut event = alarm();
+    event["detail"]["state"]["reasonData"] = json!(json!({
+        "triggeringAlarms": [{
+            "arn": format!("arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{child}"),
+            "state": {"value": "ALARM", "timestamp": ALARM_AT}
+        }]
+    })
+    .to_string());
+    event["detail"]["configuration"] = json!({"alarmRule": format!("ALARM(\"{child}\")")});
+    event
+}
+
+#[tokio::test]
+async fn a_composite_on_its_children_s_old_datapoints_opens_no_circuit() {
+    // Closed a minute ago; the child that triggered the composite breached only in periods
+    // that began before the close.
+    let closed = NOW_MS - 60_000;
+    let open = Open {
+        describe_alarm: describe_child(
+            "orders-consumer-failed-records",
+            ALARM_AT_MS,
+            &[
+                (minute(closed) - 60_000, 100.0),
+                (minute(closed), 60.0),
+                (minute(closed) + 60_000, 0.0),
+            ],
+        ),
+        ..Open::with_item(item("CLOSED", OTHER_EXECUTION))
+    };
+    let circuit = open
+        .run(&composite_alarm("orders-consumer-failed-records"))
+        .await
+        .expect("an echo is no error");
+    assert_eq!(circuit.status, OpenStatus::PastOutage);
+    assert!(circuit.reason.contains("predates"), "{}", circuit.reason);
+}
+
+#[tokio::test]
+async fn a_composite_whose_child_breached_after_the_close_opens_a_re_trip() {
+    let closed = NOW_MS - 60_000;
+    let open = Open {
+        describe_alarm: describe_child(
+            "orders-consumer-stalled",
+            ALARM_AT_MS,
+            &[(minute(closed), 1.0), (minute(closed) + 60_000, 1.0)],
+        ),
+        ..Open::with_item(item("CLOSED", OTHER_EXECUTION))
+    };
+    let circuit = open
+        .run(&composite_alarm("orders-consumer-stalled"))
+        .await
+        .expect("opened");
+    assert_eq!(circuit.status, OpenStatus::Opened);
+    // A minute after the last close: a re-trip, whose first healthy probe would show an
+    // alarm that does not clear with the consumer.
+    assert!(circuit.retrip);
 }

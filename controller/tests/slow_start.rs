@@ -478,3 +478,110 @@ async fn a_released_circuit_gives_the_cap_back_and_leaves_the_mapping_off() {
 
     assert_eq!(*seen.lock().unwrap(), ["cap=Some(10)"]);
 }
+
+/// The queue's `AWS/SQS` counts as each read finds them: `received` and `deleted` (Sum),
+/// `in_flight` (Maximum, one datapoint).
+fn queue_counts(now: (f64, f64, f64)) -> Vec<Rule> {
+    use aws_sdk_cloudwatch::types::Datapoint;
+    let metric = |name: &'static str, pick: fn((f64, f64, f64)) -> f64, sum: bool| {
+        mock!(aws_sdk_cloudwatch::Client::get_metric_statistics)
+            .match_requests(move |r| {
+                r.namespace() == Some("AWS/SQS")
+                    && r.metric_name() == Some(name)
+                    && r.dimensions().first().and_then(|d| d.value()) == Some(QUEUE_NAME)
+            })
+            .then_output(move || point(pick(now), sum))
+    };
+    fn point(value: f64, sum: bool) -> GetMetricStatisticsOutput {
+        let datapoint = if sum {
+            Datapoint::builder().sum(value)
+        } else {
+            Datapoint::builder()
+                .maximum(value)
+                .timestamp(aws_smithy_types::DateTime::from_millis(NOW_MS as i64))
+        };
+        GetMetricStatisticsOutput::builder()
+            .datapoints(datapoint.build())
+            .build()
+    }
+    vec![
+        metric("NumberOfMessagesReceived", |c| c.0, true),
+        metric("NumberOfMessagesDeleted", |c| c.1, true),
+        metric("ApproximateNumberOfMessagesNotVisible", |c| c.2, false),
+    ]
+}
+
+#[tokio::test]
+async fn failed_records_during_the_ramp_reopen_by_the_queue_s_signal() {
+    // A consumer that returns its records in batchItemFailures raises no error: the queue's
+    // counts show it (40 received since the ramp began, 10 deleted, 5 still in flight).
+    let (update, seen) = updates();
+    let mut cloudwatch = queue_counts((50.0, 20.0, 5.0));
+    cloudwatch.push(errors(0.0));
+    let mocks = Mocks {
+        lambda: vec![update, get_capped(&[("Enabled", Some(4))])],
+        dynamodb: vec![get_item(Some(open_item(None)))],
+        cloudwatch,
+        ..Mocks::default()
+    };
+    let ctx = mocks.context(config(&[
+        ("SLOW_START_SECONDS", "60"),
+        ("ALARM_SIGNAL", "any"),
+    ]));
+    let mut circuit = ramping(Some(10), 4);
+    // The baseline the start took.
+    circuit.slow_start.as_mut().expect("ramping").records_baseline =
+        Some(controller::core::signal::QueueCounts {
+            received: 10,
+            deleted: 10,
+            in_flight: 0,
+        });
+
+    let circuit = steps::ramp_up(&ctx, circuit, 0).await.expect("decided");
+
+    assert_eq!(circuit.next, Some(Next::Reopen));
+    assert!(
+        circuit.reason.contains("left 25 of the 40 messages"),
+        "{}",
+        circuit.reason
+    );
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_start_under_the_queue_s_signal_takes_the_queue_s_baseline() {
+    let (update, _) = updates();
+    let (record, _) = record_changes();
+    let mocks = Mocks {
+        lambda: vec![
+            update,
+            get_capped(&[
+                ("Disabled", Some(10)),
+                ("Disabled", Some(2)),
+                ("Enabled", Some(2)),
+            ]),
+        ],
+        dynamodb: vec![get_item(Some(open_item(None))), record],
+        cloudwatch: queue_counts((7.0, 6.0, 1.0)),
+        ..Mocks::default()
+    };
+    let ctx = mocks.context(config(&[
+        ("SLOW_START_SECONDS", "60"),
+        ("ALARM_SIGNAL", "failed-records"),
+    ]));
+
+    let circuit = steps::start_slow_start(&ctx, circuit(), 0)
+        .await
+        .expect("started");
+
+    let ramp = circuit.slow_start.expect("ramping");
+    assert_eq!(
+        ramp.records_baseline,
+        Some(controller::core::signal::QueueCounts {
+            received: 7,
+            deleted: 6,
+            in_flight: 1
+        })
+    );
+    assert!(circuit.reason.contains("failed-records signal"), "{}", circuit.reason);
+}
