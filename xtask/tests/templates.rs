@@ -1139,6 +1139,10 @@ fn template_wires_the_workflow_and_the_controller() -> Result<()> {
         "MAX_CIRCUITS_PER_HOUR",
         "SLOW_START_SECONDS",
         "SLOW_START_CONCURRENCY",
+        "ALARM_SIGNAL",
+        "ALARM_FAILURE_PERCENT",
+        "ALARM_PERIOD_SECONDS",
+        "ALARM_HANG_PERIODS",
         "RUST_LOG",
     ]
     .map(String::from)

@@ -240,9 +240,8 @@ impl Config {
                 value: failure_percent,
             });
         }
-        let hang_seconds = env
-            .seconds("ALARM_PERIOD_SECONDS", 60)?
-            .saturating_mul(env.seconds("ALARM_HANG_PERIODS", 3)?);
+        let period_seconds = env.seconds("ALARM_PERIOD_SECONDS", 60)?;
+        let hang_seconds = period_seconds.saturating_mul(env.seconds("ALARM_HANG_PERIODS", 3)?);
 
         Ok(Config {
             consumer_function,

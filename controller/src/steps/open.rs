@@ -274,7 +274,9 @@ async fn past_outage(
         Some(children) if !children.is_empty() => {
             let mut latest = 0;
             for (child, _) in children {
-                let Some((rule, evaluated, since)) = alarm::evidence(cloudwatch, &child).await?
+                // A child out of the role's reach (a user's composite) is not judged: the
+                // ALARM is taken as a new outage.
+                let Ok(Some((rule, evaluated, since))) = alarm::evidence(cloudwatch, &child).await
                 else {
                     return Ok(None);
                 };
