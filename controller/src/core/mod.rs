@@ -9,6 +9,7 @@ pub mod alarm_event;
 pub mod backlog;
 pub mod backoff;
 pub mod config;
+pub mod deploy_check;
 pub mod hang;
 pub mod history;
 pub mod old_errors;
