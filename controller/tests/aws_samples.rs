@@ -29,7 +29,9 @@ fn a_single_metric_alarm_event_is_read_as_documented() {
     let event = fixture("cloudwatch-alarm-single-metric.json");
     let t = alarm_transition(&event, &own("ServerCpuTooHigh")).expect("documented event");
     assert_eq!(t.alarm_name, "ServerCpuTooHigh");
-    assert!(t.reason.starts_with("Threshold Crossed: 1 out of the last 1 datapoints"));
+    assert!(t
+        .reason
+        .starts_with("Threshold Crossed: 1 out of the last 1 datapoints"));
     // When it entered ALARM: detail.state.timestamp, not the event's time.
     assert_eq!(t.time_ms, 1_570_035_880_989);
     let data: Value = serde_json::from_str(t.reason_data.as_deref().expect("reasonData")).unwrap();
@@ -64,14 +66,23 @@ fn an_anomaly_detection_alarm_event_parses_as_a_transition() {
 #[test]
 fn the_probe_builds_the_record_aws_documents_field_for_field() {
     let sample = fixture("example-sqs-event.json")["Records"][0].clone();
-    let s = |pointer: &str| sample.pointer(pointer).and_then(Value::as_str).unwrap().to_string();
+    let s = |pointer: &str| {
+        sample
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_string()
+    };
     let message = Message::builder()
         .message_id(s("/messageId"))
         .receipt_handle(s("/receiptHandle"))
         .body(s("/body"))
         .md5_of_body(s("/md5OfBody"))
         .md5_of_message_attributes(s("/md5OfMessageAttributes"))
-        .attributes(A::ApproximateReceiveCount, s("/attributes/ApproximateReceiveCount"))
+        .attributes(
+            A::ApproximateReceiveCount,
+            s("/attributes/ApproximateReceiveCount"),
+        )
         .attributes(A::SentTimestamp, s("/attributes/SentTimestamp"))
         .attributes(A::SenderId, s("/attributes/SenderId"))
         .attributes(
@@ -110,11 +121,8 @@ fn the_probe_builds_the_record_aws_documents_field_for_field() {
                 .unwrap(),
         )
         .build();
-    let record = controller::adapters::queue::to_record(
-        &message,
-        &s("/eventSourceARN"),
-        &s("/awsRegion"),
-    );
+    let record =
+        controller::adapters::queue::to_record(&message, &s("/eventSourceARN"), &s("/awsRegion"));
     let built = serde_json::to_value(&record).unwrap();
     // Every documented field, with its documented value; nothing else.
     let mut expected = sample.clone();

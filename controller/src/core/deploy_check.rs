@@ -74,7 +74,9 @@ mod tests {
     #[test]
     fn a_deploy_event_is_recognised_and_a_step_request_is_not() {
         assert!(is_stack_status_change(&deployed()));
-        assert!(!is_stack_status_change(&json!({"step": "open", "input": {}})));
+        assert!(!is_stack_status_change(
+            &json!({"step": "open", "input": {}})
+        ));
         assert!(!is_stack_status_change(
             &json!({"source": "aws.cloudwatch", "detail-type": "CloudWatch Alarm State Change"})
         ));
@@ -94,7 +96,9 @@ mod tests {
         );
         assert_eq!(detail.function, "orders-consumer");
         assert_eq!(detail.status, "UPDATE_COMPLETE");
-        assert!(detail.stack.ends_with("stack/orders-breaker/6f1c4f30-d3c6-11ef-8d5b-0affd3e8a8b7"));
+        assert!(detail
+            .stack
+            .ends_with("stack/orders-breaker/6f1c4f30-d3c6-11ef-8d5b-0affd3e8a8b7"));
         assert_eq!(
             detail.reason,
             "the breaker refuses to act until this is fixed: MIN_DELAY_SECONDS=600 must be at \

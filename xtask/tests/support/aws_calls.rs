@@ -51,7 +51,13 @@ pub type Operations = BTreeMap<String, Vec<(&'static str, String)>>;
 pub fn sdk_operations() -> Result<Operations> {
     let out = std::process::Command::new(env!("CARGO"))
         // The host's packages only: others may not be downloaded.
-        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+        ])
         .arg(host_target()?)
         .current_dir(xtask::paths::root())
         .output()
@@ -91,7 +97,10 @@ pub fn sdk_operations() -> Result<Operations> {
             found += 1;
         }
         if found < 5 {
-            bail!("only {found} operations found for {krate} in {}", dir.display());
+            bail!(
+                "only {found} operations found for {krate} in {}",
+                dir.display()
+            );
         }
     }
     Ok(operations)
@@ -264,7 +273,10 @@ impl Calls<'_> {
                     .find(|(name, _)| r == *name)
                     .map(|(_, prefix)| *prefix)
             });
-            services.iter().filter(|(p, _)| Some(*p) == prefix).collect()
+            services
+                .iter()
+                .filter(|(p, _)| Some(*p) == prefix)
+                .collect()
         };
         match chosen[..] {
             [(prefix, op)] => {
@@ -289,8 +301,7 @@ impl Calls<'_> {
                         continue;
                     }
                     let name = ident.to_string();
-                    let after_dot =
-                        matches!(trees.get(i.wrapping_sub(1)), Some(TokenTree::Punct(p)) if p.as_char() == '.');
+                    let after_dot = matches!(trees.get(i.wrapping_sub(1)), Some(TokenTree::Punct(p)) if p.as_char() == '.');
                     let empty = matches!(next, Some(TokenTree::Group(g)) if g.stream().is_empty());
                     if after_dot && empty {
                         let receiver = match trees.get(i.wrapping_sub(2)) {
