@@ -1056,23 +1056,29 @@ fn template_grants_nothing_mutating_on_everything() -> Result<()> {
             .map(|(_, s)| s.clone())
             .collect()
     };
+    // The controller's role and the operator policy (an operator's close gives the consumer
+    // back as every end does).
     let update = by_action("lambda:UpdateEventSourceMapping");
-    ensure!(update.len() == 1, "one statement grants the mapping update");
-    let arns = render(&update[0]["Condition"]["ArnLike"]["lambda:FunctionArn"]);
-    ensure!(
-        arns == [
-            "arn:aws:lambda:us-east-1:123456789012:function:ConsumerFunctionName",
-            "arn:aws:lambda:us-east-1:123456789012:function:ConsumerFunctionName:*",
-            // The rejitter's own function (its ARN is known only at deploy time).
-            "<resolved at deploy time>",
-        ],
-        "the mapping update is scoped to the consumer's and the rejitter's mappings: {arns:?}"
-    );
+    ensure!(update.len() == 2, "two statements grant the mapping update");
+    for statement in &update {
+        let arns = render(&statement["Condition"]["ArnLike"]["lambda:FunctionArn"]);
+        ensure!(
+            arns == [
+                "arn:aws:lambda:us-east-1:123456789012:function:ConsumerFunctionName",
+                "arn:aws:lambda:us-east-1:123456789012:function:ConsumerFunctionName:*",
+                // The rejitter's own function (its ARN is known only at deploy time).
+                "<resolved at deploy time>",
+            ],
+            "the mapping update is scoped to the consumer's and the rejitter's mappings: {arns:?}"
+        );
+    }
     let put = by_action("cloudwatch:PutMetricData");
     ensure!(
-        put.len() == 1
-            && put[0]["Condition"]["StringEquals"]["cloudwatch:namespace"]
-                == json!({"Ref": "MetricsNamespace"}),
+        put.len() == 2
+            && put
+                .iter()
+                .all(|p| p["Condition"]["StringEquals"]["cloudwatch:namespace"]
+                    == json!({"Ref": "MetricsNamespace"})),
         "PutMetricData is scoped to MetricsNamespace: {put:?}"
     );
     Ok(())
@@ -1135,6 +1141,8 @@ fn template_wires_the_workflow_and_the_controller() -> Result<()> {
         "SETTLE_TIMEOUT_SECONDS",
         "REJITTER_FUNCTION_NAME",
         "REJITTER_MAX_SECONDS",
+        "MIN_DELAY_SECONDS",
+        "MAX_DELAY_SECONDS",
         "MAX_CIRCUITS_PER_HOUR",
         "SLOW_START_SECONDS",
         "SLOW_START_CONCURRENCY",
