@@ -1,12 +1,21 @@
 //! The controller Lambda: parses the step request and runs it.
 
-use controller::core::Config;
+use controller::adapters::signals::put_misconfigured;
+use controller::core::deploy_check::{is_stack_status_change, misconfigured};
+use controller::core::{Config, ConfigError};
 use controller::error::StepError;
 use controller::steps::{self, Context, Request};
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 async fn handle(ctx: &Context, event: LambdaEvent<Value>) -> Result<Value, StepError> {
+    if is_stack_status_change(&event.payload) {
+        tracing::info!(
+            status = %event.payload["detail"]["status-details"]["status"],
+            "stack deployed; configuration valid"
+        );
+        return Ok(json!({"configuration": "valid"}));
+    }
     let (request, retries) = Request::parse(event.payload)
         .map_err(|e| StepError::Fatal(format!("malformed step request: {e}")))?;
     let span = tracing::info_span!("step", step = request.name(), execution = %request.execution(), retries);
@@ -21,6 +30,26 @@ async fn handle(ctx: &Context, event: LambdaEvent<Value>) -> Result<Value, StepE
         tracing::error!(error_type = e.name(), error = %e, "step failed");
     }
     result
+}
+
+/// With a refused configuration the controller still answers: the deploy's event announces
+/// the refusal ("Breaker Misconfigured"), and every step fails with it, touching nothing.
+async fn refuse(
+    eventbridge: &aws_sdk_eventbridge::Client,
+    error: &ConfigError,
+    event: LambdaEvent<Value>,
+) -> Result<Value, StepError> {
+    let env = |name: &str| std::env::var(name).ok();
+    if is_stack_status_change(&event.payload) {
+        let detail = misconfigured(&event.payload, env, error);
+        let bus = env("EVENT_BUS_NAME").unwrap_or_else(|| "default".into());
+        put_misconfigured(eventbridge, &bus, &detail).await?;
+        tracing::error!(reason = %detail.reason, bus = %bus, "announced: Breaker Misconfigured");
+        return Ok(json!({"configuration": "refused", "reason": detail.reason}));
+    }
+    let e = StepError::Fatal(format!("the breaker's configuration is refused: {error}"));
+    tracing::error!(error_type = e.name(), error = %e, "step refused");
+    Err(e)
 }
 
 #[tokio::main]
@@ -41,11 +70,16 @@ async fn main() -> Result<(), Error> {
         .with_current_span(true)
         .with_span_list(false)
         .init();
-    let config = Config::from_lookup(|name| std::env::var(name).ok()).map_err(|e| {
-        tracing::error!(error = %e, "invalid configuration");
-        e
-    })?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let ctx = Context::live(config, &sdk);
-    lambda_runtime::run(service_fn(|event| handle(&ctx, event))).await
+    match Config::from_lookup(|name| std::env::var(name).ok()) {
+        Ok(config) => {
+            let ctx = Context::live(config, &sdk);
+            lambda_runtime::run(service_fn(|event| handle(&ctx, event))).await
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "invalid configuration");
+            let eventbridge = aws_sdk_eventbridge::Client::new(&sdk);
+            lambda_runtime::run(service_fn(|event| refuse(&eventbridge, &error, event))).await
+        }
+    }
 }

@@ -153,3 +153,33 @@ impl Signals {
         Ok(())
     }
 }
+
+/// Announces a refused configuration ("Breaker Misconfigured") on `bus`.
+pub async fn put_misconfigured(
+    eventbridge: &aws_sdk_eventbridge::Client,
+    bus: &str,
+    detail: &crate::core::deploy_check::Misconfigured,
+) -> Result<(), StepError> {
+    let body = serde_json::to_string(detail)
+        .map_err(|e| StepError::Fatal(format!("serialising event detail: {e}")))?;
+    let out = eventbridge
+        .put_events()
+        .entries(
+            PutEventsRequestEntry::builder()
+                .source(EVENT_SOURCE)
+                .detail_type(crate::core::deploy_check::MISCONFIGURED)
+                .detail(body)
+                .event_bus_name(bus)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| StepError::aws("PutEvents", e))?;
+    match out.entries().iter().find_map(|e| e.error_message()) {
+        Some(reason) => Err(StepError::Transient {
+            operation: "PutEvents".into(),
+            message: reason.to_string(),
+        }),
+        None => Ok(()),
+    }
+}

@@ -45,6 +45,15 @@ pub enum ConfigError {
     )]
     InvalidQueueArn { value: String, reason: &'static str },
 
+    #[error(
+        "the rejitter is on (RejitterEnabled=true) but QUEUE_ARN={queue:?} is a FIFO queue, \
+         which cannot delay single messages: set RejitterEnabled to false"
+    )]
+    RejitterOnFifoQueue { queue: String },
+
+    #[error("MIN_DELAY_SECONDS={min} must be at most MAX_DELAY_SECONDS={max}")]
+    MinDelayAboveMax { min: u32, max: u32 },
+
     #[error("EMPTY_QUEUE_POLICY=health-check requires HEALTH_CHECK_FUNCTION to be set")]
     HealthCheckFunctionMissing,
 
@@ -216,6 +225,19 @@ impl Config {
             return Err(ConfigError::HealthCheckFunctionMissing);
         }
 
+        let rejitter_function = env.optional("REJITTER_FUNCTION_NAME");
+        if rejitter_function.is_some() && QueueArn::parse(&queue_arn)?.is_fifo() {
+            return Err(ConfigError::RejitterOnFifoQueue { queue: queue_arn });
+        }
+        let min_delay = env.seconds("MIN_DELAY_SECONDS", 0)?;
+        let max_delay = env.seconds("MAX_DELAY_SECONDS", 900)?;
+        if min_delay > max_delay {
+            return Err(ConfigError::MinDelayAboveMax {
+                min: min_delay,
+                max: max_delay,
+            });
+        }
+
         let slow_start_seconds = env.seconds("SLOW_START_SECONDS", 0)?;
         if slow_start_seconds > crate::core::slow_start::MAX_SECONDS {
             return Err(ConfigError::SlowStartTooLong {
@@ -261,7 +283,7 @@ impl Config {
             health_check_function,
             retention_margin_seconds: env.seconds("RETENTION_MARGIN_SECONDS", 3600)?,
             settle_timeout_seconds: env.seconds("SETTLE_TIMEOUT_SECONDS", 60)?,
-            rejitter_function: env.optional("REJITTER_FUNCTION_NAME"),
+            rejitter_function,
             rejitter_max_seconds: env.seconds("REJITTER_MAX_SECONDS", 900)?,
             max_circuits_per_hour: unlimited_if_zero(env.seconds("MAX_CIRCUITS_PER_HOUR", 6)?),
             slow_start_seconds,
@@ -378,6 +400,45 @@ mod tests {
             vars.insert(k, (*v).to_owned());
         }
         load(&vars)
+    }
+
+    #[test]
+    fn the_rejitter_on_a_fifo_queue_is_refused() {
+        let fifo = "arn:aws:sqs:eu-west-1:123456789012:orders.fifo";
+        assert_eq!(
+            load_with(&[("QUEUE_ARN", fifo), ("REJITTER_FUNCTION_NAME", "rejitter")]),
+            Err(ConfigError::RejitterOnFifoQueue {
+                queue: fifo.to_owned()
+            })
+        );
+        // Without the rejitter, or on a standard queue whose name merely says fifo: fine.
+        assert!(load_with(&[("QUEUE_ARN", fifo)]).is_ok());
+        let look_alike = "arn:aws:sqs:eu-west-1:123456789012:orders-fifo";
+        assert!(load_with(&[("QUEUE_ARN", look_alike), ("REJITTER_FUNCTION_NAME", "r")]).is_ok());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn min_delay_above_max_is_refused_and_nothing_else(min in 0u32..=900, max in 0u32..=900) {
+            let (min_s, max_s) = (min.to_string(), max.to_string());
+            let loaded = load_with(&[("MIN_DELAY_SECONDS", &min_s), ("MAX_DELAY_SECONDS", &max_s)]);
+            if min > max {
+                proptest::prop_assert_eq!(loaded, Err(ConfigError::MinDelayAboveMax { min, max }));
+            } else {
+                proptest::prop_assert!(loaded.is_ok());
+            }
+        }
+
+        #[test]
+        fn backoff_cap_below_base_is_refused_and_nothing_else(base in 1u32..=86_400, cap in 1u32..=86_400) {
+            let (base_s, cap_s) = (base.to_string(), cap.to_string());
+            let loaded = load_with(&[("BACKOFF_BASE_SECONDS", &base_s), ("BACKOFF_CAP_SECONDS", &cap_s)]);
+            if cap < base {
+                proptest::prop_assert_eq!(loaded, Err(ConfigError::BackoffCapBelowBase { cap, base }));
+            } else {
+                proptest::prop_assert!(loaded.is_ok());
+            }
+        }
     }
 
     #[test]

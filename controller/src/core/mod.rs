@@ -10,6 +10,7 @@ pub mod backlog;
 pub mod backoff;
 pub mod composite;
 pub mod config;
+pub mod deploy_check;
 pub mod hang;
 pub mod history;
 pub mod old_errors;
