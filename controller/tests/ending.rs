@@ -435,9 +435,10 @@ async fn a_re_trip_healthy_at_its_first_probe_with_the_alarm_still_up_is_not_re_
     let ending = Ending::close();
     let (not_clearing, details) = put_event_where("Alarm Not Clearing", |d| d["mapping"] == UUID);
     let mut mocks = ending.mocks();
-    mocks
-        .cloudwatch
-        .extend([describe_alarm("ALARM", NOW_MS - 60_000), put_metric("AlarmNotClearing")]);
+    mocks.cloudwatch.extend([
+        describe_alarm("ALARM", NOW_MS - 60_000),
+        put_metric("AlarmNotClearing"),
+    ]);
     mocks.eventbridge.push(not_clearing);
     let ctx = mocks.context(config(&[]));
     let circuit = Circuit {
@@ -449,9 +450,17 @@ async fn a_re_trip_healthy_at_its_first_probe_with_the_alarm_still_up_is_not_re_
     let closed = steps::close(&ctx, circuit).await.expect("closed");
 
     assert_eq!(ending.reset_alarm.num_calls(), 0, "the alarm was re-armed");
-    assert_eq!(ending.enable.num_calls(), 1, "the consumer was not given back");
+    assert_eq!(
+        ending.enable.num_calls(),
+        1,
+        "the consumer was not given back"
+    );
     assert_eq!(ending.finish.num_calls(), 1);
-    assert!(closed.reason.contains("does not clear"), "{}", closed.reason);
+    assert!(
+        closed.reason.contains("does not clear"),
+        "{}",
+        closed.reason
+    );
     assert_eq!(details.lock().unwrap().len(), 1);
 }
 
@@ -460,7 +469,9 @@ async fn a_re_trip_whose_probes_failed_first_is_re_armed_as_usual() {
     // The consumer did fail again after the close: the alarm is right, and re-armed.
     let ending = Ending::close();
     let mut mocks = ending.mocks();
-    mocks.cloudwatch.push(describe_alarm("ALARM", NOW_MS - 60_000));
+    mocks
+        .cloudwatch
+        .push(describe_alarm("ALARM", NOW_MS - 60_000));
     let circuit = Circuit {
         retrip: true,
         attempt: 4,
@@ -511,9 +522,12 @@ async fn a_composite_alarm_is_re_armed_with_its_children_first() {
             }),
     );
 
-    steps::close(&mocks.context(config(&[("ALARM_SIGNAL", "any")])), healthy())
-        .await
-        .expect("closed");
+    steps::close(
+        &mocks.context(config(&[("ALARM_SIGNAL", "any")])),
+        healthy(),
+    )
+    .await
+    .expect("closed");
 
     assert_eq!(
         *reset.lock().unwrap(),

@@ -530,12 +530,15 @@ async fn failed_records_during_the_ramp_reopen_by_the_queue_s_signal() {
     ]));
     let mut circuit = ramping(Some(10), 4);
     // The baseline the start took.
-    circuit.slow_start.as_mut().expect("ramping").records_baseline =
-        Some(controller::core::signal::QueueCounts {
-            received: 10,
-            deleted: 10,
-            in_flight: 0,
-        });
+    circuit
+        .slow_start
+        .as_mut()
+        .expect("ramping")
+        .records_baseline = Some(controller::core::signal::QueueCounts {
+        received: 10,
+        deleted: 10,
+        in_flight: 0,
+    });
 
     let circuit = steps::ramp_up(&ctx, circuit, 0).await.expect("decided");
 
@@ -583,5 +586,9 @@ async fn a_start_under_the_queue_s_signal_takes_the_queue_s_baseline() {
             in_flight: 1
         })
     );
-    assert!(circuit.reason.contains("failed-records signal"), "{}", circuit.reason);
+    assert!(
+        circuit.reason.contains("failed-records signal"),
+        "{}",
+        circuit.reason
+    );
 }

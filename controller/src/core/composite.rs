@@ -11,18 +11,18 @@
 pub fn children(rule: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let mut rest = rule;
-    while let Some(open) = rest.find('(') {
-        let function = rest[..open]
+    while let Some(paren) = rest.find('(') {
+        let function = rest[..paren]
             .rsplit(|c: char| !(c.is_ascii_alphabetic() || c == '_'))
             .next()
             .unwrap_or_default();
-        rest = &rest[open + 1..];
+        rest = &rest[paren + 1..];
         if !matches!(function, "ALARM" | "OK" | "INSUFFICIENT_DATA") {
             continue;
         }
-        let Some(close) = rest.find(')') else { break };
-        let reference = rest[..close].trim().trim_matches('"').trim();
-        rest = &rest[close + 1..];
+        let Some(end) = rest.find(')') else { break };
+        let reference = rest[..end].trim().trim_matches('"').trim();
+        rest = &rest[end + 1..];
         let name = alarm_name(reference);
         if !name.is_empty() && !names.iter().any(|n| n == name) {
             names.push(name.to_string());
