@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bench_rejitter;
 pub mod bench_slow_start;
 pub mod breaker;
+pub mod cdk;
 pub mod console;
 pub mod consumer;
 pub mod demo;

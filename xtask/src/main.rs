@@ -443,6 +443,21 @@ fn test_steps(
         "cfn-lint infra/*.yaml",
         tools.command("cfn-lint").args(&templates),
     )?;
+    // The CDK construct's unit tests (node's test runner; bundling skipped, so seconds).
+    if xtask::cdk::npm_ci_needed() {
+        step(
+            "npm ci --prefix cdk",
+            Command::new("npm")
+                .args(["ci", "--prefix"])
+                .arg(xtask::cdk::dir()),
+        )?;
+    }
+    step(
+        "npm test --prefix cdk (the CDK construct)",
+        Command::new("npm")
+            .args(["test", "--prefix"])
+            .arg(xtask::cdk::dir()),
+    )?;
     // Local-stack tests are #[ignore]d so that a plain `cargo test` stays offline and fast.
     // They spend most of their time waiting (backoffs, delays, visibility timeouts), each on
     // its own emulator: cargo-nextest runs them side by side, a process each.

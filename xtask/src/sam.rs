@@ -62,7 +62,7 @@ pub fn optimise_local_builds() {
 
 /// The release profile of local builds: no fat LTO, no optimisation unless asked (see
 /// [`build`]).
-fn local_profile(cmd: &mut Command) -> &mut Command {
+pub fn local_profile(cmd: &mut Command) -> &mut Command {
     cmd.env("CARGO_PROFILE_RELEASE_LTO", "false")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
     if !OPTIMISED.load(Ordering::Relaxed) {

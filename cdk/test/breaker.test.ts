@@ -1,0 +1,280 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { App, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import {
+  REPOSITORY_ROOT, RESOURCE_PARAMETERS, SETTINGS, SqsCircuitBreaker, SqsCircuitBreakerProps,
+  loadTemplate, parameterName,
+} from '../lib';
+
+// Bundling skipped: one empty bootstrap stands for both binaries.
+const codeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sqscb-code-'));
+fs.writeFileSync(path.join(codeDir, 'bootstrap'), '');
+/** A new Code per stack (CDK ties an asset to one stack). */
+const code = () => ({ controller: lambda.Code.fromAsset(codeDir), rejitter: lambda.Code.fromAsset(codeDir) });
+
+interface Built {
+  stack: Stack;
+  breaker: SqsCircuitBreaker;
+  template: Template;
+}
+
+function build(
+  props: Partial<SqsCircuitBreakerProps> = {},
+  queueProps: sqs.QueueProps = {},
+  more?: (stack: Stack) => Partial<SqsCircuitBreakerProps>,
+): Built {
+  const app = new App();
+  const stack = new Stack(app, 'Orders', { env: { account: '123456789012', region: 'eu-west-1' } });
+  const consumer = lambda.Function.fromFunctionArn(stack, 'Consumer', 'arn:aws:lambda:eu-west-1:123456789012:function:orders-consumer');
+  const queue = new sqs.Queue(stack, 'Queue', queueProps);
+  const breaker = new SqsCircuitBreaker(stack, 'Breaker', {
+    consumer, queue, code: code(), ...props, ...(more ? more(stack) : {}),
+  });
+  return { stack, breaker, template: Template.fromStack(stack) };
+}
+
+function only(template: Template, type: string): { logicalId: string; properties: any } {
+  const found = template.findResources(type);
+  const ids = Object.keys(found);
+  assert.equal(ids.length, 1, `one ${type}: ${ids.join(', ')}`);
+  return { logicalId: ids[0], properties: found[ids[0]].Properties };
+}
+
+function controllerEnvironment(template: Template): Record<string, unknown> {
+  const functions = template.findResources('AWS::Lambda::Function', {
+    Properties: { FunctionName: 'Orders-Breaker-controller' },
+  });
+  return Object.values(functions)[0].Properties.Environment.Variables;
+}
+
+function rolePolicy(template: Template, policyName: string): any[] {
+  const roles = template.findResources('AWS::IAM::Role');
+  for (const role of Object.values(roles)) {
+    for (const policy of role.Properties.Policies ?? []) {
+      if (policy.PolicyName === policyName) return policy.PolicyDocument.Statement;
+    }
+  }
+  throw new Error(`no role with policy ${policyName}`);
+}
+
+const sids = (statements: any[]) => statements.map((s) => s.Sid);
+
+test('every parameter of infra/template.yaml is a prop, and every plain setting a parameter', () => {
+  const parameters = Object.keys(loadTemplate().Parameters);
+  const props = new Set([...Object.keys(SETTINGS).map(parameterName), ...Object.keys(RESOURCE_PARAMETERS)]);
+  const missing = parameters.filter((p) => !props.has(p));
+  assert.deepEqual(missing, [], `template parameters the construct lacks (add them to BreakerSettings and SETTINGS): ${missing}`);
+  const extra = [...props].filter((p) => !parameters.includes(p));
+  assert.deepEqual(extra, [], `props with no template parameter: ${extra}`);
+});
+
+test('the defaults: one workflow, one controller, the created alarm, the template defaults in the environment', () => {
+  const { template } = build();
+  template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
+  template.resourceCountIs('AWS::DynamoDB::Table', 1);
+  template.resourceCountIs('AWS::CloudWatch::Alarm', 1);
+  template.resourceCountIs('AWS::Events::Rule', 2);
+  template.resourceCountIs('AWS::Lambda::EventSourceMapping', 0);
+  template.resourceCountIs('AWS::Lambda::Function', 1);
+  template.hasResourceProperties('AWS::Lambda::Function', {
+    FunctionName: 'Orders-Breaker-controller', Runtime: 'provided.al2023', Architectures: ['x86_64'],
+    MemorySize: 128, Timeout: 900, Handler: 'bootstrap',
+  });
+  const env = controllerEnvironment(template);
+  const declared = Object.keys(loadTemplate().Resources.ControllerFunction.Properties.Environment.Variables);
+  assert.deepEqual(Object.keys(env).sort(), declared.sort());
+  assert.equal(env.BACKOFF_BASE_SECONDS, '5');
+  assert.equal(env.BACKOFF_CAP_SECONDS, '300');
+  assert.equal(env.GIVE_UP_POLICY, 'restore');
+  assert.equal(env.EMPTY_QUEUE_POLICY, 'close');
+  assert.equal(env.MAX_CIRCUITS_PER_HOUR, '6');
+  assert.equal(env.STATE_MACHINE_NAME, 'Orders-Breaker-circuit-breaker');
+  assert.equal(env.REJITTER_FUNCTION_NAME, '');
+  assert.equal(env.CONSUMER_FUNCTION_NAME, 'orders-consumer');
+  const alarm = only(template, 'AWS::CloudWatch::Alarm');
+  assert.deepEqual(env.ALARM_NAME, { Ref: alarm.logicalId });
+  assert.equal(alarm.properties.AlarmName, 'Orders-Breaker-consumer-errors');
+  assert.equal(alarm.properties.MetricName, 'Errors');
+  assert.equal(alarm.properties.Period, '60');
+  assert.equal(alarm.properties.EvaluationPeriods, '3');
+  assert.equal(alarm.properties.DatapointsToAlarm, '2');
+  assert.equal(alarm.properties.Threshold, '1');
+});
+
+test('the workflow is statemachine/circuit-breaker.asl.json, run by the controller', () => {
+  const { template } = build();
+  const machine = only(template, 'AWS::StepFunctions::StateMachine');
+  const asl = fs.readFileSync(path.join(REPOSITORY_ROOT, 'statemachine', 'circuit-breaker.asl.json'), 'utf8');
+  assert.equal(machine.properties.DefinitionString, asl);
+  assert.equal(machine.properties.StateMachineName, 'Orders-Breaker-circuit-breaker');
+  assert.equal(machine.properties.StateMachineType, 'STANDARD');
+  const controller = Object.keys(template.findResources('AWS::Lambda::Function', {
+    Properties: { FunctionName: 'Orders-Breaker-controller' },
+  }))[0];
+  assert.deepEqual(machine.properties.DefinitionSubstitutions, { ControllerFunctionArn: { 'Fn::GetAtt': [controller, 'Arn'] } });
+  const statements = rolePolicy(template, 'CircuitBreakerStateMachineRolePolicy0');
+  assert.deepEqual(statements, [{
+    Sid: 'RunTheController', Effect: 'Allow', Action: 'lambda:InvokeFunction', Resource: { 'Fn::GetAtt': [controller, 'Arn'] },
+  }]);
+  // The alarm's ALARM transitions start it.
+  const alarm = only(template, 'AWS::CloudWatch::Alarm').logicalId;
+  template.hasResourceProperties('AWS::Events::Rule', {
+    EventPattern: {
+      source: ['aws.cloudwatch'], 'detail-type': ['CloudWatch Alarm State Change'],
+      resources: [{ 'Fn::GetAtt': [alarm, 'Arn'] }], detail: { state: { value: ['ALARM'] } },
+    },
+    Targets: [Match.objectLike({ Arn: { Ref: machine.logicalId } })],
+  });
+});
+
+test("the controller's IAM is the template's, statement for statement, for the same inputs", () => {
+  const tpl = loadTemplate();
+  const declared = tpl.Resources.ControllerRole.Properties.Policies[0].PolicyDocument.Statement;
+  // Without a key or a health check, the conditional statement is dropped (as CloudFormation does).
+  const unconditional = declared.filter((s: any) => s.Sid !== undefined).map((s: any) => s.Sid);
+  const { template } = build();
+  const statements = rolePolicy(template, 'controller');
+  assert.deepEqual(sids(statements), unconditional);
+  const bySid = Object.fromEntries(statements.map((s: any) => [s.Sid, s]));
+  const queue = only(template, 'AWS::SQS::Queue').logicalId;
+  assert.deepEqual(bySid.TakeOneProbeMessage.Resource, { 'Fn::GetAtt': [queue, 'Arn'] });
+  assert.equal(JSON.stringify(bySid.ProbeTheConsumer.Resource).includes(':function:orders-consumer:*'), true);
+  assert.equal(bySid.ProbeTheConsumer.Resource.length, 2);
+  assert.deepEqual(bySid.PublishBreakerMetrics.Condition, { StringEquals: { 'cloudwatch:namespace': 'SqsCircuitBreaker' } });
+  assert.equal(bySid.DisableAndEnableTheConsumersMapping.Condition.ArnLike['lambda:FunctionArn'].length, 2);
+  assert.ok(JSON.stringify(bySid.CheckTheBreakersExecutions.Resource).includes(':execution:Orders-Breaker-circuit-breaker:*'));
+  assert.ok(JSON.stringify(bySid.WriteItsOwnLogs.Resource).includes(':log-group:/aws/lambda/Orders-Breaker-controller'));
+  // No managed policy: logs only to its own group.
+  const role = only({ findResources: (t: string) => template.findResources(t, { Properties: { Policies: [{ PolicyName: 'controller' }] } }) } as any, 'AWS::IAM::Role');
+  assert.equal(role.properties.ManagedPolicyArns, undefined);
+});
+
+test('a key, a health check and the rejitter add exactly their statements', () => {
+  const { template } = build(
+    { rejitterEnabled: true, emptyQueuePolicy: 'health-check', minDelaySeconds: 5, maxDelaySeconds: 20 },
+    {},
+    (stack) => ({
+      queueKey: new kms.Key(stack, 'Key'),
+      healthCheck: lambda.Function.fromFunctionArn(stack, 'Health', 'arn:aws:lambda:eu-west-1:123456789012:function:orders-health'),
+    }),
+  );
+  const statements = rolePolicy(template, 'controller');
+  const bySid = Object.fromEntries(statements.map((s: any) => [s.Sid, s]));
+  assert.ok(bySid.UseTheQueuesKey, 'the key statement');
+  assert.deepEqual(bySid.UseTheQueuesKey.Action, ['kms:Decrypt', 'kms:GenerateDataKey']);
+  assert.equal(bySid.ProbeTheConsumer.Resource.length, 4);
+  assert.ok(JSON.stringify(bySid.ProbeTheConsumer.Resource).includes(':function:orders-health:*'));
+  const rejitter = Object.keys(template.findResources('AWS::Lambda::Function', {
+    Properties: { FunctionName: 'Orders-Breaker-rejitter' },
+  }))[0];
+  assert.ok(rejitter, 'the rejitter function');
+  assert.deepEqual(
+    bySid.DisableAndEnableTheConsumersMapping.Condition.ArnLike['lambda:FunctionArn'][2],
+    { 'Fn::GetAtt': [rejitter, 'Arn'] },
+  );
+  assert.deepEqual(sids(rolePolicy(template, 'rejitter')), ['RejitterTheQueue', 'UseTheQueuesKey', 'WriteItsOwnLogs', 'WriteItsOwnLogStreams']);
+  template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+    Enabled: false, BatchSize: 10, FunctionResponseTypes: ['ReportBatchItemFailures'], FunctionName: { Ref: rejitter },
+  });
+  template.hasResourceProperties('AWS::Lambda::Function', {
+    FunctionName: 'Orders-Breaker-rejitter', Timeout: 15,
+    Environment: { Variables: Match.objectLike({ MIN_DELAY_SECONDS: '5', MAX_DELAY_SECONDS: '20' }) },
+  });
+  const env = controllerEnvironment(template);
+  assert.deepEqual(env.REJITTER_FUNCTION_NAME, { Ref: rejitter });
+  assert.equal(env.EMPTY_QUEUE_POLICY, 'health-check');
+  assert.equal(env.HEALTH_CHECK_FUNCTION, 'orders-health');
+});
+
+test('props map to the controller environment', () => {
+  const { template } = build({
+    backoffBaseSeconds: 1, backoffCapSeconds: 2, maxProbeAttempts: 7, maxOpenSeconds: 600, giveUpPolicy: 'leave-open',
+    retentionMarginSeconds: 60, settleTimeoutSeconds: 20, maxCircuitsPerHour: 0, eventBusName: 'ops',
+    metricsNamespace: 'Orders', slowStartSeconds: 120, slowStartConcurrency: 4, rejitterMaxSeconds: 300,
+  });
+  const env = controllerEnvironment(template);
+  assert.deepEqual(
+    [env.BACKOFF_BASE_SECONDS, env.BACKOFF_CAP_SECONDS, env.MAX_PROBE_ATTEMPTS, env.MAX_OPEN_SECONDS, env.GIVE_UP_POLICY,
+      env.RETENTION_MARGIN_SECONDS, env.SETTLE_TIMEOUT_SECONDS, env.MAX_CIRCUITS_PER_HOUR, env.EVENT_BUS_NAME,
+      env.METRICS_NAMESPACE, env.SLOW_START_SECONDS, env.SLOW_START_CONCURRENCY, env.REJITTER_MAX_SECONDS],
+    ['1', '2', '7', '600', 'leave-open', '60', '20', '0', 'ops', 'Orders', '120', '4', '300'],
+  );
+  const bySid = Object.fromEntries(rolePolicy(template, 'controller').map((s: any) => [s.Sid, s]));
+  assert.ok(JSON.stringify(bySid.SendEventsAndAlerts.Resource).includes(':event-bus/ops'));
+});
+
+test('an existing alarm: none created, its ARN starts the workflow and its name is ALARM_NAME', () => {
+  const { template, breaker } = build({}, {}, (stack) => ({
+    alarm: cloudwatch.Alarm.fromAlarmArn(stack, 'Mine', 'arn:aws:cloudwatch:eu-west-1:123456789012:alarm:orders-age'),
+  }));
+  template.resourceCountIs('AWS::CloudWatch::Alarm', 0);
+  assert.equal(controllerEnvironment(template).ALARM_NAME, 'orders-age');
+  template.hasResourceProperties('AWS::Events::Rule', {
+    EventPattern: Match.objectLike({ resources: ['arn:aws:cloudwatch:eu-west-1:123456789012:alarm:orders-age'] }),
+  });
+  assert.equal(breaker.alarm.alarmArn, 'arn:aws:cloudwatch:eu-west-1:123456789012:alarm:orders-age');
+  template.hasOutput('AlarmName', { Value: 'orders-age' });
+});
+
+test('the refusals of the template, at synth time', () => {
+  assert.throws(() => build({ rejitterEnabled: true }, { fifo: true }), /RejitterEnabledNeedsAStandardQueue/);
+  assert.doesNotThrow(() => build({}, { fifo: true }));
+  assert.throws(() => build({ minDelaySeconds: 30, maxDelaySeconds: 20 }), /MinDelaySecondsMustNotExceedMaxDelaySeconds::30::20/);
+  assert.doesNotThrow(() => build({ minDelaySeconds: 20, maxDelaySeconds: 20 }));
+  assert.throws(() => build({ backoffBaseSeconds: 10, backoffCapSeconds: 5 }), /backoffBaseSeconds \(10\) must not exceed backoffCapSeconds \(5\)/);
+  assert.throws(() => build({ alarmDatapointsToAlarm: 4, alarmEvaluationPeriods: 3 }), /must not exceed alarmEvaluationPeriods/);
+  assert.throws(() => build({ emptyQueuePolicy: 'health-check' }), /requires HealthCheckFunctionName/);
+  assert.throws(() => build({ alarmPeriodSeconds: 45 as any }), /alarmPeriodSeconds \(AlarmPeriodSeconds\) must be one of/);
+  assert.throws(() => build({ maxDelaySeconds: 901 }), /must be at most 900/);
+  assert.throws(() => build({ backoffBaseSeconds: 1.5 }), /whole number/);
+  assert.throws(() => build({ breakerName: 'x'.repeat(54) }), /longer than 53/);
+});
+
+test('outputs: the properties a CDK user reads, and the stack outputs the operator command reads', () => {
+  const { template, breaker, stack } = build();
+  for (const key of Object.keys(loadTemplate().Outputs)) template.hasOutput(key, {});
+  const machine = only(template, 'AWS::StepFunctions::StateMachine').logicalId;
+  assert.deepEqual(stack.resolve(breaker.stateMachine.stateMachineArn), { Ref: machine });
+  const table = only(template, 'AWS::DynamoDB::Table').logicalId;
+  assert.deepEqual(stack.resolve(breaker.circuitTable.tableName), { Ref: table });
+  assert.ok(JSON.stringify(stack.resolve(breaker.consoleUrl)).includes('#/statemachines/view/'));
+  const alarm = only(template, 'AWS::CloudWatch::Alarm').logicalId;
+  assert.ok(JSON.stringify(stack.resolve(breaker.alarm.alarmName)).includes(alarm));
+  assert.ok(breaker.controller.functionArn);
+});
+
+test('grantOperator grants every action docs/operator-command.md lists', () => {
+  const docs = fs.readFileSync(path.join(REPOSITORY_ROOT, 'docs', 'operator-command.md'), 'utf8');
+  const table = docs.slice(docs.indexOf('## Permissions'), docs.indexOf('## Reading an execution'));
+  const listed = [...table.matchAll(/`([a-z]+):([A-Za-z]+)`((?:, (?:`[A-Za-z]+`|`[a-z]+:[A-Za-z]+`))*)/g)].flatMap((m) => {
+    const service = m[1];
+    const rest = [...m[0].matchAll(/`(?:([a-z]+):)?([A-Za-z]+)`/g)].map((a) => `${a[1] ?? service}:${a[2]}`);
+    return rest;
+  });
+  assert.ok(listed.length > 15, `actions found in the table: ${listed}`);
+  const app = new App();
+  const stack = new Stack(app, 'Ops', { env: { account: '123456789012', region: 'eu-west-1' } });
+  const consumer = lambda.Function.fromFunctionArn(stack, 'Consumer', 'arn:aws:lambda:eu-west-1:123456789012:function:orders-consumer');
+  const dlq = new sqs.Queue(stack, 'Dlq');
+  const queue = new sqs.Queue(stack, 'Queue', { deadLetterQueue: { queue: dlq, maxReceiveCount: 5 } });
+  const breaker = new SqsCircuitBreaker(stack, 'Breaker', { consumer, queue, code: code() });
+  const operator = new iam.Role(stack, 'Operator', { assumedBy: new iam.AccountRootPrincipal() });
+  breaker.grantOperator(operator);
+  const synthesized = Template.fromStack(stack);
+  const policies = synthesized.findResources('AWS::IAM::Policy');
+  const granted = new Set<string>(Object.values(policies).flatMap((p: any) =>
+    p.Properties.PolicyDocument.Statement.flatMap((s: any) => [s.Action].flat())));
+  const missing = listed.filter((a) => !granted.has(a));
+  assert.deepEqual(missing, [], 'documented actions grantOperator lacks');
+  const dlqLogicalId = Object.keys(synthesized.findResources('AWS::SQS::Queue')).find((id) => id.startsWith('Dlq'))!;
+  assert.ok(JSON.stringify(policies).includes(dlqLogicalId), 'the DLQ is readable');
+});
