@@ -21,6 +21,10 @@
 pub mod alarm_bridge;
 pub mod alarm_evaluation;
 pub mod alarm_events;
+pub mod alarm_history;
+pub mod event_delivery;
+pub mod metric_math;
+pub mod sqs_metrics;
 
 use crate::emulator::{log_file, Emulator};
 use anyhow::Result;
@@ -82,31 +86,48 @@ pub async fn run_metrics_bridge(emulator: &Emulator, stop: Arc<AtomicBool>) -> R
     let mut file = std::fs::File::open(log_file(emulator.port))?;
     let mut offset = file.seek(SeekFrom::End(0))?;
     let mut pending = String::new();
+    let mut queues = sqs_metrics::Activity::default();
     while !stop.load(Ordering::Relaxed) {
         let mut chunk = Vec::new();
         file.seek(SeekFrom::Start(offset))?;
         offset += file.read_to_end(&mut chunk)? as u64;
         pending.push_str(&String::from_utf8_lossy(&chunk));
+        let (mut lambda, mut sqs) = (Vec::new(), Vec::new());
         while let Some(end) = pending.find('\n') {
             let line: String = pending.drain(..=end).collect();
             if let Some(invocation) = parse_mapping_invocation(&line) {
-                let put = cloudwatch
-                    .put_metric_data()
-                    .namespace("AWS/Lambda")
-                    .set_metric_data(Some(lambda_metrics(&invocation)))
-                    .send()
-                    .await;
-                if let Err(e) = put {
-                    eprintln!(
-                        "emulator gap bridge: PutMetricData failed: {}",
-                        aws_smithy_types::error::display::DisplayErrorContext(e)
-                    );
-                }
+                lambda.extend(lambda_metrics(&invocation));
+            } else if let Some(report) = sqs_metrics::parse(&line) {
+                sqs.extend(queues.datums(&report));
             }
         }
+        put_metrics(&cloudwatch, "AWS/Lambda", lambda).await;
+        put_metrics(&cloudwatch, "AWS/SQS", sqs).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     Ok(())
+}
+
+/// PutMetricData in requests of at most 1000 datapoints (the API's limit).
+async fn put_metrics(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+    datums: Vec<MetricDatum>,
+) {
+    for chunk in datums.chunks(1000) {
+        let put = cloudwatch
+            .put_metric_data()
+            .namespace(namespace)
+            .set_metric_data(Some(chunk.to_vec()))
+            .send()
+            .await;
+        if let Err(e) = put {
+            eprintln!(
+                "emulator gap bridge: PutMetricData {namespace} failed: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(e)
+            );
+        }
+    }
 }
 
 /// Runs the bridges on a background thread for as long as the returned guard lives.
@@ -158,40 +179,16 @@ impl Drop for Bridges {
     }
 }
 
-/// Gap 3: the event source mappings a stack declares `Enabled: false` (by logical id) are
-/// switched off again through the API, so that they read `Disabled` as they would on AWS.
-pub async fn settle_disabled_mappings(
-    config: &aws_config::SdkConfig,
-    stack: &str,
-    logical_ids: &[&str],
-) -> Result<()> {
-    use anyhow::Context;
-    let cloudformation = aws_sdk_cloudformation::Client::new(config);
-    let lambda = aws_sdk_lambda::Client::new(config);
-    for logical_id in logical_ids {
-        let resource = cloudformation
-            .describe_stack_resource()
-            .stack_name(stack)
-            .logical_resource_id(*logical_id)
-            .send()
-            .await;
-        // Absent when its condition is false (the rejitter off, say).
-        let Ok(resource) = resource else { continue };
-        let Some(uuid) = resource
-            .stack_resource_detail()
-            .and_then(|d| d.physical_resource_id())
-        else {
-            continue;
-        };
-        lambda
-            .update_event_source_mapping()
-            .uuid(uuid)
-            .enabled(false)
-            .send()
-            .await
-            .with_context(|| format!("switching {logical_id} ({uuid}) off"))?;
-    }
-    Ok(())
+/// The emulator-side patches, written into `dir` for the emulator's PYTHONPATH; returns the
+/// directory to put there.
+pub fn install_shim(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let shim = dir.join("ministack-shim");
+    std::fs::create_dir_all(&shim)?;
+    std::fs::write(
+        shim.join("sitecustomize.py"),
+        include_str!("ministack_shim/sitecustomize.py"),
+    )?;
+    Ok(shim)
 }
 
 #[cfg(test)]
