@@ -18,6 +18,8 @@ use xtask::wait::eventually;
 use xtask::{breaker, paths, sam, traffic};
 
 const ALARMS_STACK: &str = "sqscb-alarms";
+const FLIP: &str = "xtask: ALARM and back within one tick";
+const BY_HAND: &str = "xtask: set by hand";
 
 fn alarm_arn(name: &str) -> String {
     format!(
@@ -103,6 +105,14 @@ async fn events_until(
 fn transitions(seen: &[Value], alarm: &str) -> Vec<String> {
     seen.iter()
         .filter(|e| e["detail"]["alarmName"] == alarm)
+        .filter_map(|e| e["detail"]["state"]["value"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The states `alarm` went to with `reason` (SetAlarmState's), in the order of their events.
+fn by_reason(seen: &[Value], alarm: &str, reason: &str) -> Vec<String> {
+    seen.iter()
+        .filter(|e| e["detail"]["alarmName"] == alarm && e["detail"]["state"]["reason"] == reason)
         .filter_map(|e| e["detail"]["state"]["value"].as_str().map(str::to_string))
         .collect()
 }
@@ -212,6 +222,22 @@ fn the_emulator_shows_the_new_alarm_signals_and_every_transition() -> Result<()>
         );
         traffic::send(&d.sqs, &alarms["DisabledSourceUrl"], "untouched", 1).await?;
 
+        // A flip within one look of the bridge (it looks every 500 ms) delivers both events.
+        let error_share = alarms["ErrorShareAlarmName"].clone();
+        for value in ["ALARM", "OK"] {
+            breaker::set_alarm_state(&d.cloudwatch, &error_share, value, FLIP).await?;
+        }
+        let mut seen = Vec::new();
+        events_until(
+            &d,
+            &events_queue,
+            &mut seen,
+            "both events of a flip within one tick",
+            Duration::from_secs(15),
+            |seen| by_reason(seen, &error_share, FLIP) == ["ALARM", "OK"],
+        )
+        .await?;
+
         // An outage: every batch fails and is back 5 s later.
         d.outage(true).await?;
         traffic::send(&d.sqs, d.queue(), "gaps", 60).await?;
@@ -267,7 +293,6 @@ fn the_emulator_shows_the_new_alarm_signals_and_every_transition() -> Result<()>
         .await?;
         let opened = started.elapsed();
 
-        let mut seen = Vec::new();
         events_until(
             &d,
             &events_queue,
@@ -365,6 +390,22 @@ fn the_emulator_shows_the_new_alarm_signals_and_every_transition() -> Result<()>
             },
         )
         .await?;
+        // Set by hand, a composite keeps that state until one of its children changes, as on
+        // AWS, and the change is delivered.
+        breaker::set_alarm_state(&d.cloudwatch, &composite, "ALARM", BY_HAND).await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let held = alarm_state(&d, &composite).await?;
+        ensure!(
+            held == "ALARM",
+            "the composite set to ALARM by hand is {held}"
+        );
+        drain(&d, &events_queue, &mut seen).await?;
+        ensure!(
+            by_reason(&seen, &composite, BY_HAND) == ["ALARM"],
+            "the composite's hand-set ALARM event: {:?}",
+            transitions(&seen, &composite)
+        );
+
         let stalled = alarm_state(&d, &alarms["StalledAlarmName"]).await?;
         let error_share = alarm_state(&d, &alarms["ErrorShareAlarmName"]).await?;
         ensure!(

@@ -1,22 +1,34 @@
 //! Bridges for the local emulator's known gaps (MiniStack 1.5.33), and only those. Product
 //! code never knows it runs locally: these bridges do, from the outside, what AWS itself
-//! would do.
+//! would do. What cannot be done from outside, a shim loaded into the emulator process
+//! patches (`ministack_shim/sitecustomize.py`, on the emulator's PYTHONPATH, see
+//! [`install_shim`]): it only makes the emulator accept, store and return what AWS does, or
+//! reports what cannot be observed from outside; behaviour stays here.
 //!
 //! 1. Lambda invocations made by an SQS event source mapping publish no `AWS/Lambda` metrics
 //!    (the emulator records them only for the Invoke API). AWS publishes `Invocations` and
-//!    `Errors` for every invocation, and the breaker's alarm watches `Errors`. The bridge
-//!    below follows the emulator's log, where it reports each mapping invocation's outcome,
-//!    and puts the datapoints AWS would have recorded.
+//!    `Errors` for every invocation. The bridge below follows the emulator's log, where it
+//!    reports each mapping invocation's outcome, and puts the datapoints AWS would have
+//!    recorded.
 //! 2. Alarms: the emulator evaluates them only when PutMetricData or PutMetricAlarm is called,
-//!    ignores their dimensions (and the M-out-of-N rule), and an alarm state change emits no
-//!    EventBridge event; PutEvents refuses `aws.*` sources, so the event cannot be injected
-//!    either. [`alarm_bridge`] evaluates each alarm's own definition on its period
-//!    ([`alarm_evaluation`]) and delivers the documented event ([`alarm_events`]) to the
-//!    targets of the rules that match it. Metric-math alarms are not bridged.
+//!    ignores their dimensions, the M-out-of-N rule and metric math, and an alarm state
+//!    change emits no EventBridge event; PutEvents refuses `aws.*` sources, so the event
+//!    cannot be injected either. The shim switches the emulator's evaluation off (it fought
+//!    the bridge's states). [`alarm_bridge`] evaluates each metric alarm's own definition on
+//!    its period ([`alarm_evaluation`], [`metric_math`]) and delivers every transition, its
+//!    own, SetAlarmState's and the composites' (which the emulator re-evaluates when a child
+//!    changes), read from the alarm history ([`alarm_history`]), as the documented event
+//!    ([`alarm_events`]) to the targets of the rules that match it ([`event_delivery`]).
+//!    The shim makes CloudFormation accept metric-math alarms (`Metrics`) and composite
+//!    alarms, PutMetricAlarm keep `Metrics`, and the history carry milliseconds and
+//!    SetAlarmState's reason data.
 //! 3. An event source mapping CloudFormation creates with `Enabled: false` reads back as
 //!    `State: Enabled` although the emulator does not poll it; switching it on then changes
-//!    nothing. [`settle_disabled_mappings`] sets `Enabled: false` again through the API, after
-//!    which the mapping reads `Disabled`, as on AWS.
+//!    nothing. The shim gives it `State: Disabled`, as AWS, whatever deployed it.
+//! 4. No `AWS/SQS` metrics. The shim counts each queue's sends, receives and deletes (API and
+//!    mapping alike) per second and samples its gauges, one log line a second per queue;
+//!    [`sqs_metrics`] turns those into the datapoints AWS publishes, which the bridge below
+//!    puts.
 
 pub mod alarm_bridge;
 pub mod alarm_evaluation;
