@@ -31,6 +31,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// evaluations happen on the first look after a period ends.
 const TICK: Duration = Duration::from_millis(500);
 
+/// How long after a period ends the bridge evaluates it: the datapoints of its last second
+/// reach the emulator up to about 1.3 s later (the shim reports each second once it is over,
+/// the log follower reads every 300 ms), and CloudWatch too evaluates a little after the
+/// period's end.
+const EVALUATION_DELAY_MS: i64 = 1500;
+
 const STATISTICS: [&str; 5] = ["Sum", "Average", "Minimum", "Maximum", "SampleCount"];
 
 fn dimensions(dims: &[Dimension]) -> Vec<(String, String)> {
@@ -317,7 +323,7 @@ impl Bridge {
     /// history, from where its event is delivered).
     async fn evaluate(&mut self, alarm: &AlarmDefinition, current: AlarmState) -> Result<()> {
         let now = now_ms();
-        let period_end = alarm.last_period_end(now / 1000);
+        let period_end = alarm.last_period_end((now - EVALUATION_DELAY_MS) / 1000);
         if period_end <= self.evaluated_until.get(&alarm.name).copied().unwrap_or(0) {
             return Ok(());
         }
