@@ -23,6 +23,8 @@ struct Rejitter {
     disable: Rule,
     get_rejitter: Rule,
     visible: Rule,
+    stalled_event: Rule,
+    stalled_metric: Rule,
 }
 
 impl Rejitter {
@@ -35,6 +37,8 @@ impl Rejitter {
             disable: switch_rejitter(false),
             get_rejitter: get_rejitter_mapping(states),
             visible: visible_messages(visible),
+            stalled_event: put_event("Rejitter Stalled"),
+            stalled_metric: put_metric("RejitterStalled"),
         }
     }
 
@@ -49,6 +53,8 @@ impl Rejitter {
                 self.get_rejitter.clone(),
             ],
             dynamodb: vec![self.get_item.clone()],
+            eventbridge: vec![self.stalled_event.clone()],
+            cloudwatch: vec![self.stalled_metric.clone()],
             ..Mocks::default()
         }
     }
@@ -68,6 +74,8 @@ impl Rejitter {
                 ("disable", &self.disable),
                 ("get_rejitter", &self.get_rejitter),
                 ("visible", &self.visible),
+                ("stalled_event", &self.stalled_event),
+                ("stalled_metric", &self.stalled_metric),
             ],
             expected,
         );
@@ -117,6 +125,8 @@ async fn start_rejitter_enables_the_rejitter_mapping_and_starts_the_phase() {
             mapping: REJITTER_UUID.into(),
             started_at_ms: NOW_MS,
             empty_readings: 0,
+            lowest_unspread: None,
+            progress_at_ms: NOW_MS,
         })
     );
     assert_eq!(
@@ -217,7 +227,9 @@ async fn check_backlog_closes_on_the_second_empty_reading() {
     assert_eq!(got.mapping, REJITTER_UUID);
     assert_eq!(got.started_at_ms, NOW_MS - 10_000);
     assert!(
-        circuit.reason.contains("0 messages visible"),
+        circuit
+            .reason
+            .contains("0 messages visible, 0 in flight, 0 delayed"),
         "{}",
         circuit.reason
     );
@@ -273,6 +285,178 @@ async fn check_backlog_closes_past_the_time_limit_even_with_a_backlog() {
         assert_eq!(circuit.next, Some(next), "{elapsed_ms} ms in");
         assert_eq!(circuit.rejitter.map(|p| p.empty_readings), Some(0));
     }
+}
+
+/// A phase with a long `RejitterMaxSeconds`, started 90 s ago, whose lowest count of
+/// messages visible or in flight (383) was first read `idle_ms` ago.
+fn rejittering_idle(idle_ms: u64) -> Circuit {
+    let mut circuit = rejittering(NOW_MS - 90_000, 0);
+    let phase = circuit.rejitter.as_mut().expect("in the phase");
+    phase.lowest_unspread = Some(383);
+    phase.progress_at_ms = NOW_MS - idle_ms;
+    circuit
+}
+
+/// The configuration of `rejittering_idle`: the phase may run 15 minutes.
+const LONG_PHASE: [(&str, &str); 1] = [("REJITTER_MAX_SECONDS", "900")];
+
+#[tokio::test]
+async fn check_backlog_ends_a_stalled_phase_early_with_an_event() {
+    // The rejitter's mapping is on but does not poll (383 visible, none in flight), or the
+    // rejitter fails and its batches come back (373 visible, 10 in flight): no new low for a
+    // minute either way.
+    for (visible, in_flight) in [("383", "0"), ("373", "10")] {
+        let (stalled_event, events) = put_event_where("Rejitter Stalled", |d| {
+            d["mapping"] == UUID && d["execution"] == EXECUTION && d["attempt"] == 2
+        });
+        let rejitter = Rejitter {
+            visible: backlog(visible, in_flight, "0"),
+            stalled_event,
+            ..Rejitter::new("Enabled", &["Enabled"], "0")
+        };
+        let ctx = rejitter.mocks().context(rejitter_config(&LONG_PHASE));
+
+        let circuit = steps::check_backlog(&ctx, rejittering_idle(60_000), 0)
+            .await
+            .expect("checked");
+
+        assert_eq!(circuit.next, Some(Next::Close), "{visible}/{in_flight}");
+        rejitter.assert_calls(&[
+            ("get_item", 1),
+            ("get_mapping", 1),
+            ("visible", 1),
+            ("stalled_event", 1),
+            ("stalled_metric", 1),
+        ]);
+        let reason = events.lock().unwrap()[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            reason.starts_with("rejitter stalled: no message spread for 60 s")
+                && reason.contains(&format!(
+                    "{visible} messages visible, {in_flight} in flight"
+                )),
+            "{reason}"
+        );
+        assert_eq!(circuit.reason, reason, "the close reports it too");
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_phase_closes_through_the_usual_path() {
+    // BacklogSpread sends Close to StopRejitter: the rejitter's mapping is switched off and
+    // the circuit goes on to the slow start, if configured, or the close.
+    for (extra, after) in [
+        (&LONG_PHASE[..], Next::Close),
+        (
+            &[LONG_PHASE[0], ("SLOW_START_SECONDS", "60")][..],
+            Next::SlowStart,
+        ),
+    ] {
+        let rejitter = Rejitter {
+            visible: backlog("383", "0", "0"),
+            ..Rejitter::new("Enabled", &["Enabled", "Disabling", "Disabled"], "0")
+        };
+        let ctx = rejitter.mocks().context(rejitter_config(extra));
+        let stalled = steps::check_backlog(&ctx, rejittering_idle(65_000), 0)
+            .await
+            .expect("checked");
+        assert_eq!(stalled.next, Some(Next::Close));
+
+        let stopped = steps::stop_rejitter(&ctx, stalled).await.expect("stopped");
+
+        assert_eq!(stopped.next, Some(after), "{extra:?}");
+        assert!(
+            stopped.reason.starts_with("rejitter stalled"),
+            "{}",
+            stopped.reason
+        );
+        rejitter.assert_calls(&[
+            ("get_item", 2),
+            ("get_mapping", 1),
+            ("visible", 1),
+            ("stalled_event", 1),
+            ("stalled_metric", 1),
+            ("list", 1),
+            ("disable", 1),
+            ("get_rejitter", 3),
+        ]);
+    }
+}
+
+#[tokio::test]
+async fn check_backlog_keeps_a_slow_but_progressing_phase_going() {
+    // A new low (382 visible or in flight, below 383) restarts the window; no new low is
+    // still within it at 59 s, also while batches are in flight.
+    for (visible, in_flight, idle_ms, lowest, progress_at_ms) in [
+        ("380", "2", 59_000, 382, NOW_MS),
+        ("383", "0", 59_000, 383, NOW_MS - 59_000),
+        ("200", "190", 59_999, 383, NOW_MS - 59_999),
+    ] {
+        let rejitter = Rejitter {
+            visible: backlog(visible, in_flight, "120"),
+            ..Rejitter::new("Enabled", &["Enabled"], "0")
+        };
+        let ctx = rejitter.mocks().context(rejitter_config(&LONG_PHASE));
+
+        let circuit = steps::check_backlog(&ctx, rejittering_idle(idle_ms), 0)
+            .await
+            .expect("checked");
+
+        assert_eq!(
+            circuit.next,
+            Some(Next::WaitForBacklog),
+            "{visible}/{in_flight}"
+        );
+        let phase = circuit.rejitter.expect("in the phase");
+        assert_eq!(
+            phase.progress_at_ms, progress_at_ms,
+            "{visible}/{in_flight}"
+        );
+        assert_eq!(phase.lowest_unspread, Some(lowest));
+        // No event: CHECKED lists no PutEvents.
+        rejitter.assert_calls(&CHECKED);
+    }
+}
+
+#[tokio::test]
+async fn the_first_backlog_check_starts_the_stall_window() {
+    // Nothing read yet: the first reading is the phase's first low, whenever it comes.
+    let rejitter = Rejitter {
+        visible: backlog("383", "0", "0"),
+        ..Rejitter::new("Enabled", &["Enabled"], "0")
+    };
+    let ctx = rejitter.mocks().context(rejitter_config(&LONG_PHASE));
+    let circuit = steps::check_backlog(&ctx, rejittering(NOW_MS - 70_000, 0), 0)
+        .await
+        .expect("checked");
+    assert_eq!(circuit.next, Some(Next::WaitForBacklog));
+    let phase = circuit.rejitter.expect("in the phase");
+    assert_eq!(
+        (phase.lowest_unspread, phase.progress_at_ms),
+        (Some(383), NOW_MS)
+    );
+    rejitter.assert_calls(&CHECKED);
+}
+
+#[tokio::test]
+async fn the_time_limit_is_reported_as_such() {
+    let rejitter = Rejitter::new("Enabled", &["Enabled"], "5");
+    let limit_ms = u64::from(REJITTER_MAX_SECONDS) * 1000;
+    let circuit = steps::check_backlog(&rejitter.context(), rejittering(NOW_MS - limit_ms, 0), 0)
+        .await
+        .expect("checked");
+    assert_eq!(circuit.next, Some(Next::Close));
+    assert!(
+        circuit.reason.contains(&format!(
+            "reached RejitterMaxSeconds ({REJITTER_MAX_SECONDS} s)"
+        )),
+        "{}",
+        circuit.reason
+    );
+    // Not a stall: no event.
+    rejitter.assert_calls(&CHECKED);
 }
 
 /// The most history events a backlog check may leave and still allow another rejitter loop:

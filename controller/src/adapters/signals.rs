@@ -20,6 +20,8 @@ pub enum Transition {
     /// The consumer failed during the slow start: the mapping is disabled again and probing
     /// resumes.
     CircuitReopened,
+    /// The rejitter spread nothing for the stall window: the phase ends early.
+    RejitterStalled,
 }
 
 impl Transition {
@@ -33,6 +35,7 @@ impl Transition {
             Transition::CircuitGaveUp => "Circuit Gave Up",
             Transition::CircuitRecovered => "Circuit Recovered",
             Transition::CircuitReopened => "Circuit Reopened",
+            Transition::RejitterStalled => "Rejitter Stalled",
         }
     }
 
@@ -46,6 +49,7 @@ impl Transition {
             Transition::CircuitGaveUp => "CircuitGaveUp",
             Transition::CircuitRecovered => "CircuitRecovered",
             Transition::CircuitReopened => "CircuitReopened",
+            Transition::RejitterStalled => "RejitterStalled",
         }
     }
 }

@@ -1,13 +1,18 @@
 //! The rejitter phase: after a healthy probe, switch on the rejitter's mapping so the backlog
-//! is re-sent with random delays, wait until the visible backlog is gone, switch it off.
+//! is re-sent with random delays, wait until the visible backlog is gone (or the rejitter
+//! stalls, or the phase's time is up), switch it off.
 
 use super::hold::{hold, Hold};
 use super::Context;
+use crate::adapters::signals::Transition;
 use crate::adapters::{mapping, queue};
 use crate::circuit::{Circuit, RejitterPhase};
+use crate::core::backlog::{
+    after_backlog_check, Decision, Progress, Sample, Settings, STALL_SECONDS,
+};
 use crate::core::history::{no_room_for, task, FLOW_STATE, REJITTER_LOOP_WORST};
+use crate::core::with_slow_start;
 use crate::core::Next;
-use crate::core::{after_backlog_check, with_slow_start};
 use crate::error::StepError;
 
 fn rejitter_function(ctx: &Context) -> Result<&str, StepError> {
@@ -31,11 +36,7 @@ pub async fn start_rejitter(
     // configuration, never from the step's input.
     let found = mapping::find(lambda, &ctx.config.queue_arn, rejitter_function(ctx)?).await?;
     mapping::switch(lambda, &found.uuid, true, ctx.settle_timeout(), ctx.poll).await?;
-    circuit.rejitter = Some(RejitterPhase {
-        mapping: found.uuid,
-        started_at_ms: ctx.now_ms(),
-        empty_readings: 0,
-    });
+    circuit.rejitter = Some(RejitterPhase::new(found.uuid, ctx.now_ms()));
     circuit.next = None;
     tracing::info!("rejitter started");
     Ok(circuit)
@@ -54,22 +55,25 @@ pub async fn check_backlog(
         circuit.reason = reason;
         return Ok(circuit);
     }
-    let visible = queue::visible_messages(&ctx.clients.sqs, &circuit.queue_url).await?;
-    let now = ctx.now_ms();
+    let sample = queue::backlog(&ctx.clients.sqs, &circuit.queue_url, ctx.now_ms()).await?;
     let history_events = circuit.history_events;
     let phase = circuit
         .rejitter
         .as_mut()
         .ok_or_else(|| StepError::Fatal("CheckBacklog before StartRejitter".into()))?;
-    let (streak, mut next) = after_backlog_check(
-        phase.empty_readings,
-        visible,
-        phase.started_at_ms,
-        now,
-        ctx.config.rejitter_max_seconds,
-    );
-    phase.empty_readings = streak;
-    circuit.reason = format!("{visible} messages visible; {streak} empty readings in a row");
+    let settings = Settings {
+        started_at_ms: phase.started_at_ms,
+        max_seconds: ctx.config.rejitter_max_seconds,
+        stall_seconds: STALL_SECONDS,
+    };
+    let (progress, decision) = after_backlog_check(phase.progress(), sample, settings);
+    phase.record(progress);
+    circuit.reason = reason(&sample, &progress, decision, &settings);
+    let mut next = if decision.waits() {
+        Next::WaitForBacklog
+    } else {
+        Next::Close
+    };
     // Closing early loses nothing: what is not yet spread waits for the consumer.
     if next == Next::WaitForBacklog && no_room_for(history_events, REJITTER_LOOP_WORST) {
         next = Next::Close;
@@ -80,8 +84,59 @@ pub async fn check_backlog(
         );
     }
     circuit.next = Some(next);
-    tracing::info!(visible, empty_readings = streak, next = ?next, "backlog checked");
+    if let Decision::Stalled { idle_seconds } = decision {
+        tracing::warn!(
+            visible = sample.visible,
+            in_flight = sample.in_flight,
+            delayed = sample.delayed,
+            idle_seconds,
+            reason = %circuit.reason,
+            "rejitter stalled"
+        );
+        ctx.signals()
+            .emit(
+                Transition::RejitterStalled,
+                &ctx.detail(&circuit, &circuit.reason),
+            )
+            .await;
+    }
+    tracing::info!(
+        visible = sample.visible,
+        in_flight = sample.in_flight,
+        delayed = sample.delayed,
+        empty_readings = progress.empty_readings,
+        decision = ?decision,
+        next = ?next,
+        "backlog checked"
+    );
     Ok(circuit)
+}
+
+/// Why the check decided so, for the execution's readers and the events.
+fn reason(sample: &Sample, progress: &Progress, decision: Decision, settings: &Settings) -> String {
+    let counts = format!(
+        "{} messages visible, {} in flight, {} delayed",
+        sample.visible, sample.in_flight, sample.delayed
+    );
+    match decision {
+        Decision::Wait | Decision::Spread => {
+            format!(
+                "{counts}; {} empty readings in a row",
+                progress.empty_readings
+            )
+        }
+        Decision::TimedOut => format!(
+            "{counts}; the rejitter phase reached RejitterMaxSeconds ({} s): what is not \
+             spread is left to the consumer",
+            settings.max_seconds
+        ),
+        Decision::Stalled { idle_seconds } => format!(
+            "rejitter stalled: no message spread for {idle_seconds} s (visible and in flight \
+             no lower than {}); {counts}: the rejitter's mapping is not consuming or the \
+             rejitter is failing; what is not spread is left to the consumer",
+            progress.lowest_unspread.unwrap_or(sample.unspread())
+        ),
+    }
 }
 
 /// StopRejitter: the backlog is spread; then the slow start, if configured, or the close.

@@ -259,9 +259,8 @@ pub fn rejittering(started_at_ms: u64, empty_readings: u32) -> Circuit {
         next: Some(controller::core::Next::WaitForBacklog),
         reason: "message processed".into(),
         rejitter: Some(RejitterPhase {
-            mapping: REJITTER_UUID.into(),
-            started_at_ms,
             empty_readings,
+            ..RejitterPhase::new(REJITTER_UUID.into(), started_at_ms)
         }),
         ..circuit()
     }
