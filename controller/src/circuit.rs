@@ -125,39 +125,7 @@ pub struct RejitterPhase {
     /// The rejitter's own event source mapping on the consumer's queue.
     pub mapping: String,
     pub started_at_ms: u64,
-    /// Consecutive readings of an empty visible backlog.
-    pub empty_readings: u32,
-    /// The lowest count of messages visible or in flight read so far in the phase.
-    #[serde(default)]
-    pub lowest_unspread: Option<u64>,
-    /// When that low was first read: the rejitter's last sign of progress.
-    #[serde(default)]
-    pub progress_at_ms: u64,
-}
-
-impl RejitterPhase {
-    /// A phase started at `started_at_ms`, nothing read yet.
-    pub fn new(mapping: String, started_at_ms: u64) -> RejitterPhase {
-        RejitterPhase {
-            mapping,
-            started_at_ms,
-            empty_readings: 0,
-            lowest_unspread: None,
-            progress_at_ms: started_at_ms,
-        }
-    }
-
-    pub fn progress(&self) -> Progress {
-        Progress {
-            empty_readings: self.empty_readings,
-            lowest_unspread: self.lowest_unspread,
-            progress_at_ms: self.progress_at_ms,
-        }
-    }
-
-    pub fn record(&mut self, progress: Progress) {
-        self.empty_readings = progress.empty_readings;
-        self.lowest_unspread = progress.lowest_unspread;
-        self.progress_at_ms = progress.progress_at_ms;
-    }
+    /// The backlog checks so far, from the baseline read before the rejitter was switched on.
+    #[serde(flatten)]
+    pub progress: Progress,
 }

@@ -7,6 +7,7 @@ mod support;
 
 use aws_smithy_mocks::Rule;
 use controller::circuit::{Circuit, RejitterPhase};
+use controller::core::backlog::Progress;
 use controller::core::Next;
 use controller::error::StepError;
 use controller::steps::{self, Request};
@@ -106,7 +107,10 @@ fn not_mine() -> Vec<Option<Item>> {
 
 #[tokio::test]
 async fn start_rejitter_enables_the_rejitter_mapping_and_starts_the_phase() {
-    let rejitter = Rejitter::new("Disabled", &["Disabled", "Enabling", "Enabled"], "0");
+    let rejitter = Rejitter {
+        visible: backlog("383", "7", "0"),
+        ..Rejitter::new("Disabled", &["Disabled", "Enabling", "Enabled"], "0")
+    };
     let healthy = after_healthy_probe();
 
     let circuit = steps::start_rejitter(&rejitter.context(), healthy.clone(), 0)
@@ -116,17 +120,23 @@ async fn start_rejitter_enables_the_rejitter_mapping_and_starts_the_phase() {
     rejitter.assert_calls(&[
         ("get_item", 1),
         ("list", 1),
+        ("visible", 1),
         ("enable", 1),
         ("get_rejitter", 3),
     ]);
+    // The backlog before the rejitter runs is the baseline its progress is judged against.
     assert_eq!(
         circuit.rejitter,
         Some(RejitterPhase {
             mapping: REJITTER_UUID.into(),
             started_at_ms: NOW_MS,
-            empty_readings: 0,
-            lowest_unspread: None,
-            progress_at_ms: NOW_MS,
+            progress: Progress {
+                empty_readings: 0,
+                lowest_unspread: Some(390),
+                progress_at_ms: NOW_MS,
+                moved: false,
+                start_visible: 383,
+            },
         })
     );
     assert_eq!(
@@ -149,7 +159,12 @@ async fn start_rejitter_retried_on_a_switching_or_switched_mapping_only_waits() 
             .await
             .expect("started");
         // One mid-switch would refuse an update; one already Enabled needs none.
-        rejitter.assert_calls(&[("get_item", 1), ("list", 1), ("get_rejitter", states.len())]);
+        rejitter.assert_calls(&[
+            ("get_item", 1),
+            ("list", 1),
+            ("visible", 1),
+            ("get_rejitter", states.len()),
+        ]);
         assert_eq!(
             circuit.rejitter.map(|p| p.mapping).as_deref(),
             Some(REJITTER_UUID),
@@ -187,7 +202,12 @@ async fn start_rejitter_fails_when_the_mapping_does_not_settle() {
             if mapping == REJITTER_UUID && wanted == "Enabled" && actual == "Enabling"),
         "{err:?}"
     );
-    rejitter.assert_calls(&[("get_item", 1), ("list", 1), ("get_rejitter", 1)]);
+    rejitter.assert_calls(&[
+        ("get_item", 1),
+        ("list", 1),
+        ("visible", 1),
+        ("get_rejitter", 1),
+    ]);
 }
 
 #[tokio::test]
@@ -223,7 +243,7 @@ async fn check_backlog_closes_on_the_second_empty_reading() {
     rejitter.assert_calls(&CHECKED);
     assert_eq!(circuit.next, Some(Next::Close));
     let got = circuit.rejitter.clone().expect("still in the phase");
-    assert_eq!(got.empty_readings, 2);
+    assert_eq!(got.progress.empty_readings, 2);
     assert_eq!(got.mapping, REJITTER_UUID);
     assert_eq!(got.started_at_ms, NOW_MS - 10_000);
     assert!(
@@ -250,7 +270,7 @@ async fn check_backlog_waits_while_messages_are_visible() {
 
         rejitter.assert_calls(&CHECKED);
         assert_eq!(circuit.next, Some(Next::WaitForBacklog));
-        assert_eq!(circuit.rejitter.map(|p| p.empty_readings), Some(0));
+        assert_eq!(circuit.rejitter.map(|p| p.progress.empty_readings), Some(0));
         assert!(
             circuit.reason.contains("5 messages visible"),
             "{}",
@@ -266,7 +286,7 @@ async fn check_backlog_waits_after_a_single_empty_reading() {
         .await
         .expect("checked");
     assert_eq!(circuit.next, Some(Next::WaitForBacklog));
-    assert_eq!(circuit.rejitter.map(|p| p.empty_readings), Some(1));
+    assert_eq!(circuit.rejitter.map(|p| p.progress.empty_readings), Some(1));
 }
 
 #[tokio::test]
@@ -283,7 +303,7 @@ async fn check_backlog_closes_past_the_time_limit_even_with_a_backlog() {
                 .await
                 .expect("checked");
         assert_eq!(circuit.next, Some(next), "{elapsed_ms} ms in");
-        assert_eq!(circuit.rejitter.map(|p| p.empty_readings), Some(0));
+        assert_eq!(circuit.rejitter.map(|p| p.progress.empty_readings), Some(0));
     }
 }
 
@@ -292,8 +312,13 @@ async fn check_backlog_closes_past_the_time_limit_even_with_a_backlog() {
 fn rejittering_idle(idle_ms: u64) -> Circuit {
     let mut circuit = rejittering(NOW_MS - 90_000, 0);
     let phase = circuit.rejitter.as_mut().expect("in the phase");
-    phase.lowest_unspread = Some(383);
-    phase.progress_at_ms = NOW_MS - idle_ms;
+    phase.progress = Progress {
+        empty_readings: 0,
+        lowest_unspread: Some(383),
+        progress_at_ms: NOW_MS - idle_ms,
+        moved: false,
+        start_visible: 383,
+    };
     circuit
 }
 
@@ -409,32 +434,63 @@ async fn check_backlog_keeps_a_slow_but_progressing_phase_going() {
             Some(Next::WaitForBacklog),
             "{visible}/{in_flight}"
         );
-        let phase = circuit.rejitter.expect("in the phase");
+        let progress = circuit.rejitter.expect("in the phase").progress;
         assert_eq!(
-            phase.progress_at_ms, progress_at_ms,
+            progress.progress_at_ms, progress_at_ms,
             "{visible}/{in_flight}"
         );
-        assert_eq!(phase.lowest_unspread, Some(lowest));
+        assert_eq!(progress.lowest_unspread, Some(lowest));
         // No event: CHECKED lists no PutEvents.
         rejitter.assert_calls(&CHECKED);
     }
 }
 
 #[tokio::test]
-async fn the_first_backlog_check_starts_the_stall_window() {
-    // Nothing read yet: the first reading is the phase's first low, whenever it comes.
+async fn check_backlog_does_not_call_a_backlog_held_in_flight_spread() {
+    // The rejitter took every message and re-sent none: nothing visible twice in a row, but
+    // nothing spread either. It waits, and stalls once the window has passed.
+    for (idle_ms, next) in [(30_000, Next::WaitForBacklog), (60_000, Next::Close)] {
+        let rejitter = Rejitter {
+            visible: backlog("0", "383", "0"),
+            ..Rejitter::new("Enabled", &["Enabled"], "0")
+        };
+        let ctx = rejitter.mocks().context(rejitter_config(&LONG_PHASE));
+        let mut held = rejittering_idle(idle_ms);
+        held.rejitter
+            .as_mut()
+            .expect("in the phase")
+            .progress
+            .empty_readings = 1;
+
+        let circuit = steps::check_backlog(&ctx, held, 0).await.expect("checked");
+
+        assert_eq!(circuit.next, Some(next), "{idle_ms} ms idle");
+        let stalled = usize::from(next == Next::Close);
+        rejitter.assert_calls(&[
+            ("get_item", 1),
+            ("get_mapping", 1),
+            ("visible", 1),
+            ("stalled_event", stalled),
+            ("stalled_metric", stalled),
+        ]);
+    }
+}
+
+#[tokio::test]
+async fn a_phase_without_a_baseline_takes_its_first_reading_as_one() {
+    // A phase a breaker without baselines started.
     let rejitter = Rejitter {
         visible: backlog("383", "0", "0"),
         ..Rejitter::new("Enabled", &["Enabled"], "0")
     };
     let ctx = rejitter.mocks().context(rejitter_config(&LONG_PHASE));
-    let circuit = steps::check_backlog(&ctx, rejittering(NOW_MS - 70_000, 0), 0)
-        .await
-        .expect("checked");
+    let mut old = rejittering(NOW_MS - 70_000, 0);
+    old.rejitter.as_mut().expect("in the phase").progress = Progress::default();
+    let circuit = steps::check_backlog(&ctx, old, 0).await.expect("checked");
     assert_eq!(circuit.next, Some(Next::WaitForBacklog));
-    let phase = circuit.rejitter.expect("in the phase");
+    let progress = circuit.rejitter.expect("in the phase").progress;
     assert_eq!(
-        (phase.lowest_unspread, phase.progress_at_ms),
+        (progress.lowest_unspread, progress.progress_at_ms),
         (Some(383), NOW_MS)
     );
     rejitter.assert_calls(&CHECKED);

@@ -35,10 +35,21 @@ pub async fn start_rejitter(
     // The rejitter's mapping is the breaker's own (its stack made it), found from the
     // configuration, never from the step's input.
     let found = mapping::find(lambda, &ctx.config.queue_arn, rejitter_function(ctx)?).await?;
+    // The baseline the backlog checks judge progress against, read before the rejitter runs.
+    let baseline = queue::backlog(&ctx.clients.sqs, &circuit.queue_url, ctx.now_ms()).await?;
     mapping::switch(lambda, &found.uuid, true, ctx.settle_timeout(), ctx.poll).await?;
-    circuit.rejitter = Some(RejitterPhase::new(found.uuid, ctx.now_ms()));
+    circuit.rejitter = Some(RejitterPhase {
+        mapping: found.uuid,
+        started_at_ms: baseline.at_ms,
+        progress: Progress::start(baseline),
+    });
     circuit.next = None;
-    tracing::info!("rejitter started");
+    tracing::info!(
+        visible = baseline.visible,
+        in_flight = baseline.in_flight,
+        delayed = baseline.delayed,
+        "rejitter started"
+    );
     Ok(circuit)
 }
 
@@ -66,8 +77,8 @@ pub async fn check_backlog(
         max_seconds: ctx.config.rejitter_max_seconds,
         stall_seconds: STALL_SECONDS,
     };
-    let (progress, decision) = after_backlog_check(phase.progress(), sample, settings);
-    phase.record(progress);
+    let (progress, decision) = after_backlog_check(phase.progress, sample, settings);
+    phase.progress = progress;
     circuit.reason = reason(&sample, &progress, decision, &settings);
     let mut next = if decision.waits() {
         Next::WaitForBacklog
@@ -139,7 +150,8 @@ fn reason(sample: &Sample, progress: &Progress, decision: Decision, settings: &S
     }
 }
 
-/// StopRejitter: the backlog is spread; then the slow start, if configured, or the close.
+/// StopRejitter: the phase is over (spread, stalled or out of time); then the slow start, if
+/// configured, or the close.
 pub async fn stop_rejitter(ctx: &Context, mut circuit: Circuit) -> Result<Circuit, StepError> {
     ctx.store()
         .owned(&circuit.mapping.uuid, &circuit.execution)
