@@ -432,6 +432,7 @@ fn the_rejitter_spreads_the_backlog_before_the_consumer_returns() -> Result<()> 
 /// `Rejitter Stalled` event; the rejitter is switched off, the consumer is back within two
 /// minutes of the heal, and it gets every message.
 async fn a_stalled_rejitter_phase_ends_early(d: &Deployed) -> Result<()> {
+    let began = Instant::now();
     let tap = event_tap(d, "Rejitter Stalled").await?;
     let rejitter = format!("{}-rejitter", xtask::stack::BREAKER_STACK);
     let elsewhere = format!("{}-elsewhere", d.example["QueueArn"]);
@@ -503,10 +504,13 @@ async fn a_stalled_rejitter_phase_ends_early(d: &Deployed) -> Result<()> {
             && event["detail"]["reason"] == reason.as_str(),
         "{event}"
     );
-    eprintln!("stalled rejitter: the consumer was back {took:?} after the heal");
-
     // Nothing lost: the rejitter's batches came back, and the consumer processes them all.
-    d.every_message_processed(&sent).await
+    d.every_message_processed(&sent).await?;
+    eprintln!(
+        "stalled rejitter: the consumer was back {took:?} after the heal; the scenario took {:?}",
+        began.elapsed()
+    );
+    Ok(())
 }
 
 /// A queue that receives the breaker's `detail_type` events from the default bus; its URL.
