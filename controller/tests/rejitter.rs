@@ -329,15 +329,20 @@ const LONG_PHASE: [(&str, &str); 1] = [("REJITTER_MAX_SECONDS", "900")];
 async fn check_backlog_ends_a_stalled_phase_early_with_an_event() {
     // The rejitter's mapping is on but does not poll (383 visible, none in flight), or the
     // rejitter fails and its batches come back (373 visible, 10 in flight): no new low for a
-    // minute either way.
-    for (visible, in_flight) in [("383", "0"), ("373", "10")] {
+    // minute either way. The reason says how the rejitter's mapping reads (someone may have
+    // switched it off).
+    for (visible, in_flight, state) in [
+        ("383", "0", "Enabled"),
+        ("373", "10", "Enabled"),
+        ("383", "0", "Disabled"),
+    ] {
         let (stalled_event, events) = put_event_where("Rejitter Stalled", |d| {
             d["mapping"] == UUID && d["execution"] == EXECUTION && d["attempt"] == 2
         });
         let rejitter = Rejitter {
             visible: backlog(visible, in_flight, "0"),
             stalled_event,
-            ..Rejitter::new("Enabled", &["Enabled"], "0")
+            ..Rejitter::new("Enabled", &[state], "0")
         };
         let ctx = rejitter.mocks().context(rejitter_config(&LONG_PHASE));
 
@@ -350,6 +355,7 @@ async fn check_backlog_ends_a_stalled_phase_early_with_an_event() {
             ("get_item", 1),
             ("get_mapping", 1),
             ("visible", 1),
+            ("get_rejitter", 1),
             ("stalled_event", 1),
             ("stalled_metric", 1),
         ]);
@@ -361,11 +367,51 @@ async fn check_backlog_ends_a_stalled_phase_early_with_an_event() {
             reason.starts_with("rejitter stalled: no message spread for 60 s")
                 && reason.contains(&format!(
                     "{visible} messages visible, {in_flight} in flight"
-                )),
+                ))
+                && reason.contains(&format!("the rejitter's mapping reads {state}")),
             "{reason}"
         );
         assert_eq!(circuit.reason, reason, "the close reports it too");
     }
+}
+
+#[tokio::test]
+async fn a_stalled_phase_ends_even_when_the_rejitter_mapping_cannot_be_read() {
+    use aws_sdk_lambda::operation::get_event_source_mapping::GetEventSourceMappingError;
+    use aws_sdk_lambda::types::error::ServiceException;
+    let rejitter = Rejitter {
+        visible: backlog("383", "0", "0"),
+        get_rejitter: aws_smithy_mocks::mock!(aws_sdk_lambda::Client::get_event_source_mapping)
+            .match_requests(|r| r.uuid() == Some(REJITTER_UUID))
+            .then_error(|| {
+                GetEventSourceMappingError::ServiceException(
+                    ServiceException::builder().message("try later").build(),
+                )
+            }),
+        ..Rejitter::new("Enabled", &["Enabled"], "0")
+    };
+    let ctx = rejitter.mocks().context(rejitter_config(&LONG_PHASE));
+
+    let circuit = steps::check_backlog(&ctx, rejittering_idle(61_000), 0)
+        .await
+        .expect("the read only informs the reason");
+
+    assert_eq!(circuit.next, Some(Next::Close));
+    assert!(
+        circuit
+            .reason
+            .contains("the rejitter's mapping could not be read"),
+        "{}",
+        circuit.reason
+    );
+    rejitter.assert_calls(&[
+        ("get_item", 1),
+        ("get_mapping", 1),
+        ("visible", 1),
+        ("get_rejitter", 1),
+        ("stalled_event", 1),
+        ("stalled_metric", 1),
+    ]);
 }
 
 #[tokio::test]
@@ -381,7 +427,12 @@ async fn a_stalled_phase_closes_through_the_usual_path() {
     ] {
         let rejitter = Rejitter {
             visible: backlog("383", "0", "0"),
-            ..Rejitter::new("Enabled", &["Enabled", "Disabling", "Disabled"], "0")
+            // Read by the stalled check, then by StopRejitter's switch.
+            ..Rejitter::new(
+                "Enabled",
+                &["Enabled", "Enabled", "Disabling", "Disabled"],
+                "0",
+            )
         };
         let ctx = rejitter.mocks().context(rejitter_config(extra));
         let stalled = steps::check_backlog(&ctx, rejittering_idle(65_000), 0)
@@ -405,7 +456,7 @@ async fn a_stalled_phase_closes_through_the_usual_path() {
             ("stalled_metric", 1),
             ("list", 1),
             ("disable", 1),
-            ("get_rejitter", 3),
+            ("get_rejitter", 4),
         ]);
     }
 }
@@ -470,6 +521,7 @@ async fn check_backlog_does_not_call_a_backlog_held_in_flight_spread() {
             ("get_item", 1),
             ("get_mapping", 1),
             ("visible", 1),
+            ("get_rejitter", stalled),
             ("stalled_event", stalled),
             ("stalled_metric", stalled),
         ]);

@@ -38,10 +38,15 @@ pub async fn start_rejitter(
     // The baseline the backlog checks judge progress against, read before the rejitter runs.
     let baseline = queue::backlog(&ctx.clients.sqs, &circuit.queue_url, ctx.now_ms()).await?;
     mapping::switch(lambda, &found.uuid, true, ctx.settle_timeout(), ctx.poll).await?;
+    // The phase, and its stall window, start once the rejitter's mapping is on.
+    let started_at_ms = ctx.now_ms();
     circuit.rejitter = Some(RejitterPhase {
         mapping: found.uuid,
-        started_at_ms: baseline.at_ms,
-        progress: Progress::start(baseline),
+        started_at_ms,
+        progress: Progress {
+            progress_at_ms: started_at_ms,
+            ..Progress::start(baseline)
+        },
     });
     circuit.next = None;
     tracing::info!(
@@ -79,7 +84,15 @@ pub async fn check_backlog(
     };
     let (progress, decision) = after_backlog_check(phase.progress, sample, settings);
     phase.progress = progress;
+    let rejitter_mapping = phase.mapping.clone();
     circuit.reason = reason(&sample, &progress, decision, &settings);
+    if let Decision::Stalled { .. } = decision {
+        circuit.reason = format!(
+            "{}; {}",
+            circuit.reason,
+            mapping_seen(ctx, &rejitter_mapping).await
+        );
+    }
     let mut next = if decision.waits() {
         Next::WaitForBacklog
     } else {
@@ -143,10 +156,26 @@ fn reason(sample: &Sample, progress: &Progress, decision: Decision, settings: &S
         ),
         Decision::Stalled { idle_seconds } => format!(
             "rejitter stalled: no message spread for {idle_seconds} s (visible and in flight \
-             no lower than {}); {counts}: the rejitter's mapping is not consuming or the \
-             rejitter is failing; what is not spread is left to the consumer",
+             no lower than {}); {counts}; what is not spread is left to the consumer",
             progress.lowest_unspread.unwrap_or(sample.unspread())
         ),
+    }
+}
+
+/// The rejitter's mapping as a stalled phase finds it, for the reason: `Enabled` means it
+/// does not poll or the rejitter fails; anything else, that it is not on. Only informs: a
+/// failed read changes nothing.
+async fn mapping_seen(ctx: &Context, uuid: &str) -> String {
+    match mapping::get(&ctx.clients.lambda, uuid).await {
+        Ok(found) if found.state == "Enabled" => format!(
+            "the rejitter's mapping reads {}: it does not poll, or the rejitter fails",
+            found.state
+        ),
+        Ok(found) => format!("the rejitter's mapping reads {}", found.state),
+        Err(e) => {
+            tracing::warn!(error = %e, mapping = %uuid, "could not read the rejitter's mapping");
+            format!("the rejitter's mapping could not be read: {e}")
+        }
     }
 }
 
