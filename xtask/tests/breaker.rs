@@ -472,7 +472,11 @@ async fn a_stalled_rejitter_phase_ends_early(d: &Deployed) -> Result<()> {
         .and_then(|o| o["circuit"]["reason"].as_str())
         .unwrap_or_default()
         .to_string();
-    ensure!(reason.starts_with("rejitter stalled"), "{reason}");
+    ensure!(
+        reason.starts_with("rejitter stalled")
+            && reason.contains("the rejitter's mapping reads Enabled"),
+        "{reason}"
+    );
     ensure!(
         took < Duration::from_secs(120),
         "the consumer was back {took:?} after the heal: {states:?}"
