@@ -52,7 +52,8 @@ pub struct Progress {
     /// yet, and the next one is the baseline).
     #[serde(default)]
     pub lowest_unspread: Option<u64>,
-    /// When that low was first read: the rejitter's last sign of progress.
+    /// When that low was first read (for the baseline, when the rejitter's mapping came on):
+    /// the rejitter's last sign of progress.
     #[serde(default)]
     pub progress_at_ms: u64,
     /// Some reading fell below the baseline.
