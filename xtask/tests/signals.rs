@@ -10,13 +10,12 @@
 use anyhow::{ensure, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use xtask::breaker;
+use xtask::shapes::{self, all_executions, entered, set_consumer, settled, Steady, HEALTHY};
 use xtask::stack::{fast_breaker, Deployment, Parameters};
 use xtask::traffic::{self, Sent};
 use xtask::wait::eventually;
-use xtask::{breaker, consumer};
 
 /// The created alarms' period here (60 s on AWS).
 const PERIOD_S: u64 = 10;
@@ -42,140 +41,24 @@ fn any_signal(extra: &[(&'static str, &str)]) -> Parameters {
     breaker
 }
 
-/// Sends `rate` messages a second to the consumer's queue until stopped; returns what it sent.
-struct Steady {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Result<Vec<Sent>>>,
-}
-
-impl Steady {
-    fn start(d: &Deployment, prefix: &'static str, rate: usize) -> Steady {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (sqs, queue, flag) = (d.sqs.clone(), d.queue().to_string(), stop.clone());
-        let task = tokio::spawn(async move {
-            let mut sent = Vec::new();
-            let mut n = 0;
-            while !flag.load(Ordering::Relaxed) {
-                let batch = traffic::send(&sqs, &queue, &format!("{prefix}-{n}"), rate).await?;
-                sent.extend(batch);
-                n += 1;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Ok(sent)
-        });
-        Steady { stop, task }
-    }
-
-    async fn stop(self) -> Result<Vec<Sent>> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await?
-    }
-}
-
-/// Sets the example consumer's variables (`SHOULD_ERROR`, `FAILURE_RATE`, `LATENCY_MS`).
-async fn consumer_fails(d: &Deployment, variables: &[(&str, &str)]) -> Result<()> {
-    let variables: Vec<(&str, String)> =
-        variables.iter().map(|(k, v)| (*k, v.to_string())).collect();
-    consumer::configure(&d.lambda, d.function(), &variables, None).await
-}
-
-const HEALTHY: [(&str, &str); 3] = [
-    ("SHOULD_ERROR", "false"),
-    ("FAILURE_RATE", "0"),
-    ("LATENCY_MS", "0"),
-];
-
-/// The executions that entered `state` and are not in `seen`.
-async fn entered(d: &Deployment, state: &str, seen: &HashSet<String>) -> Result<Vec<String>> {
-    let mut found = Vec::new();
-    for execution in breaker::executions(&d.sfn, &d.breaker["StateMachineArn"]).await? {
-        if !seen.contains(&execution.arn)
-            && breaker::visited_states(&d.sfn, &execution.arn)
-                .await?
-                .iter()
-                .any(|s| s == state)
-        {
-            found.push(execution.arn);
-        }
-    }
-    Ok(found)
-}
-
-async fn all_executions(d: &Deployment) -> Result<HashSet<String>> {
-    Ok(breaker::executions(&d.sfn, &d.breaker["StateMachineArn"])
-        .await?
-        .into_iter()
-        .map(|e| e.arn)
-        .collect())
-}
-
-/// Waits until no execution runs and the alarm is OK: the last phase's echoes are over.
-async fn settled(d: &Deployment) -> Result<()> {
-    eventually(
-        "the breaker to settle",
-        Duration::from_secs(180),
-        || async {
-            let running = breaker::executions(&d.sfn, &d.breaker["StateMachineArn"])
-                .await?
-                .iter()
-                .any(|e| e.status == ExecutionStatus::Running);
-            let alarm = d.alarm().await?;
-            Ok(
-                (!running && alarm.value == "OK" && d.mapping_state().await? == "Enabled")
-                    .then_some(()),
-            )
-        },
-    )
-    .await
-}
-
-/// One failing shape: the consumer fails as `failing` says under steady traffic; the circuit
-/// must open within `open_within`, and close once the consumer is healthy again. Returns the
-/// time to open and what was sent.
-async fn outage(
+/// One failing shape under steady traffic: the circuit must open within `open_within` and
+/// close once the consumer is healthy again; the time it took to open, and what was sent.
+async fn opens_and_closes(
     d: &Deployment,
-    shape: &'static str,
+    shape: &str,
     failing: &[(&str, &str)],
     open_within: Duration,
 ) -> Result<(Duration, Vec<Sent>)> {
     settled(d).await?;
-    let before = all_executions(d).await?;
-    let traffic = Steady::start(d, shape, 3);
-    tokio::time::sleep(Duration::from_secs(PERIOD_S)).await;
-    let started = Instant::now();
-    consumer_fails(d, failing).await?;
-    let opened = eventually(
-        &format!("the circuit to open on a consumer that {shape}"),
-        open_within,
-        || async {
-            Ok(entered(d, "WaitBeforeProbe", &before)
-                .await?
-                .into_iter()
-                .next())
-        },
-    )
-    .await;
-    let took = started.elapsed();
-    consumer_fails(d, &HEALTHY).await?;
-    let sent = traffic.stop().await?;
-    let opened = opened?;
-    ensure!(
-        d.mapping_state().await? != "Enabled"
-            || breaker::status(&d.sfn, &opened).await? != ExecutionStatus::Running,
-        "the circuit opened but the consumer's mapping is still Enabled"
-    );
-    let end = breaker::finished(&d.sfn, &opened, Duration::from_secs(240)).await?;
-    ensure!(end == ExecutionStatus::Succeeded, "{shape}: {end:?}");
-    let states = breaker::visited_states(&d.sfn, &opened).await?;
-    ensure!(
-        states.iter().any(|s| s == "CloseCircuit"),
-        "{shape}: {states:?}"
-    );
+    let outage = shapes::outage(d, shape, failing, 3, open_within).await?;
+    let took = outage
+        .opened_after
+        .ok_or_else(|| anyhow::anyhow!("no circuit opened on a consumer that {shape}"))?;
     eprintln!(
         "{shape}: the circuit opened {:.0} s into the outage",
         took.as_secs_f64()
     );
-    Ok((took, sent))
+    Ok((took, outage.sent))
 }
 
 #[test]
@@ -184,7 +67,7 @@ fn raised_errors_and_failed_records_open_the_circuit() -> Result<()> {
     let (runtime, d) = Deployment::start(&example(), &any_signal(&[]))?;
     runtime.block_on(async {
         let mut sent = Vec::new();
-        let (_, more) = outage(
+        let (_, more) = opens_and_closes(
             &d,
             "raises",
             &[("SHOULD_ERROR", "true")],
@@ -192,7 +75,7 @@ fn raised_errors_and_failed_records_open_the_circuit() -> Result<()> {
         )
         .await?;
         sent.extend(more);
-        let (_, more) = outage(
+        let (_, more) = opens_and_closes(
             &d,
             "returns every record in batchItemFailures",
             &[("FAILURE_RATE", "1")],
@@ -210,7 +93,7 @@ fn half_failed_records_and_a_hang_open_the_circuit_and_the_slow_start_reopens() 
     let (runtime, d) = Deployment::start(&example(), &any_signal(&[("SlowStartSeconds", "40")]))?;
     runtime.block_on(async {
         let mut sent = Vec::new();
-        let (_, more) = outage(
+        let (_, more) = opens_and_closes(
             &d,
             "returns half of its records in batchItemFailures",
             &[("FAILURE_RATE", "0.5")],
@@ -219,7 +102,7 @@ fn half_failed_records_and_a_hang_open_the_circuit_and_the_slow_start_reopens() 
         .await?;
         sent.extend(more);
         // A hang: the consumer's timeout is 60 s, the stalled alarm's window 3 periods.
-        let (took, more) = outage(
+        let (took, more) = opens_and_closes(
             &d,
             "hangs",
             &[("LATENCY_MS", "600000")],
@@ -236,7 +119,7 @@ fn half_failed_records_and_a_hang_open_the_circuit_and_the_slow_start_reopens() 
         settled(&d).await?;
         let before = all_executions(&d).await?;
         let traffic = Steady::start(&d, "ramp", 3);
-        consumer_fails(&d, &[("SHOULD_ERROR", "true")]).await?;
+        set_consumer(&d, &[("SHOULD_ERROR", "true")]).await?;
         let opened = eventually("a circuit to open", Duration::from_secs(90), || async {
             Ok(entered(&d, "WaitBeforeProbe", &before)
                 .await?
@@ -244,7 +127,7 @@ fn half_failed_records_and_a_hang_open_the_circuit_and_the_slow_start_reopens() 
                 .next())
         })
         .await?;
-        consumer_fails(&d, &HEALTHY).await?;
+        set_consumer(&d, &HEALTHY).await?;
         eventually(
             "the slow start to begin",
             Duration::from_secs(120),
@@ -257,7 +140,7 @@ fn half_failed_records_and_a_hang_open_the_circuit_and_the_slow_start_reopens() 
             },
         )
         .await?;
-        consumer_fails(&d, &[("FAILURE_RATE", "1")]).await?;
+        set_consumer(&d, &[("FAILURE_RATE", "1")]).await?;
         let reopened = eventually(
             "the slow start to reopen on failed records",
             Duration::from_secs(60),
@@ -270,7 +153,7 @@ fn half_failed_records_and_a_hang_open_the_circuit_and_the_slow_start_reopens() 
             },
         )
         .await;
-        consumer_fails(&d, &HEALTHY).await?;
+        set_consumer(&d, &HEALTHY).await?;
         sent.extend(traffic.stop().await?);
         reopened?;
         let end = breaker::finished(&d.sfn, &opened, Duration::from_secs(240)).await?;
@@ -331,6 +214,160 @@ fn a_healthy_consumer_with_a_poison_message_and_slow_batches_never_opens_it() ->
         ensure!(
             dead.total() == poison.len() as u64,
             "only the poison message is dead: {dead:?}"
+        );
+        Ok(())
+    })
+}
+
+/// Creates (or updates) a metric alarm of the user's own with period 10 s, 1 of 1.
+async fn own_metric_alarm(
+    d: &Deployment,
+    name: &str,
+    (namespace, metric): (&str, &str),
+    (dimension, value): (&str, &str),
+    statistic: aws_sdk_cloudwatch::types::Statistic,
+) -> Result<()> {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension};
+    d.cloudwatch
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace(namespace)
+        .metric_name(metric)
+        .dimensions(Dimension::builder().name(dimension).value(value).build())
+        .statistic(statistic)
+        .period(PERIOD_S as i32)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+        .treat_missing_data("notBreaching")
+        .send()
+        .await?;
+    Ok(())
+}
+
+fn alarm_arn(name: &str) -> String {
+    format!(
+        "arn:aws:cloudwatch:{}:000000000000:alarm:{name}",
+        xtask::sam::REGION
+    )
+}
+
+/// The execution's output, as text.
+async fn output(d: &Deployment, execution: &str) -> Result<String> {
+    Ok(d.sfn
+        .describe_execution()
+        .execution_arn(execution)
+        .send()
+        .await?
+        .output()
+        .unwrap_or_default()
+        .to_string())
+}
+
+#[test]
+#[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
+fn alarms_of_your_own_a_composite_opens_and_a_dead_letter_depth_does_not_loop() -> Result<()> {
+    let mut breaker = fast_breaker();
+    breaker.extend([
+        ("AlarmArn", alarm_arn("own-failing")),
+        ("MaxCircuitsPerHour", "0".to_string()),
+    ]);
+    let (runtime, d) = Deployment::start(&xtask::stack::fast_example(), &breaker)?;
+    runtime.block_on(async {
+        use aws_sdk_cloudwatch::types::Statistic;
+        // A composite of the user's own over an alarm on the consumer's errors.
+        own_metric_alarm(
+            &d,
+            "own-errors",
+            ("AWS/Lambda", "Errors"),
+            ("FunctionName", d.function()),
+            Statistic::Sum,
+        )
+        .await?;
+        d.cloudwatch
+            .put_composite_alarm()
+            .alarm_name("own-failing")
+            .alarm_rule(format!("ALARM(\"{}\")", alarm_arn("own-errors")))
+            .send()
+            .await?;
+        d.outage(true).await?;
+        let sent = traffic::send(&d.sqs, d.queue(), "composite", 30).await?;
+        let opened = eventually(
+            "the composite to open a circuit",
+            Duration::from_secs(90),
+            || async {
+                Ok(entered(&d, "WaitBeforeProbe", &HashSet::new())
+                    .await?
+                    .into_iter()
+                    .next())
+            },
+        )
+        .await?;
+        d.outage(false).await?;
+        let end = breaker::finished(&d.sfn, &opened, Duration::from_secs(120)).await?;
+        ensure!(end == ExecutionStatus::Succeeded, "{end:?}");
+        d.every_message_processed(&sent).await?;
+
+        // A dead-letter queue's depth as the alarm: it stays in ALARM after the consumer
+        // recovered. The circuit it opens finds the consumer healthy and is not re-armed.
+        let dead_letter_queue = d.example["DeadLetterQueueUrl"].clone();
+        let dead_letter_name = dead_letter_queue
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        own_metric_alarm(
+            &d,
+            "own-dead-letters",
+            ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+            ("QueueName", &dead_letter_name),
+            Statistic::Maximum,
+        )
+        .await?;
+        let mut breaker = fast_breaker();
+        breaker.extend([
+            ("AlarmArn", alarm_arn("own-dead-letters")),
+            ("MaxCircuitsPerHour", "0".to_string()),
+        ]);
+        xtask::stack::deploy_breaker(&d.local.tools, &d.local.emulator, &breaker).await?;
+        let before = all_executions(&d).await?;
+        d.sqs
+            .send_message()
+            .queue_url(&dead_letter_queue)
+            .message_body("a message that failed long ago")
+            .send()
+            .await?;
+        let first = eventually(
+            "the dead letters to open a circuit",
+            Duration::from_secs(90),
+            || async {
+                Ok(entered(&d, "CloseCircuit", &before)
+                    .await?
+                    .into_iter()
+                    .next())
+            },
+        )
+        .await?;
+        let end = breaker::finished(&d.sfn, &first, Duration::from_secs(120)).await?;
+        ensure!(end == ExecutionStatus::Succeeded, "{end:?}");
+        let said = output(&d, &first).await?;
+        ensure!(
+            said.contains("does not clear"),
+            "the close did not say so: {said}"
+        );
+        // Not re-armed: no circuit after it, while the dead letters stay.
+        tokio::time::sleep(Duration::from_secs(4 * PERIOD_S)).await;
+        let mut seen = before.clone();
+        seen.insert(first.clone());
+        let later = all_executions(&d).await?;
+        let more: Vec<_> = later.difference(&seen).collect();
+        ensure!(
+            more.is_empty(),
+            "the dead letters opened more circuits: {more:?}"
+        );
+        ensure!(
+            d.mapping_state().await? == "Enabled",
+            "the consumer is not back"
         );
         Ok(())
     })
