@@ -26,6 +26,7 @@ export interface TemplateParameter {
 export interface TemplateResource {
   readonly Type: string;
   readonly Condition?: string;
+  readonly DependsOn?: string | string[];
   readonly Properties?: Json;
 }
 
@@ -35,7 +36,7 @@ export interface Template {
   readonly Mappings: Record<string, Json>;
   readonly Rules: Record<string, { RuleCondition?: Json; Assertions: Array<{ Assert: Json; AssertDescription?: string }> }>;
   readonly Resources: Record<string, TemplateResource>;
-  readonly Outputs: Record<string, { Value: Json; Description?: string }>;
+  readonly Outputs: Record<string, { Value: Json; Description?: string; Condition?: string }>;
 }
 
 const FUNCTIONS = ['Sub', 'If', 'Equals', 'Not', 'And', 'Or', 'Join', 'Split', 'Select', 'FindInMap', 'Base64', 'GetAZs', 'ImportValue'];

@@ -25,6 +25,9 @@ fn the_constructs_breaker_opens_and_closes_an_outage_without_loss() -> Result<()
         "consumerTimeoutSeconds": "3",
         "maxReceiveCount": "1000",
         "breaker": {
+            // The emulator's CloudFormation deploys no metric-math or composite alarm yet:
+            // the single-metric signal.
+            "alarmSignal": "errors",
             "backoffBaseSeconds": 1,
             "backoffCapSeconds": 2,
             "settleTimeoutSeconds": 20,
