@@ -96,7 +96,7 @@ export interface Context {
   resource(logicalId: string): ResolvedResource;
 }
 
-/** A Fn::FindInMap with no such key: the template's way to refuse a deploy. */
+/** A Fn::FindInMap with no such key: CloudFormation would fail the deploy, so the synth fails. */
 export class MappingLookupError extends Error {
   constructor(readonly keys: string[]) {
     super(`Unable to get mapping for ${keys.join('::')}`);
