@@ -252,11 +252,16 @@ export class SqsCircuitBreaker extends Construct {
     return made;
   }
 
-  /** A resource SAM generates (an event's rule, `<resource><event>`), which the template may reference. */
+  /**
+   * A resource SAM generates, which the template may reference by SAM's logical id: an
+   * event's rule (`<resource><event>`), a state machine's role (`<resource>Role`).
+   */
   private generated(logicalId: string): ResolvedResource {
-    const owner = Object.entries(this.template.Resources).find(([id, r]) =>
-      r.Type.startsWith('AWS::Serverless::') && logicalId.startsWith(id)
-      && r.Properties?.Events?.[logicalId.slice(id.length)] !== undefined);
+    const owner = Object.entries(this.template.Resources).find(([id, r]) => {
+      const suffix = logicalId.slice(id.length);
+      return r.Type.startsWith('AWS::Serverless::') && logicalId.startsWith(id)
+        && (r.Properties?.Events?.[suffix] !== undefined || (suffix === 'Role' && r.Type === 'AWS::Serverless::StateMachine'));
+    });
     if (owner !== undefined) this.resource(owner[0]);
     const made = this.created.get(logicalId);
     if (made === undefined) throw new Error(`infra/template.yaml has no resource ${logicalId}`);
