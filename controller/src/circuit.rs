@@ -3,6 +3,7 @@
 //! comes from the circuit item the breaker wrote when it opened (see `adapters::store`): the
 //! input only names the circuit.
 
+use crate::core::backlog::Progress;
 use crate::core::slow_start::{ConcurrencyChange, Ramp};
 use crate::core::Next;
 use serde::{Deserialize, Serialize};
@@ -127,6 +128,7 @@ pub struct RejitterPhase {
     /// The rejitter's own event source mapping on the consumer's queue.
     pub mapping: String,
     pub started_at_ms: u64,
-    /// Consecutive readings of an empty visible backlog.
-    pub empty_readings: u32,
+    /// The backlog checks so far, from the baseline read before the rejitter was switched on.
+    #[serde(flatten)]
+    pub progress: Progress,
 }

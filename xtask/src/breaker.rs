@@ -288,26 +288,41 @@ pub struct Alarm {
     pub updated_ms: Option<i64>,
 }
 
+/// The alarm named `name`, a metric or a composite alarm.
 pub async fn alarm(cloudwatch: &aws_sdk_cloudwatch::Client, name: &str) -> Result<Alarm> {
+    use aws_sdk_cloudwatch::types::AlarmType;
     let out = cloudwatch
         .describe_alarms()
         .alarm_names(name)
+        .alarm_types(AlarmType::MetricAlarm)
+        .alarm_types(AlarmType::CompositeAlarm)
         .send()
         .await
         .context("DescribeAlarms")?;
-    let alarm = out
+    let found = out
         .metric_alarms()
         .first()
-        .with_context(|| format!("no alarm named {name}"))?;
+        .map(|a| {
+            (
+                a.state_value(),
+                a.state_reason(),
+                a.state_updated_timestamp(),
+            )
+        })
+        .or_else(|| {
+            out.composite_alarms().first().map(|a| {
+                (
+                    a.state_value(),
+                    a.state_reason(),
+                    a.state_updated_timestamp(),
+                )
+            })
+        });
+    let (value, reason, updated) = found.with_context(|| format!("no alarm named {name}"))?;
     Ok(Alarm {
-        value: alarm
-            .state_value()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
-        reason: alarm.state_reason().unwrap_or_default().to_string(),
-        updated_ms: alarm
-            .state_updated_timestamp()
-            .and_then(|t| t.to_millis().ok()),
+        value: value.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        reason: reason.unwrap_or_default().to_string(),
+        updated_ms: updated.and_then(|t| t.to_millis().ok()),
     })
 }
 

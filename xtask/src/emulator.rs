@@ -48,6 +48,7 @@ impl Emulator {
         let log = fs::File::create(log_file(port))?;
         let state = dir.join(format!("ministack-{port}"));
         fs::create_dir_all(&state)?;
+        let shim = crate::emulator_gaps::install_shim(&state)?;
         let child = tools
             .command("ministack")
             .env("GATEWAY_PORT", port.to_string())
@@ -57,6 +58,8 @@ impl Emulator {
             .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
             // Its Lambda code cache is keyed by port only; keep it inside the checkout.
             .env("TMPDIR", &state)
+            // The emulator-gap patches (emulator_gaps/ministack_shim), loaded at start-up.
+            .env("PYTHONPATH", &shim)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -121,6 +121,14 @@ enum BenchTarget {
         #[arg(long, default_value_t = 10)]
         sqs_latency_ms: u64,
     },
+    /// The created alarm against each way a consumer fails (raise, failed records, half of
+    /// them, a hang) and two healthy ones: time to open, dead letters and circuits, each on
+    /// its own local stack.
+    Signals {
+        /// Messages sent per second.
+        #[arg(long, default_value_t = 3)]
+        rate: usize,
+    },
     /// A backlog behind an open circuit, drained without and with the slow start: the
     /// consumer's peak in-flight batches in the first minute and the time to drain, on the
     /// local stack.
@@ -225,6 +233,9 @@ fn main() -> Result<()> {
                     sqs_latency_ms,
                 },
         } => xtask::bench_rejitter::run(runs, invocations, sqs_latency_ms),
+        Task::Bench {
+            target: BenchTarget::Signals { rate },
+        } => xtask::bench_signals::run(rate),
         Task::Bench {
             target:
                 BenchTarget::SlowStart {

@@ -81,12 +81,9 @@ pub async fn deploy_breaker(
         ("QueueArn", output("QueueArn")?),
     ];
     all.extend(parameters.iter().cloned());
-    let turn = sam::turn()?;
+    let _turn = sam::turn()?;
     let built = sam::build(tools, "template")?;
-    sam::deploy(tools, emulator, &built, BREAKER_STACK, &all)?;
-    drop(turn);
-    crate::emulator_gaps::settle_disabled_mappings(&config, BREAKER_STACK, &["RejitterMapping"])
-        .await
+    sam::deploy(tools, emulator, &built, BREAKER_STACK, &all)
 }
 
 /// An emulator owned by a test: started on a free port, stopped (with everything it
@@ -142,7 +139,10 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// Starts an emulator and deploys both stacks with these parameters.
+    /// Starts an emulator and deploys both stacks with these parameters. The breaker watches
+    /// the `errors` signal unless `breaker` chooses another `AlarmSignal`: the recovery tests
+    /// drive their outages through the consumer's errors, on whose local timing they rest; the
+    /// signal tests (`xtask/tests/signals.rs`) choose theirs.
     pub fn start(
         example: &Parameters,
         breaker: &Parameters,
@@ -150,7 +150,11 @@ impl Deployment {
         let local = TestStack::start()?;
         deploy_example(&local.tools, &local.emulator, example)?;
         let runtime = tokio::runtime::Runtime::new()?;
-        runtime.block_on(deploy_breaker(&local.tools, &local.emulator, breaker))?;
+        let mut breaker = breaker.clone();
+        if !breaker.iter().any(|(name, _)| *name == "AlarmSignal") {
+            breaker.insert(0, ("AlarmSignal", "errors".into()));
+        }
+        runtime.block_on(deploy_breaker(&local.tools, &local.emulator, &breaker))?;
         let deployed = runtime.block_on(async {
             let config = crate::aws::config(&local.emulator).await;
             anyhow::Ok(Deployment {

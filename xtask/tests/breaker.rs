@@ -6,7 +6,7 @@ use anyhow::{ensure, Context, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use xtask::stack::{fast_breaker, fast_example, Deployment as Deployed, Parameters};
 use xtask::wait::eventually;
 use xtask::{breaker, status, traffic};
@@ -354,7 +354,8 @@ fn the_rejitter_spreads_the_backlog_before_the_consumer_returns() -> Result<()> 
             ("RejitterEnabled", "true".into()),
             ("MinDelaySeconds", "2".into()),
             ("MaxDelaySeconds", "10".into()),
-            ("RejitterMaxSeconds", "120".into()),
+            // Far beyond both scenarios' phases: a stalled one must end well before it.
+            ("RejitterMaxSeconds", "900".into()),
         ],
     )?;
     runtime.block_on(async {
@@ -417,6 +418,151 @@ fn the_rejitter_spreads_the_backlog_before_the_consumer_returns() -> Result<()> 
         );
         let dead = status::queue_depth(&d.sqs, &d.example["DeadLetterQueueUrl"]).await?;
         ensure!(dead.total() == 0, "nothing may reach the DLQ: {dead:?}");
-        Ok(())
+
+        // The same stack, the backlog drained: a second outage with a rejitter that cannot
+        // consume.
+        a_stalled_rejitter_phase_ends_early(&d).await
     })
+}
+
+/// A rejitter that cannot consume: its `QUEUE_ARN` names another queue, so it leaves every
+/// record of its batches in the queue (as one that cannot decrypt or send would); they come
+/// back visible after the visibility timeout and the count not yet spread stays flat. The
+/// phase ends a minute after its first check, not at `RejitterMaxSeconds` (900 s), with a
+/// `Rejitter Stalled` event; the rejitter is switched off, the consumer is back within two
+/// minutes of the heal, and it gets every message.
+async fn a_stalled_rejitter_phase_ends_early(d: &Deployed) -> Result<()> {
+    let began = Instant::now();
+    let tap = event_tap(d, "Rejitter Stalled").await?;
+    let rejitter = format!("{}-rejitter", xtask::stack::BREAKER_STACK);
+    let elsewhere = format!("{}-elsewhere", d.example["QueueArn"]);
+    xtask::consumer::configure(&d.lambda, &rejitter, &[("QUEUE_ARN", elsewhere)], None).await?;
+
+    d.outage(true).await?;
+    let sent = traffic::send(&d.sqs, d.queue(), "stalled", 30).await?;
+    let execution = d.start_alarm_execution().await?;
+    eventually(
+        "the mapping to be Disabled",
+        Duration::from_secs(60),
+        || async { Ok((d.mapping_state().await? == "Disabled").then_some(())) },
+    )
+    .await?;
+    d.outage(false).await?;
+    let healed = Instant::now();
+
+    let end = breaker::finished(&d.sfn, &execution, Duration::from_secs(180)).await?;
+    let took = healed.elapsed();
+    let history = breaker::history(&d.sfn, &execution).await?;
+    let states: Vec<&str> = history.iter().map(|s| s.name.as_str()).collect();
+    ensure!(end == ExecutionStatus::Succeeded, "{end:?}: {states:?}");
+    ensure!(
+        states.ends_with(&[
+            "StopRejitter",
+            "SlowStartOrClose",
+            "CloseCircuit",
+            "CircuitClosed"
+        ]),
+        "{states:?}"
+    );
+    let reason = history
+        .iter()
+        .rev()
+        .find(|s| s.name == "CheckBacklog")
+        .and_then(|s| s.output.as_ref())
+        .and_then(|o| o["circuit"]["reason"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    ensure!(
+        reason.starts_with("rejitter stalled")
+            && reason.contains("the rejitter's mapping reads Enabled"),
+        "{reason}"
+    );
+    ensure!(
+        took < Duration::from_secs(120),
+        "the consumer was back {took:?} after the heal: {states:?}"
+    );
+    ensure!(d.consumer_mapping().await?.state == "Enabled");
+    ensure!(d.rejitter_mapping().await?.state == "Disabled");
+
+    let event = eventually(
+        "the Rejitter Stalled event",
+        Duration::from_secs(30),
+        || async {
+            let out = d
+                .sqs
+                .receive_message()
+                .queue_url(&tap)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .context("ReceiveMessage from the event tap")?;
+            Ok(out.messages().first().and_then(|m| {
+                serde_json::from_str::<serde_json::Value>(m.body().unwrap_or_default()).ok()
+            }))
+        },
+    )
+    .await?;
+    ensure!(
+        event["detail-type"] == "Rejitter Stalled"
+            && event["detail"]["execution"] == execution.as_str()
+            && event["detail"]["reason"] == reason.as_str(),
+        "{event}"
+    );
+    // Nothing lost: the rejitter's batches came back, and the consumer processes them all.
+    d.every_message_processed(&sent).await?;
+    eprintln!(
+        "stalled rejitter: the consumer was back {took:?} after the heal; the scenario took {:?}",
+        began.elapsed()
+    );
+    Ok(())
+}
+
+/// A queue that receives the breaker's `detail_type` events from the default bus; its URL.
+async fn event_tap(d: &Deployed, detail_type: &str) -> Result<String> {
+    let url = d
+        .sqs
+        .create_queue()
+        .queue_name("sqscb-test-event-tap")
+        .send()
+        .await
+        .context("CreateQueue for the event tap")?
+        .queue_url()
+        .unwrap_or_default()
+        .to_string();
+    let arn = d
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .context("GetQueueAttributes of the event tap")?
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .cloned()
+        .context("the event tap has no ARN")?;
+    let pattern = serde_json::json!({
+        "source": ["sqs-circuit-breaker"],
+        "detail-type": [detail_type],
+    });
+    d.events
+        .put_rule()
+        .name("sqscb-test-event-tap")
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .context("PutRule for the event tap")?;
+    d.events
+        .put_targets()
+        .rule("sqscb-test-event-tap")
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("tap")
+                .arn(arn)
+                .build()?,
+        )
+        .send()
+        .await
+        .context("PutTargets for the event tap")?;
+    Ok(url)
 }

@@ -112,7 +112,7 @@ fn the_outage_s_old_errors_open_no_second_circuit_and_a_new_outage_does() -> Res
         );
         let echo = breaker::start(&d.sfn, &d.breaker["StateMachineArn"], &event).await?;
         let only_first = HashSet::from([first.clone()]);
-        let rearmed = match eventually(
+        if let Err(e) = eventually(
             "the alarm's echo to be ignored and the alarm re-armed",
             Duration::from_secs(150),
             || async {
@@ -126,18 +126,18 @@ fn the_outage_s_old_errors_open_no_second_circuit_and_a_new_outage_does() -> Res
                     opened.is_empty(),
                     "a second circuit opened on the old errors: {opened:?}"
                 );
+                // The bridge's own evaluation may raise the same echo (see above): its
+                // execution must stand aside too (no circuit opened), and may re-arm first.
                 Ok(entered(&d, "CircuitRearmed", &only_first)
                     .await?
                     .into_iter()
-                    .next())
+                    .find(|e| *e == echo))
             },
         )
         .await
         {
-            Ok(rearmed) => rearmed,
-            Err(e) => anyhow::bail!("{e}; executions: {:?}", executions_now(&d).await?),
-        };
-        ensure!(rearmed == echo, "{rearmed} re-armed, not the echo {echo}");
+            anyhow::bail!("{e}; executions: {:?}", executions_now(&d).await?);
+        }
         let states = breaker::visited_states(&d.sfn, &echo).await?;
         ensure!(
             states.iter().any(|s| s == "WaitOutAlarmWindow"),

@@ -1,5 +1,6 @@
 //! The consumer's queue: its settings, and the one message a probe borrows.
 
+use crate::core::backlog::Sample;
 use crate::error::StepError;
 use aws_lambda_events::encodings::Base64Data;
 use aws_lambda_events::event::sqs::{SqsMessage, SqsMessageAttribute};
@@ -54,19 +55,33 @@ pub async fn describe(
     })
 }
 
-/// The approximate number of visible messages.
-pub async fn visible_messages(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64, StepError> {
+/// The queue's approximate counts now, in one call: visible, in flight, delayed.
+pub async fn backlog(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    now_ms: u64,
+) -> Result<Sample, StepError> {
     let out = sqs
         .get_queue_attributes()
         .queue_url(url)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
         .send()
         .await
         .map_err(|e| StepError::aws("GetQueueAttributes", e))?;
-    out.attributes()
-        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| StepError::Fatal(format!("{url} reported no ApproximateNumberOfMessages")))
+    let count = |name: QueueAttributeName| {
+        out.attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| StepError::Fatal(format!("{url} reported no {}", name.as_str())))
+    };
+    Ok(Sample {
+        at_ms: now_ms,
+        visible: count(QueueAttributeName::ApproximateNumberOfMessages)?,
+        in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)?,
+        delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed)?,
+    })
 }
 
 /// Messages in flight or delayed: not visible now, but still in the queue.

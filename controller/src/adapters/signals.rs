@@ -23,6 +23,8 @@ pub enum Transition {
     /// The alarm stayed in ALARM although the consumer was healthy right after a close: it
     /// is left as it is rather than re-armed into another circuit.
     AlarmNotClearing,
+    /// The rejitter spread nothing for the stall window: the phase ends early.
+    RejitterStalled,
 }
 
 impl Transition {
@@ -37,6 +39,7 @@ impl Transition {
             Transition::CircuitRecovered => "Circuit Recovered",
             Transition::CircuitReopened => "Circuit Reopened",
             Transition::AlarmNotClearing => "Alarm Not Clearing",
+            Transition::RejitterStalled => "Rejitter Stalled",
         }
     }
 
@@ -51,6 +54,7 @@ impl Transition {
             Transition::CircuitRecovered => "CircuitRecovered",
             Transition::CircuitReopened => "CircuitReopened",
             Transition::AlarmNotClearing => "AlarmNotClearing",
+            Transition::RejitterStalled => "RejitterStalled",
         }
     }
 }

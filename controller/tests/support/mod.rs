@@ -21,6 +21,7 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use controller::adapters::Clients;
 use controller::circuit::{Changed, Circuit, MappingSnapshot, OpenStatus, RejitterPhase};
+use controller::core::backlog::Progress;
 use controller::core::Config;
 use controller::steps::Context;
 use serde_json::{json, Value};
@@ -256,7 +257,8 @@ pub fn rejitter_config(extra: &[(&str, &str)]) -> Config {
     config(&all)
 }
 
-/// The circuit after a healthy probe, in the rejitter phase started at `started_at_ms`.
+/// The circuit after a healthy probe, in the rejitter phase started at `started_at_ms`, which
+/// has been spreading the backlog.
 pub fn rejittering(started_at_ms: u64, empty_readings: u32) -> Circuit {
     Circuit {
         attempt: 2,
@@ -265,7 +267,14 @@ pub fn rejittering(started_at_ms: u64, empty_readings: u32) -> Circuit {
         rejitter: Some(RejitterPhase {
             mapping: REJITTER_UUID.into(),
             started_at_ms,
-            empty_readings,
+            // 383 visible at the start; 5 s in, the rejitter had spread all but 5.
+            progress: Progress {
+                empty_readings,
+                lowest_unspread: Some(5),
+                progress_at_ms: started_at_ms + 5_000,
+                moved: true,
+                start_visible: 383,
+            },
         }),
         ..circuit()
     }

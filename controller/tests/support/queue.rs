@@ -40,18 +40,36 @@ pub fn queue_attributes() -> Rule {
         })
 }
 
-/// GetQueueAttributes of the queue's ApproximateNumberOfMessages, answering `visible`.
+/// GetQueueAttributes of the backlog's counts: `visible`, nothing in flight or delayed.
 pub fn visible_messages(visible: &'static str) -> Rule {
+    backlog(visible, "0", "0")
+}
+
+/// GetQueueAttributes of the backlog's counts (what CheckBacklog reads, in one call).
+pub fn backlog(visible: &'static str, in_flight: &'static str, delayed: &'static str) -> Rule {
     use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
     use aws_sdk_sqs::types::QueueAttributeName;
     mock!(aws_sdk_sqs::Client::get_queue_attributes)
         .match_requests(|r| {
             r.queue_url() == Some(QUEUE_URL)
-                && r.attribute_names() == [QueueAttributeName::ApproximateNumberOfMessages]
+                && r.attribute_names()
+                    == [
+                        QueueAttributeName::ApproximateNumberOfMessages,
+                        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                        QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+                    ]
         })
         .then_output(move || {
             GetQueueAttributesOutput::builder()
                 .attributes(QueueAttributeName::ApproximateNumberOfMessages, visible)
+                .attributes(
+                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                    in_flight,
+                )
+                .attributes(
+                    QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+                    delayed,
+                )
                 .build()
         })
 }

@@ -97,16 +97,40 @@ impl MissingData {
     }
 }
 
+/// One metric's statistic over a period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricStat {
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: Vec<(String, String)>,
+    pub statistic: String,
+    pub period_s: i64,
+}
+
+/// One of a metric-math alarm's `Metrics`: a metric or an expression over the others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricQuery {
+    pub id: String,
+    pub label: Option<String>,
+    pub return_data: bool,
+    pub expression: Option<String>,
+    pub metric_stat: Option<MetricStat>,
+}
+
+/// What an alarm watches: one metric, or the expression of a metric-math alarm.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlarmSource {
+    Metric(MetricStat),
+    Math(Vec<MetricQuery>),
+}
+
 /// A deployed metric alarm, as DescribeAlarms returns it (only what evaluation needs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlarmDefinition {
     pub name: String,
     pub arn: String,
     pub description: Option<String>,
-    pub namespace: String,
-    pub metric_name: String,
-    pub dimensions: Vec<(String, String)>,
-    pub statistic: String,
+    pub source: AlarmSource,
     pub period_s: i64,
     pub evaluation_periods: u32,
     pub datapoints_to_alarm: u32,
@@ -278,22 +302,34 @@ fn reason(
     text
 }
 
+/// `StateReasonData`; a metric-math alarm's has no statistic and no sample counts.
 fn reason_data(alarm: &AlarmDefinition, recent: &[Datapoint], start: i64, query_ms: i64) -> String {
-    serde_json::json!({
+    let statistic = match &alarm.source {
+        AlarmSource::Metric(stat) => Some(&stat.statistic),
+        AlarmSource::Math(_) => None,
+    };
+    let mut data = serde_json::json!({
         "version": "1.0",
         "queryDate": state_timestamp(query_ms),
         "startDate": state_timestamp(start * 1000),
-        "statistic": alarm.statistic,
         "period": alarm.period_s,
         "recentDatapoints": recent.iter().map(|d| d.value).collect::<Vec<_>>(),
         "threshold": alarm.threshold,
-        "evaluatedDatapoints": recent.iter().map(|d| serde_json::json!({
-            "timestamp": state_timestamp(d.period_start_s * 1000),
-            "sampleCount": d.sample_count,
-            "value": d.value,
-        })).collect::<Vec<_>>(),
-    })
-    .to_string()
+        "evaluatedDatapoints": recent.iter().map(|d| {
+            let mut point = serde_json::json!({
+                "timestamp": state_timestamp(d.period_start_s * 1000),
+                "value": d.value,
+            });
+            if statistic.is_some() {
+                point["sampleCount"] = serde_json::json!(d.sample_count);
+            }
+            point
+        }).collect::<Vec<_>>(),
+    });
+    if let Some(statistic) = statistic {
+        data["statistic"] = serde_json::json!(statistic);
+    }
+    data.to_string()
 }
 
 fn plural(n: u32) -> &'static str {
@@ -408,10 +444,13 @@ mod tests {
             name: "orders-consumer-errors".into(),
             arn: "arn:aws:cloudwatch:us-east-1:123456789012:alarm:orders-consumer-errors".into(),
             description: None,
-            namespace: "AWS/Lambda".into(),
-            metric_name: "Errors".into(),
-            dimensions: vec![("FunctionName".into(), "orders".into())],
-            statistic: "Sum".into(),
+            source: AlarmSource::Metric(MetricStat {
+                namespace: "AWS/Lambda".into(),
+                metric_name: "Errors".into(),
+                dimensions: vec![("FunctionName".into(), "orders".into())],
+                statistic: "Sum".into(),
+                period_s: 60,
+            }),
             period_s: 60,
             evaluation_periods: n,
             datapoints_to_alarm: m,

@@ -1,7 +1,9 @@
 //! The "CloudWatch Alarm State Change" event AWS sends to EventBridge, as a pure function,
 //! and what a rule target receives of it.
 
-use super::alarm_evaluation::{event_time, state_timestamp, AlarmDefinition, AlarmState};
+use super::alarm_evaluation::{
+    event_time, state_timestamp, AlarmDefinition, AlarmSource, AlarmState, MetricStat,
+};
 use serde_json::{json, Map, Value};
 
 /// One side of a transition: `state` or `previousState`.
@@ -35,42 +37,68 @@ fn state_json(record: &StateRecord) -> Value {
     Value::Object(state)
 }
 
-/// The event AWS sends when a single-metric alarm moves from `previous` to `state`, as
-/// documented in "Alarm events and EventBridge" (CloudWatch user guide). `event_id` and
-/// `metric_id` are the random ids AWS generates.
-pub fn state_change_event(
-    alarm: &AlarmDefinition,
+fn dimensions_json(dimensions: &[(String, String)]) -> Value {
+    Value::Object(
+        dimensions
+            .iter()
+            .map(|(name, value)| (name.clone(), json!(value)))
+            .collect(),
+    )
+}
+
+fn metric_stat_json(stat: &MetricStat) -> Value {
+    json!({
+        "metric": {
+            "dimensions": dimensions_json(&stat.dimensions),
+            "name": stat.metric_name,
+            "namespace": stat.namespace,
+        },
+        "period": stat.period_s,
+        "stat": stat.statistic,
+    })
+}
+
+/// `configuration.metrics`: a single-metric alarm's metric under a random id, or a
+/// metric-math alarm's queries under their own ids.
+fn metrics_json(alarm: &AlarmDefinition, metric_id: &str) -> Value {
+    match &alarm.source {
+        AlarmSource::Metric(stat) => json!([{
+            "id": metric_id,
+            "metricStat": metric_stat_json(stat),
+            "returnData": true,
+        }]),
+        AlarmSource::Math(queries) => Value::Array(
+            queries
+                .iter()
+                .map(|q| {
+                    let mut query = Map::new();
+                    query.insert("id".into(), json!(q.id));
+                    if let Some(expression) = &q.expression {
+                        query.insert("expression".into(), json!(expression));
+                    }
+                    if let Some(label) = &q.label {
+                        query.insert("label".into(), json!(label));
+                    }
+                    if let Some(stat) = &q.metric_stat {
+                        query.insert("metricStat".into(), metric_stat_json(stat));
+                    }
+                    query.insert("returnData".into(), json!(q.return_data));
+                    Value::Object(query)
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn envelope(
+    arn: &str,
+    name: &str,
+    configuration: Map<String, Value>,
     previous: &StateRecord,
     state: &StateRecord,
     event_id: &str,
-    metric_id: &str,
 ) -> Value {
-    let (region, account) = region_and_account(&alarm.arn).unwrap_or(("us-east-1", "000000000000"));
-    let dimensions: Map<String, Value> = alarm
-        .dimensions
-        .iter()
-        .map(|(name, value)| (name.clone(), json!(value)))
-        .collect();
-    let mut configuration = Map::new();
-    if let Some(description) = &alarm.description {
-        configuration.insert("description".into(), json!(description));
-    }
-    configuration.insert(
-        "metrics".into(),
-        json!([{
-            "id": metric_id,
-            "metricStat": {
-                "metric": {
-                    "dimensions": dimensions,
-                    "name": alarm.metric_name,
-                    "namespace": alarm.namespace,
-                },
-                "period": alarm.period_s,
-                "stat": alarm.statistic,
-            },
-            "returnData": true,
-        }]),
-    );
+    let (region, account) = region_and_account(arn).unwrap_or(("us-east-1", "000000000000"));
     json!({
         "version": "0",
         "id": event_id,
@@ -79,14 +107,71 @@ pub fn state_change_event(
         "account": account,
         "time": event_time(state.timestamp_ms),
         "region": region,
-        "resources": [alarm.arn],
+        "resources": [arn],
         "detail": {
-            "alarmName": alarm.name,
+            "alarmName": name,
             "configuration": configuration,
             "previousState": state_json(previous),
             "state": state_json(state),
         },
     })
+}
+
+/// The event AWS sends when a metric alarm (single metric or metric math) moves from
+/// `previous` to `state`, as documented in "Alarm events and EventBridge" (CloudWatch user
+/// guide). `event_id` and `metric_id` are the random ids AWS generates.
+pub fn state_change_event(
+    alarm: &AlarmDefinition,
+    previous: &StateRecord,
+    state: &StateRecord,
+    event_id: &str,
+    metric_id: &str,
+) -> Value {
+    let mut configuration = Map::new();
+    if let Some(description) = &alarm.description {
+        configuration.insert("description".into(), json!(description));
+    }
+    configuration.insert("metrics".into(), metrics_json(alarm, metric_id));
+    envelope(
+        &alarm.arn,
+        &alarm.name,
+        configuration,
+        previous,
+        state,
+        event_id,
+    )
+}
+
+/// A deployed composite alarm, as DescribeAlarms returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompositeDefinition {
+    pub name: String,
+    pub arn: String,
+    pub description: Option<String>,
+    pub rule: String,
+}
+
+/// The event AWS sends when a composite alarm changes state: its rule in the configuration,
+/// the children that triggered it in the state's `reasonData` (`triggeringAlarms`).
+pub fn composite_state_change_event(
+    alarm: &CompositeDefinition,
+    previous: &StateRecord,
+    state: &StateRecord,
+    event_id: &str,
+) -> Value {
+    let mut configuration = Map::new();
+    configuration.insert("alarmRule".into(), json!(alarm.rule));
+    if let Some(description) = &alarm.description {
+        configuration.insert("description".into(), json!(description));
+    }
+    envelope(
+        &alarm.arn,
+        &alarm.name,
+        configuration,
+        previous,
+        state,
+        event_id,
+    )
 }
 
 /// A random id in the 8-4-4-4-12 hex form AWS uses for event ids.
@@ -133,7 +218,7 @@ pub fn target_input(
 
 #[cfg(test)]
 mod tests {
-    use super::super::alarm_evaluation::{Comparison, MissingData};
+    use super::super::alarm_evaluation::{Comparison, MetricQuery, MissingData};
     use super::*;
 
     /// The "Single Metric Alarm" example of the CloudWatch user guide ("Alarm events and
@@ -185,10 +270,13 @@ mod tests {
             name: "ServerCpuTooHigh".into(),
             arn: "arn:aws:cloudwatch:us-east-1:123456789012:alarm:ServerCpuTooHigh".into(),
             description: Some("Goes into alarm when server CPU utilization is too high!".into()),
-            namespace: "AWS/EC2".into(),
-            metric_name: "CPUUtilization".into(),
-            dimensions: vec![("InstanceId".into(), "i-12345678901234567".into())],
-            statistic: "Average".into(),
+            source: AlarmSource::Metric(MetricStat {
+                namespace: "AWS/EC2".into(),
+                metric_name: "CPUUtilization".into(),
+                dimensions: vec![("InstanceId".into(), "i-12345678901234567".into())],
+                statistic: "Average".into(),
+                period_s: 300,
+            }),
             period_s: 300,
             evaluation_periods: 1,
             datapoints_to_alarm: 1,
@@ -221,6 +309,96 @@ mod tests {
             "30b6c6b2-a864-43a2-4877-c09a1afc3b87",
         );
         assert_eq!(built, documented);
+    }
+
+    /// The queries of a metric-math alarm, in the shape of the user guide's "Metric Math
+    /// Alarm" example: the expression and the metrics under their own ids.
+    #[test]
+    fn a_metric_math_alarms_event_lists_its_queries() {
+        let stat = |name: &str| MetricStat {
+            namespace: "AWS/SQS".into(),
+            metric_name: name.into(),
+            dimensions: vec![("QueueName".into(), "orders".into())],
+            statistic: "Sum".into(),
+            period_s: 60,
+        };
+        let mut alarm = documented_alarm();
+        alarm.source = AlarmSource::Math(vec![
+            MetricQuery {
+                id: "received".into(),
+                label: None,
+                return_data: false,
+                expression: None,
+                metric_stat: Some(stat("NumberOfMessagesReceived")),
+            },
+            MetricQuery {
+                id: "share".into(),
+                label: Some("Share (%)".into()),
+                return_data: true,
+                expression: Some("100 * received".into()),
+                metric_stat: None,
+            },
+        ]);
+        let record = StateRecord {
+            value: AlarmState::Alarm,
+            reason: "Threshold Crossed".into(),
+            reason_data: Some("{}".into()),
+            timestamp_ms: 0,
+        };
+        let event = state_change_event(&alarm, &record, &record, "e", "unused");
+        assert_eq!(
+            event["detail"]["configuration"]["metrics"],
+            serde_json::json!([
+                {
+                    "id": "received",
+                    "metricStat": {
+                        "metric": {
+                            "dimensions": {"QueueName": "orders"},
+                            "name": "NumberOfMessagesReceived",
+                            "namespace": "AWS/SQS"
+                        },
+                        "period": 60,
+                        "stat": "Sum"
+                    },
+                    "returnData": false
+                },
+                {"expression": "100 * received", "id": "share", "label": "Share (%)", "returnData": true}
+            ])
+        );
+    }
+
+    #[test]
+    fn a_composite_alarms_event_carries_its_rule_and_triggering_alarms() {
+        let alarm = CompositeDefinition {
+            name: "s-consumer-failing".into(),
+            arn: "arn:aws:cloudwatch:us-east-1:000000000000:alarm:s-consumer-failing".into(),
+            description: None,
+            rule: "ALARM(\"a\") OR ALARM(\"b\")".into(),
+        };
+        let data = r#"{"triggeringAlarms":[{"arn":"arn:aws:cloudwatch:us-east-1:000000000000:alarm:a","state":{"value":"ALARM","timestamp":"2026-12-06T12:00:00.000+0000"}}]}"#;
+        let previous = StateRecord {
+            value: AlarmState::Ok,
+            reason: "x".into(),
+            reason_data: None,
+            timestamp_ms: 0,
+        };
+        let state = StateRecord {
+            value: AlarmState::Alarm,
+            reason: "arn:aws:cloudwatch:us-east-1:000000000000:alarm:a transitioned to ALARM"
+                .into(),
+            reason_data: Some(data.into()),
+            timestamp_ms: 1_796_561_139_123,
+        };
+        let event = composite_state_change_event(&alarm, &previous, &state, "e");
+        assert_eq!(event["resources"][0], alarm.arn.as_str());
+        assert_eq!(
+            event["detail"]["configuration"],
+            serde_json::json!({"alarmRule": alarm.rule})
+        );
+        assert_eq!(event["detail"]["state"]["reasonData"], data);
+        assert_eq!(event["detail"]["state"]["value"], "ALARM");
+        assert_eq!(event["detail"]["previousState"]["value"], "OK");
+        assert_eq!(event["time"], "2026-12-06T12:45:39Z");
     }
 
     #[test]

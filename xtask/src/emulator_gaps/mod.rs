@@ -1,26 +1,42 @@
 //! Bridges for the local emulator's known gaps (MiniStack 1.5.33), and only those. Product
 //! code never knows it runs locally: these bridges do, from the outside, what AWS itself
-//! would do.
+//! would do. What cannot be done from outside, a shim loaded into the emulator process
+//! patches (`ministack_shim/sitecustomize.py`, on the emulator's PYTHONPATH, see
+//! [`install_shim`]): it only makes the emulator accept, store and return what AWS does, or
+//! reports what cannot be observed from outside; behaviour stays here.
 //!
 //! 1. Lambda invocations made by an SQS event source mapping publish no `AWS/Lambda` metrics
 //!    (the emulator records them only for the Invoke API). AWS publishes `Invocations` and
-//!    `Errors` for every invocation, and the breaker's alarm watches `Errors`. The bridge
-//!    below follows the emulator's log, where it reports each mapping invocation's outcome,
-//!    and puts the datapoints AWS would have recorded.
+//!    `Errors` for every invocation. The bridge below follows the emulator's log, where it
+//!    reports each mapping invocation's outcome, and puts the datapoints AWS would have
+//!    recorded.
 //! 2. Alarms: the emulator evaluates them only when PutMetricData or PutMetricAlarm is called,
-//!    ignores their dimensions (and the M-out-of-N rule), and an alarm state change emits no
-//!    EventBridge event; PutEvents refuses `aws.*` sources, so the event cannot be injected
-//!    either. [`alarm_bridge`] evaluates each alarm's own definition on its period
-//!    ([`alarm_evaluation`]) and delivers the documented event ([`alarm_events`]) to the
-//!    targets of the rules that match it. Metric-math alarms are not bridged.
+//!    ignores their dimensions, the M-out-of-N rule and metric math, and an alarm state
+//!    change emits no EventBridge event; PutEvents refuses `aws.*` sources, so the event
+//!    cannot be injected either. The shim switches the emulator's evaluation off (it fought
+//!    the bridge's states). [`alarm_bridge`] evaluates each metric alarm's own definition on
+//!    its period ([`alarm_evaluation`], [`metric_math`]) and delivers every transition, its
+//!    own, SetAlarmState's and the composites' (which the emulator re-evaluates when a child
+//!    changes), read from the alarm history ([`alarm_history`]), as the documented event
+//!    ([`alarm_events`]) to the targets of the rules that match it ([`event_delivery`]).
+//!    The shim makes CloudFormation accept metric-math alarms (`Metrics`) and composite
+//!    alarms, PutMetricAlarm keep `Metrics`, and the history carry milliseconds and
+//!    SetAlarmState's reason data.
 //! 3. An event source mapping CloudFormation creates with `Enabled: false` reads back as
 //!    `State: Enabled` although the emulator does not poll it; switching it on then changes
-//!    nothing. [`settle_disabled_mappings`] sets `Enabled: false` again through the API, after
-//!    which the mapping reads `Disabled`, as on AWS.
+//!    nothing. The shim gives it `State: Disabled`, as AWS, whatever deployed it.
+//! 4. No `AWS/SQS` metrics. The shim counts each queue's sends, receives and deletes (API and
+//!    mapping alike) per second and samples its gauges, one log line a second per queue;
+//!    [`sqs_metrics`] turns those into the datapoints AWS publishes, which the bridge below
+//!    puts.
 
 pub mod alarm_bridge;
 pub mod alarm_evaluation;
 pub mod alarm_events;
+pub mod alarm_history;
+pub mod event_delivery;
+pub mod metric_math;
+pub mod sqs_metrics;
 
 use crate::emulator::{log_file, Emulator};
 use anyhow::Result;
@@ -82,31 +98,48 @@ pub async fn run_metrics_bridge(emulator: &Emulator, stop: Arc<AtomicBool>) -> R
     let mut file = std::fs::File::open(log_file(emulator.port))?;
     let mut offset = file.seek(SeekFrom::End(0))?;
     let mut pending = String::new();
+    let mut queues = sqs_metrics::Activity::default();
     while !stop.load(Ordering::Relaxed) {
         let mut chunk = Vec::new();
         file.seek(SeekFrom::Start(offset))?;
         offset += file.read_to_end(&mut chunk)? as u64;
         pending.push_str(&String::from_utf8_lossy(&chunk));
+        let (mut lambda, mut sqs) = (Vec::new(), Vec::new());
         while let Some(end) = pending.find('\n') {
             let line: String = pending.drain(..=end).collect();
             if let Some(invocation) = parse_mapping_invocation(&line) {
-                let put = cloudwatch
-                    .put_metric_data()
-                    .namespace("AWS/Lambda")
-                    .set_metric_data(Some(lambda_metrics(&invocation)))
-                    .send()
-                    .await;
-                if let Err(e) = put {
-                    eprintln!(
-                        "emulator gap bridge: PutMetricData failed: {}",
-                        aws_smithy_types::error::display::DisplayErrorContext(e)
-                    );
-                }
+                lambda.extend(lambda_metrics(&invocation));
+            } else if let Some(report) = sqs_metrics::parse(&line) {
+                sqs.extend(queues.datums(&report));
             }
         }
+        put_metrics(&cloudwatch, "AWS/Lambda", lambda).await;
+        put_metrics(&cloudwatch, "AWS/SQS", sqs).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     Ok(())
+}
+
+/// PutMetricData in requests of at most 1000 datapoints (the API's limit).
+async fn put_metrics(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+    datums: Vec<MetricDatum>,
+) {
+    for chunk in datums.chunks(1000) {
+        let put = cloudwatch
+            .put_metric_data()
+            .namespace(namespace)
+            .set_metric_data(Some(chunk.to_vec()))
+            .send()
+            .await;
+        if let Err(e) = put {
+            eprintln!(
+                "emulator gap bridge: PutMetricData {namespace} failed: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(e)
+            );
+        }
+    }
 }
 
 /// Runs the bridges on a background thread for as long as the returned guard lives.
@@ -158,40 +191,16 @@ impl Drop for Bridges {
     }
 }
 
-/// Gap 3: the event source mappings a stack declares `Enabled: false` (by logical id) are
-/// switched off again through the API, so that they read `Disabled` as they would on AWS.
-pub async fn settle_disabled_mappings(
-    config: &aws_config::SdkConfig,
-    stack: &str,
-    logical_ids: &[&str],
-) -> Result<()> {
-    use anyhow::Context;
-    let cloudformation = aws_sdk_cloudformation::Client::new(config);
-    let lambda = aws_sdk_lambda::Client::new(config);
-    for logical_id in logical_ids {
-        let resource = cloudformation
-            .describe_stack_resource()
-            .stack_name(stack)
-            .logical_resource_id(*logical_id)
-            .send()
-            .await;
-        // Absent when its condition is false (the rejitter off, say).
-        let Ok(resource) = resource else { continue };
-        let Some(uuid) = resource
-            .stack_resource_detail()
-            .and_then(|d| d.physical_resource_id())
-        else {
-            continue;
-        };
-        lambda
-            .update_event_source_mapping()
-            .uuid(uuid)
-            .enabled(false)
-            .send()
-            .await
-            .with_context(|| format!("switching {logical_id} ({uuid}) off"))?;
-    }
-    Ok(())
+/// The emulator-side patches, written into `dir` for the emulator's PYTHONPATH; returns the
+/// directory to put there.
+pub fn install_shim(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let shim = dir.join("ministack-shim");
+    std::fs::create_dir_all(&shim)?;
+    std::fs::write(
+        shim.join("sitecustomize.py"),
+        include_str!("ministack_shim/sitecustomize.py"),
+    )?;
+    Ok(shim)
 }
 
 #[cfg(test)]
