@@ -13,7 +13,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { BreakerSettings, InvalidSettingError, parameterValues } from './settings';
+import { BreakerSettings, InvalidSettingError, checkConfiguration, parameterValues } from './settings';
 import {
   Context, Json, MappingLookupError, REPOSITORY_ROOT, ResolvedResource, TEMPLATE_PATH,
   Template, condition, evaluate, loadTemplate,
@@ -38,6 +38,8 @@ export interface SqsCircuitBreakerProps extends BreakerSettings {
   readonly alarm?: cloudwatch.IAlarm;
   /** HealthCheckFunctionName: the function `emptyQueuePolicy: 'health-check'` invokes. */
   readonly healthCheck?: lambda.IFunction;
+  /** PermissionsBoundaryArn: the permissions boundary of every role the breaker creates. Default none. */
+  readonly permissionsBoundary?: iam.IManagedPolicy;
   /**
    * What the SAM template takes from its stack name: the functions are `<name>-controller`
    * and `<name>-rejitter`, the state machine `<name>-circuit-breaker`. At most 53 characters.
@@ -69,6 +71,9 @@ export function repositoryBuild(binary: string): lambda.Code {
   return lambda.Code.fromCustomCommand(path.join(target, 'lambda', binary), ['make', '-C', REPOSITORY_ROOT, 'lambdas']);
 }
 
+/** The template's managed policy for the operator command. */
+const OPERATOR_POLICY = 'OperatorPolicy';
+
 /** A deploy the template would refuse, refused at synth time. */
 export class RefusedError extends Error {}
 
@@ -87,14 +92,18 @@ export class SqsCircuitBreaker extends Construct {
   public readonly consoleUrl: string;
   /** See the prop. */
   public readonly breakerName: string;
-  /** The template's outputs, evaluated. */
+  /** The template's outputs, evaluated (an output whose condition does not hold is absent). */
   public readonly outputs: Record<string, string>;
+  /** The managed policy with what the operator command needs on this breaker (`grantOperator` attaches it). */
+  public readonly operatorPolicy: iam.IManagedPolicy;
 
   private readonly props: SqsCircuitBreakerProps;
   private readonly context: Context;
   private readonly template: Template;
   private readonly created = new Map<string, ResolvedResource>();
   private readonly functions = new Map<string, lambda.Function>();
+  private readonly constructs = new Map<string, Construct>();
+  private readonly operators: Record<'Roles' | 'Users' | 'Groups', string[]> = { Roles: [], Users: [], Groups: [] };
 
   constructor(scope: Construct, id: string, props: SqsCircuitBreakerProps) {
     super(scope, id);
@@ -114,7 +123,9 @@ export class SqsCircuitBreaker extends Construct {
       QueueKmsKeyArn: queueKey?.keyArn,
       AlarmArn: props.alarm?.alarmArn,
       HealthCheckFunctionName: props.healthCheck?.functionName,
+      PermissionsBoundaryArn: props.permissionsBoundary?.managedPolicyArn,
     });
+    checkConfiguration(parameters, props.queue.fifo);
     this.context = {
       template: this.template,
       parameters,
@@ -124,9 +135,9 @@ export class SqsCircuitBreaker extends Construct {
         'AWS::AccountId': stack.account,
         'AWS::URLSuffix': Aws.URL_SUFFIX,
         'AWS::StackName': this.breakerName,
+        // The stack the breaker is deployed with: its status events run the configuration check.
+        'AWS::StackId': stack.stackId,
       },
-      // The queue's ARN is a token; whether it is FIFO is known from the IQueue.
-      conditions: { QueueIsFifo: props.queue.fifo },
       resource: (logicalId) => this.resource(logicalId),
     };
     this.checkRules();
@@ -135,7 +146,9 @@ export class SqsCircuitBreaker extends Construct {
     }
 
     this.outputs = evaluate(this.context, Object.fromEntries(
-      Object.entries(this.template.Outputs).map(([k, o]) => [k, o.Value]),
+      Object.entries(this.template.Outputs)
+        .filter(([, o]) => o.Condition === undefined || condition(this.context, o.Condition))
+        .map(([k, o]) => [k, o.Value]),
     ));
     if (props.stackOutputs ?? true) {
       for (const [key, value] of Object.entries(this.outputs)) {
@@ -154,44 +167,34 @@ export class SqsCircuitBreaker extends Construct {
     this.circuitTable = dynamodb.Table.fromTableName(this, 'CircuitTableRef', this.outputs.CircuitTableName);
     this.controller = this.functions.get('ControllerFunction')!;
     this.rejitter = this.functions.get('RejitterFunction');
+    this.operatorPolicy = iam.ManagedPolicy.fromManagedPolicyArn(this, 'OperatorPolicyRef', this.outputs.OperatorPolicyArn);
   }
 
   /**
    * Grants `grantee` what the operator command (`sqs-circuit-breaker status`, `watch`,
-   * `open`, `close`, `history`) needs on this breaker: docs/operator-command.md#permissions.
+   * `open`, `close`, `history`) needs on this breaker: the template's operator policy
+   * (docs/operator-command.md#permissions), attached to a role, user or group (imported ones
+   * too: the policy names them).
    */
   public grantOperator(grantee: iam.IGrantable): iam.Grant {
-    const stack = Stack.of(this);
-    const arn = (service: string, resource: string, resourceName: string) =>
-      stack.formatArn({ service, resource, resourceName, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
-    const machine = `${this.breakerName}-circuit-breaker`;
-    const queues = [this.props.queue.queueArn];
-    const dlq = (this.props.queue as sqs.Queue).deadLetterQueue?.queue;
-    if (dlq) queues.push(dlq.queueArn);
-    const consumerArn = arn('lambda', 'function', this.props.consumer.functionName);
-    const mappingFunctions = [consumerArn, `${consumerArn}:*`];
-    if (this.rejitter) mappingFunctions.push(this.rejitter.functionArn);
-    const grants: Array<[string[], string[], Record<string, unknown>?]> = [
-      [['cloudformation:DescribeStacks'], [stack.formatArn({ service: 'cloudformation', resource: 'stack', resourceName: `${stack.stackName}/*` })]],
-      [['lambda:GetFunctionConfiguration'], [this.controller.functionArn]],
-      [['lambda:ListEventSourceMappings'], ['*']],
-      [['lambda:GetEventSourceMapping'], [arn('lambda', 'event-source-mapping', '*')]],
-      [['lambda:UpdateEventSourceMapping'], [arn('lambda', 'event-source-mapping', '*')],
-        { ArnLike: { 'lambda:FunctionArn': mappingFunctions } }],
-      [['dynamodb:GetItem', 'dynamodb:UpdateItem'], [this.circuitTable.tableArn]],
-      [['states:StartExecution', 'states:ListExecutions'], [arn('states', 'stateMachine', machine)]],
-      [['states:DescribeExecution', 'states:GetExecutionHistory', 'states:StopExecution'], [arn('states', 'execution', `${machine}:*`)]],
-      [['sqs:GetQueueUrl', 'sqs:GetQueueAttributes'], queues],
-      [['cloudwatch:DescribeAlarms', 'cloudwatch:SetAlarmState'], [this.alarm.alarmArn]],
-      [['events:PutEvents'], [stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: this.context.parameters.EventBusName })]],
-      [['cloudwatch:PutMetricData'], ['*'], { StringEquals: { 'cloudwatch:namespace': this.context.parameters.MetricsNamespace } }],
-    ];
-    let grant: iam.Grant | undefined;
-    for (const [actions, resourceArns, conditions] of grants) {
-      const g = iam.Grant.addToPrincipal({ grantee, actions, resourceArns, conditions: conditions as Record<string, Record<string, unknown>> });
-      grant = grant ? grant.combine(g) : g;
-    }
-    return grant!;
+    const principal = grantee.grantPrincipal as Partial<iam.IRole & iam.IUser & iam.IGroup>;
+    const attach = (key: keyof typeof this.operators, name: string) => {
+      this.operators[key].push(name);
+      this.operatorPolicyResource().addPropertyOverride(key, [...this.operators[key]]);
+      return iam.Grant.drop(grantee, `attach ${this.outputs.OperatorPolicyArn}`);
+    };
+    if (principal.roleArn !== undefined && principal.roleName !== undefined) return attach('Roles', principal.roleName);
+    if (principal.userArn !== undefined && principal.userName !== undefined) return attach('Users', principal.userName);
+    if (principal.groupArn !== undefined && principal.groupName !== undefined) return attach('Groups', principal.groupName);
+    throw new InvalidSettingError(
+      `${this.node.path}: grantOperator attaches a managed policy: give a role, a user or a group, not ${principal}`,
+    );
+  }
+
+  private operatorPolicyResource(): CfnResource {
+    const policy = this.constructs.get(OPERATOR_POLICY);
+    if (!(policy instanceof CfnResource)) throw new Error(`infra/template.yaml has no resource ${OPERATOR_POLICY}`);
+    return policy;
   }
 
   private checkRules(): void {
@@ -214,11 +217,15 @@ export class SqsCircuitBreaker extends Construct {
     const existing = this.created.get(logicalId);
     if (existing) return existing;
     const definition = this.template.Resources[logicalId];
-    if (definition === undefined) throw new Error(`infra/template.yaml has no resource ${logicalId}`);
+    if (definition === undefined) return this.generated(logicalId);
     if (!this.included(logicalId)) {
       throw new Error(`${logicalId} is referenced but its condition ${definition.Condition} does not hold`);
     }
     let made: ResolvedResource;
+    const dependencies = [definition.DependsOn ?? []].flat().map((id) => {
+      this.resource(id);
+      return this.constructs.get(id)!;
+    });
     try {
       switch (definition.Type) {
         case 'AWS::Serverless::Function':
@@ -228,10 +235,9 @@ export class SqsCircuitBreaker extends Construct {
           made = this.samStateMachine(logicalId, definition.Properties);
           break;
         default: {
-          const r = new CfnResource(this, logicalId, {
-            type: definition.Type,
-            properties: evaluate(this.context, definition.Properties ?? {}),
-          });
+          const properties = evaluate(this.context, definition.Properties ?? {});
+          const r = new CfnResource(this, logicalId, { type: definition.Type, properties });
+          this.constructs.set(logicalId, r);
           made = { ref: r.ref, getAtt: (a) => r.getAtt(a).toString() };
         }
       }
@@ -241,12 +247,31 @@ export class SqsCircuitBreaker extends Construct {
       }
       throw e;
     }
+    for (const dependency of dependencies) this.constructs.get(logicalId)!.node.addDependency(dependency);
     this.created.set(logicalId, made);
+    return made;
+  }
+
+  /**
+   * A resource SAM generates, which the template may reference by SAM's logical id: an
+   * event's rule (`<resource><event>`), a state machine's role (`<resource>Role`).
+   */
+  private generated(logicalId: string): ResolvedResource {
+    const owner = Object.entries(this.template.Resources).find(([id, r]) => {
+      const suffix = logicalId.slice(id.length);
+      return r.Type.startsWith('AWS::Serverless::') && logicalId.startsWith(id)
+        && (r.Properties?.Events?.[suffix] !== undefined || (suffix === 'Role' && r.Type === 'AWS::Serverless::StateMachine'));
+    });
+    if (owner !== undefined) this.resource(owner[0]);
+    const made = this.created.get(logicalId);
+    if (made === undefined) throw new Error(`infra/template.yaml has no resource ${logicalId}`);
     return made;
   }
 
   /** AWS::Serverless::Function, as SAM translates the template's use of it. */
   private samFunction(logicalId: string, p: Json): ResolvedResource {
+    untranslated(logicalId, p, ['Description', 'CodeUri', 'Handler', 'Runtime', 'Architectures', 'MemorySize',
+      'Timeout', 'Environment', 'FunctionName', 'Role', 'Events']);
     const v = evaluate(this.context, {
       Description: p.Description, FunctionName: p.FunctionName, Role: p.Role,
       Environment: p.Environment ?? {},
@@ -266,6 +291,7 @@ export class SqsCircuitBreaker extends Construct {
       environment: v.Environment.Variables ?? {},
     });
     this.functions.set(logicalId, fn);
+    this.constructs.set(logicalId, fn);
     for (const [name, event] of Object.entries<Json>(p.Events ?? {})) {
       const rule = this.eventRule(`${logicalId}${name}`, event, { Arn: fn.functionArn, Id: `${logicalId}${name}LambdaTarget` });
       new lambda.CfnPermission(this, `${logicalId}${name}Permission`, {
@@ -278,8 +304,13 @@ export class SqsCircuitBreaker extends Construct {
 
   /** AWS::Serverless::StateMachine, as SAM translates the template's use of it. */
   private samStateMachine(logicalId: string, p: Json): ResolvedResource {
+    untranslated(logicalId, p, ['Name', 'Type', 'PermissionsBoundary', 'DefinitionUri', 'DefinitionSubstitutions',
+      'Policies', 'Events']);
+    // SAM gives the roles it creates for the state machine (its own and its events') the boundary.
+    const boundary = evaluate(this.context, { b: p.PermissionsBoundary }).b;
     const role = new iam.CfnRole(this, `${logicalId}Role`, {
       assumeRolePolicyDocument: assumedBy('states.amazonaws.com'),
+      permissionsBoundary: boundary,
       policies: (p.Policies ?? []).map((policy: Json, i: number) => {
         if (typeof policy !== 'object' || !('Statement' in policy)) {
           throw new Error(`${logicalId}: only inline policy documents are translated`);
@@ -295,9 +326,12 @@ export class SqsCircuitBreaker extends Construct {
       definitionSubstitutions: evaluate(this.context, p.DefinitionSubstitutions ?? {}),
       roleArn: role.attrArn,
     });
+    this.constructs.set(logicalId, machine);
+    this.created.set(`${logicalId}Role`, { ref: role.ref, getAtt: (a) => attribute(`${logicalId}Role`, a, { Arn: role.attrArn }) });
     for (const [name, event] of Object.entries<Json>(p.Events ?? {})) {
       const startRole = new iam.CfnRole(this, `${logicalId}${name}Role`, {
         assumeRolePolicyDocument: assumedBy('events.amazonaws.com'),
+        permissionsBoundary: boundary,
         policies: [{
           policyName: `${logicalId}${name}RoleStartExecutionPolicy`,
           policyDocument: {
@@ -317,11 +351,14 @@ export class SqsCircuitBreaker extends Construct {
     if (event.Type !== 'EventBridgeRule') throw new Error(`${id}: event type ${event.Type} is not translated`);
     const unknown = Object.keys(event.Properties).filter((k) => k !== 'Pattern');
     if (unknown.length > 0) throw new Error(`${id}: EventBridgeRule properties ${unknown.join(', ')} are not translated`);
-    return new events.CfnRule(this, id, {
+    const rule = new events.CfnRule(this, id, {
       eventPattern: evaluate(this.context, event.Properties.Pattern),
       state: 'ENABLED',
       targets: [{ arn: target.Arn, id: target.Id, roleArn: target.RoleArn }],
     });
+    this.created.set(id, { ref: rule.ref, getAtt: (a) => attribute(id, a, { Arn: rule.attrArn }) });
+    this.constructs.set(id, rule);
+    return rule;
   }
 }
 
@@ -329,6 +366,12 @@ function attribute(logicalId: string, name: string, known: Record<string, string
   const value = known[name];
   if (value === undefined) throw new Error(`${logicalId}.${name} is not translated`);
   return value;
+}
+
+/** A SAM property the construct does not translate fails the synth, naming it. */
+function untranslated(logicalId: string, properties: Json, known: string[]): void {
+  const unknown = Object.keys(properties ?? {}).filter((k) => !known.includes(k));
+  if (unknown.length > 0) throw new Error(`${logicalId}: SAM properties ${unknown.join(', ')} are not translated by the construct`);
 }
 
 function assumedBy(service: string): Json {

@@ -10,7 +10,20 @@ import { Template, TemplateParameter } from './template';
  * `SETTINGS` below (the compiler asks for it).
  */
 export interface BreakerSettings {
-  /** AlarmThreshold: the created alarm breaches when the consumer's Errors (Sum) per period reach this. Default 1. */
+  /**
+   * AlarmSignal: what the created alarm watches (docs/alarm-signals.md). any: failed records
+   * or a stalled consumer (a composite alarm); failed-records: the share of received messages
+   * not deleted; error-share: the share of invocations that raised an error; errors: the
+   * consumer's Errors count. Default any.
+   */
+  readonly alarmSignal?: 'any' | 'failed-records' | 'error-share' | 'errors';
+  /** AlarmFailurePercent: any, failed-records, error-share: a period breaches from this percentage (1 to 100). Default 20. */
+  readonly alarmFailurePercent?: number;
+  /** AlarmMinimumCount: any, failed-records, error-share: a period counts only with at least this many messages (or invocations). Default 10. */
+  readonly alarmMinimumCount?: number;
+  /** AlarmHangPeriods: any: consecutive periods with messages in flight and none deleted that count as a hang. Default 3. */
+  readonly alarmHangPeriods?: number;
+  /** AlarmThreshold: errors: the created alarm breaches when the consumer's Errors (Sum) per period reach this. Default 1. */
   readonly alarmThreshold?: number;
   /** AlarmPeriodSeconds: period of the created alarm. Default 60. */
   readonly alarmPeriodSeconds?: 10 | 30 | 60 | 120 | 180 | 300 | 600 | 900 | 1800 | 3600;
@@ -52,10 +65,24 @@ export interface BreakerSettings {
   readonly slowStartSeconds?: number;
   /** SlowStartConcurrency: the slow start's first MaximumConcurrency. Default 2. */
   readonly slowStartConcurrency?: number;
+  /**
+   * AlertTopic: create an SNS topic (output AlertTopicArn) for "Circuit Gave Up" and "Breaker
+   * Misconfigured" events and the breaker's health alarms. Default false.
+   */
+  readonly alertTopic?: boolean;
+  /**
+   * LogRetentionDays: days the functions' logs (log groups owned by the stack) are kept; one
+   * of CloudWatch Logs' values (a `logs.RetentionDays` other than INFINITE). Default 30.
+   */
+  readonly logRetentionDays?: number;
 }
 
 /** The plain settings at run time (interfaces are erased): the compiler keeps it complete. */
 export const SETTINGS: Record<keyof BreakerSettings, true> = {
+  alarmSignal: true,
+  alarmFailurePercent: true,
+  alarmMinimumCount: true,
+  alarmHangPeriods: true,
   alarmThreshold: true,
   alarmPeriodSeconds: true,
   alarmEvaluationPeriods: true,
@@ -77,11 +104,13 @@ export const SETTINGS: Record<keyof BreakerSettings, true> = {
   rejitterMaxSeconds: true,
   slowStartSeconds: true,
   slowStartConcurrency: true,
+  alertTopic: true,
+  logRetentionDays: true,
 };
 
 /**
  * The parameters that name a resource: given as construct objects (`consumer`, `queue`,
- * `queueKey`, `alarm`, `healthCheck`), not as plain settings.
+ * `queueKey`, `alarm`, `healthCheck`, `permissionsBoundary`), not as plain settings.
  */
 export const RESOURCE_PARAMETERS: Record<string, string> = {
   ConsumerFunctionName: 'consumer',
@@ -89,6 +118,7 @@ export const RESOURCE_PARAMETERS: Record<string, string> = {
   QueueKmsKeyArn: 'queueKey',
   AlarmArn: 'alarm',
   HealthCheckFunctionName: 'healthCheck',
+  PermissionsBoundaryArn: 'permissionsBoundary',
 };
 
 export function parameterName(setting: string): string {
@@ -127,8 +157,7 @@ function check(name: string, value: string, p: TemplateParameter): void {
 /**
  * The template's parameter values for these settings and resource names (strings, as
  * CloudFormation passes them; tokens allowed): the template's defaults for what is not given,
- * each value checked against its parameter's constraints, and the pairs the breaker needs in
- * order. Throws InvalidSettingError.
+ * each value checked against its parameter's constraints. Throws InvalidSettingError.
  */
 export function parameterValues(
   template: Template,
@@ -154,14 +183,29 @@ export function parameterValues(
       throw new InvalidSettingError(`${setting}: infra/template.yaml has no parameter ${parameterName(setting)}`);
     }
   }
-  // Pairs the template leaves to the controller (which would fail at cold start): refused here.
+  return values;
+}
+
+/**
+ * What the controller's configuration check would refuse at cold start (and announce as
+ * "Breaker Misconfigured"), and what CloudFormation cannot check: refused at synth time.
+ * `values` are the template's parameter values; `queueIsFifo` comes from the IQueue.
+ * Throws InvalidSettingError.
+ */
+export function checkConfiguration(values: Record<string, string>, queueIsFifo: boolean): void {
+  const known = (v: string | undefined): v is string => v !== undefined && !Token.isUnresolved(v);
   const pair = (low: string, high: string) => {
     const [a, b] = [values[parameterName(low)], values[parameterName(high)]];
-    if (a !== undefined && b !== undefined && !Token.isUnresolved(a) && !Token.isUnresolved(b) && Number(a) > Number(b)) {
+    if (known(a) && known(b) && Number(a) > Number(b)) {
       throw new InvalidSettingError(`${low} (${a}) must not exceed ${high} (${b})`);
     }
   };
   pair('backoffBaseSeconds', 'backoffCapSeconds');
   pair('alarmDatapointsToAlarm', 'alarmEvaluationPeriods');
-  return values;
+  pair('minDelaySeconds', 'maxDelaySeconds');
+  if (values.RejitterEnabled === 'true' && queueIsFifo) {
+    throw new InvalidSettingError(
+      'rejitterEnabled needs a standard queue: a FIFO queue cannot delay single messages (set rejitterEnabled to false)',
+    );
+  }
 }

@@ -26,6 +26,7 @@ export interface TemplateParameter {
 export interface TemplateResource {
   readonly Type: string;
   readonly Condition?: string;
+  readonly DependsOn?: string | string[];
   readonly Properties?: Json;
 }
 
@@ -35,7 +36,7 @@ export interface Template {
   readonly Mappings: Record<string, Json>;
   readonly Rules: Record<string, { RuleCondition?: Json; Assertions: Array<{ Assert: Json; AssertDescription?: string }> }>;
   readonly Resources: Record<string, TemplateResource>;
-  readonly Outputs: Record<string, { Value: Json; Description?: string }>;
+  readonly Outputs: Record<string, { Value: Json; Description?: string; Condition?: string }>;
 }
 
 const FUNCTIONS = ['Sub', 'If', 'Equals', 'Not', 'And', 'Or', 'Join', 'Split', 'Select', 'FindInMap', 'Base64', 'GetAZs', 'ImportValue'];
@@ -95,7 +96,7 @@ export interface Context {
   resource(logicalId: string): ResolvedResource;
 }
 
-/** A Fn::FindInMap with no such key: the template's way to refuse a deploy. */
+/** A Fn::FindInMap with no such key: CloudFormation would fail the deploy, so the synth fails. */
 export class MappingLookupError extends Error {
   constructor(readonly keys: string[]) {
     super(`Unable to get mapping for ${keys.join('::')}`);

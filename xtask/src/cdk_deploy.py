@@ -1,6 +1,7 @@
 """Deploys a synthesized CDK stack (a cloud assembly) to the endpoint in AWS_ENDPOINT_URL:
 what `cdk deploy` does, without its bootstrap stack. Uploads the stack's file assets to the
-buckets its asset manifest names, then creates the stack from its template and waits.
+buckets its asset manifest names, then creates the stack from its template (by URL when it
+is too large to pass inline) and waits.
 
 usage: python cdk_deploy.py <cloud assembly dir> <artifact id> <stack name>
 """
@@ -60,11 +61,22 @@ if not template.get("Rules"):
     template.pop("Rules", None)
 template.get("Parameters", {}).pop("BootstrapVersion", None)
 
+# As `cdk deploy` does: a template past CloudFormation's inline limit (51,200 bytes) goes
+# through the assets' bucket and is passed by URL.
+body = json.dumps(template)
+source = {"TemplateBody": body}
+if len(body.encode()) > 51200:
+    if not made:
+        sys.exit("the template is too large to pass inline and the assembly names no bucket")
+    bucket, key = sorted(made)[0], f"{stack_name}.template.json"
+    s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
+    source = {"TemplateURL": f"https://s3.{region}.amazonaws.com/{bucket}/{key}"}
+
 cfn = boto3.client("cloudformation")
 cfn.create_stack(
     StackName=stack_name,
-    TemplateBody=json.dumps(template),
     Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+    **source,
 )
 try:
     cfn.get_waiter("stack_create_complete").wait(

@@ -1,6 +1,7 @@
 //! The CDK construct (`cdk/`) on a local emulator: the example app (queue, DLQ, the example
 //! consumer and `new SqsCircuitBreaker(...)`) synthesized with the repository's real build,
-//! deployed from its cloud assembly, then an outage: the created alarm trips, the circuit
+//! deployed from its cloud assembly, then an outage: the created alarm (the default signal,
+//! a composite over metric math, which the emulator gap bridges evaluate) trips, the circuit
 //! opens, probes fail, the consumer heals, the circuit closes, and every message is processed.
 
 use anyhow::{ensure, Result};
@@ -59,7 +60,7 @@ fn the_constructs_breaker_opens_and_closes_an_outage_without_loss() -> Result<()
         let machine = &outputs["StateMachineArn"];
         let alarm = &outputs["AlarmName"];
         ensure!(
-            alarm == &format!("{STACK}-OrdersBreaker-consumer-errors"),
+            alarm == &format!("{STACK}-OrdersBreaker-consumer-failing"),
             "{alarm}"
         );
 
@@ -67,7 +68,8 @@ fn the_constructs_breaker_opens_and_closes_an_outage_without_loss() -> Result<()
         consumer::set_should_error(&lambda, function, true).await?;
         sent.extend(traffic::send(&sqs, queue, "outage", 20).await?);
 
-        // The consumer's errors trip the created alarm, which starts the workflow.
+        // The records the consumer fails trip the created alarm (the default signal, any: a
+        // composite over metric math), which starts the workflow.
         let execution = eventually(
             "the alarm to start an execution",
             Duration::from_secs(120),
