@@ -9,8 +9,8 @@ use aws_sdk_cloudwatch::types::{AlarmType, CompositeAlarm, MetricAlarm, StateVal
 /// An alarm as DescribeAlarms returns it.
 #[derive(Debug, Clone)]
 enum Described {
-    Metric(MetricAlarm),
-    Composite(CompositeAlarm),
+    Metric(Box<MetricAlarm>),
+    Composite(Box<CompositeAlarm>),
 }
 
 /// The alarm named `alarm`, metric or composite, if there is one.
@@ -31,12 +31,12 @@ async fn describe(
         .metric_alarms()
         .first()
         .cloned()
-        .map(Described::Metric)
+        .map(|a| Described::Metric(Box::new(a)))
         .or_else(|| {
             out.composite_alarms()
                 .first()
                 .cloned()
-                .map(Described::Composite)
+                .map(|a| Described::Composite(Box::new(a)))
         }))
 }
 
