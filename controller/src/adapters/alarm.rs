@@ -98,34 +98,42 @@ fn epoch_ms(t: Option<&aws_sdk_cloudwatch::primitives::DateTime>) -> u64 {
         .map_or(0, |t| t.max(0) as u64)
 }
 
+fn alarm_state(
+    value: Option<&StateValue>,
+    reason: Option<&str>,
+    since: Option<&aws_sdk_cloudwatch::primitives::DateTime>,
+    kind: &'static str,
+) -> AlarmState {
+    AlarmState {
+        value: value.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        reason: reason.unwrap_or_default().to_string(),
+        since_ms: epoch_ms(since),
+        kind,
+    }
+}
+
 /// The alarm's state now; `None` if there is no such alarm.
 pub async fn state(
     cloudwatch: &aws_sdk_cloudwatch::Client,
     alarm: &str,
 ) -> Result<Option<AlarmState>, StepError> {
     Ok(describe(cloudwatch, alarm).await?.map(|d| match d {
-        Described::Metric(a) => AlarmState {
-            value: a
-                .state_value()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-            reason: a.state_reason().unwrap_or_default().to_string(),
-            since_ms: epoch_ms(a.state_updated_timestamp()),
-            kind: if a.metrics().is_empty() {
+        Described::Metric(a) => alarm_state(
+            a.state_value(),
+            a.state_reason(),
+            a.state_updated_timestamp(),
+            if a.metrics().is_empty() {
                 "metric"
             } else {
                 "metric math"
             },
-        },
-        Described::Composite(a) => AlarmState {
-            value: a
-                .state_value()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-            reason: a.state_reason().unwrap_or_default().to_string(),
-            since_ms: epoch_ms(a.state_updated_timestamp()),
-            kind: "composite",
-        },
+        ),
+        Described::Composite(a) => alarm_state(
+            a.state_value(),
+            a.state_reason(),
+            a.state_updated_timestamp(),
+            "composite",
+        ),
     }))
 }
 
