@@ -14,11 +14,12 @@
 //!    ignores their dimensions, the M-out-of-N rule and metric math, and an alarm state
 //!    change emits no EventBridge event; PutEvents refuses `aws.*` sources, so the event
 //!    cannot be injected either. The shim switches the emulator's evaluation off (it fought
-//!    the bridge's states). [`alarm_bridge`] evaluates each metric alarm's own definition on
-//!    its period ([`alarm_evaluation`], [`metric_math`]) and delivers every transition, its
-//!    own, SetAlarmState's and the composites' (which the emulator re-evaluates when a child
-//!    changes), read from the alarm history ([`alarm_history`]), as the documented event
-//!    ([`alarm_events`]) to the targets of the rules that match it ([`event_delivery`]).
+//!    the bridge's states). [`alarm_bridge`] evaluates each metric alarm's own definition
+//!    ([`alarm_definitions`]) on its period ([`alarm_evaluation`], [`metric_math`]) and
+//!    delivers every transition, its own, SetAlarmState's and the composites' (which the
+//!    emulator re-evaluates when a child changes), read from the alarm history
+//!    ([`alarm_history`]), as the documented event ([`alarm_events`]) to the targets of the
+//!    rules that match it ([`event_delivery`]).
 //!    The shim makes CloudFormation accept metric-math alarms (`Metrics`) and composite
 //!    alarms, PutMetricAlarm keep `Metrics`, and the history carry milliseconds and
 //!    SetAlarmState's reason data.
@@ -31,6 +32,7 @@
 //!    puts.
 
 pub mod alarm_bridge;
+pub mod alarm_definitions;
 pub mod alarm_evaluation;
 pub mod alarm_events;
 pub mod alarm_history;
