@@ -69,13 +69,14 @@ const SHAPES: [Shape; 6] = [
     },
 ];
 
-pub fn run(rate: usize) -> Result<()> {
+/// Runs the shapes whose name contains `only` (all when empty).
+pub fn run(rate: usize, only: &str) -> Result<()> {
     println!(
         "alarm signals: the created alarm (AlarmSignal any, 10 s periods), {rate} messages a \
          second; one local stack per shape"
     );
     let mut rows = Vec::new();
-    for shape in &SHAPES {
+    for shape in SHAPES.iter().filter(|s| s.name.contains(only)) {
         let mut example: Parameters = vec![
             ("VisibilityTimeoutSeconds", "30".into()),
             ("ConsumerTimeoutSeconds", "20".into()),

@@ -128,6 +128,9 @@ enum BenchTarget {
         /// Messages sent per second.
         #[arg(long, default_value_t = 3)]
         rate: usize,
+        /// Only the shapes whose description contains this (e.g. `healthy`, `hangs`).
+        #[arg(long, default_value = "")]
+        only: String,
     },
     /// A backlog behind an open circuit, drained without and with the slow start: the
     /// consumer's peak in-flight batches in the first minute and the time to drain, on the
@@ -234,8 +237,8 @@ fn main() -> Result<()> {
                 },
         } => xtask::bench_rejitter::run(runs, invocations, sqs_latency_ms),
         Task::Bench {
-            target: BenchTarget::Signals { rate },
-        } => xtask::bench_signals::run(rate),
+            target: BenchTarget::Signals { rate, only },
+        } => xtask::bench_signals::run(rate, &only),
         Task::Bench {
             target:
                 BenchTarget::SlowStart {

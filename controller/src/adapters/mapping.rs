@@ -18,6 +18,8 @@ pub struct Mapping {
     pub maximum_concurrency: Option<u32>,
     /// The mapping runs in provisioned mode (`ProvisionedPollerConfig`).
     pub provisioned: bool,
+    /// Records per batch (SQS's default, 10, when the mapping does not say).
+    pub batch_size: u32,
 }
 
 impl Mapping {
@@ -64,6 +66,7 @@ macro_rules! mapping {
                 .and_then(|c| c.maximum_concurrency())
                 .map(|c| c.max(0) as u32),
             provisioned: $m.provisioned_poller_config().is_some(),
+            batch_size: $m.batch_size().map_or(10, |b| b.max(1) as u32),
         }
     };
 }

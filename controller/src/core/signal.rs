@@ -116,6 +116,9 @@ pub struct Observed {
     pub errors: u64,
     /// The queue's counts now and at the ramp's start.
     pub records: Option<(QueueCounts, QueueCounts)>,
+    /// The most messages the consumer can be working on at once: the ramp's cap times the
+    /// mapping's batch size.
+    pub processing: u64,
     /// Seconds since the ramp began.
     pub elapsed_seconds: u64,
 }
@@ -147,13 +150,18 @@ impl fmt::Display for Failing {
     }
 }
 
-/// Messages received and not deleted between two counts, less those still in flight (which
-/// may yet be deleted): the receives that failed.
-pub fn failed_records(start: QueueCounts, now: QueueCounts) -> (u64, u64) {
+/// Messages received and not deleted between two counts, less those the consumer may still
+/// be working on (in flight, up to `processing`): the receives that failed. A failed record
+/// stays in flight too, until its visibility timeout ends, so in flight beyond what the
+/// consumer can hold at once are failures.
+pub fn failed_records(start: QueueCounts, now: QueueCounts, processing: u64) -> (u64, u64) {
     let received = now.received.saturating_sub(start.received);
     let deleted = now.deleted.saturating_sub(start.deleted);
-    let still_in_flight = now.in_flight.saturating_sub(start.in_flight);
-    let failed = received.saturating_sub(deleted.saturating_add(still_in_flight));
+    let working = now
+        .in_flight
+        .saturating_sub(start.in_flight)
+        .min(processing);
+    let failed = received.saturating_sub(deleted.saturating_add(working));
     (failed, received)
 }
 
@@ -169,7 +177,7 @@ pub fn failing(config: &SignalConfig, observed: &Observed) -> Option<Failing> {
         });
     }
     let (start, now) = observed.records.filter(|_| signal.watches_records())?;
-    let (failed, received) = failed_records(start, now);
+    let (failed, received) = failed_records(start, now, observed.processing);
     if failed > 0 && failed * 100 >= u64::from(config.failure_percent) * received {
         return Some(Failing::Records { failed, received });
     }
@@ -200,10 +208,14 @@ mod tests {
         }
     }
 
+    /// Two batches of 10 at once.
+    const PROCESSING: u64 = 20;
+
     fn observed(start: QueueCounts, now: QueueCounts, elapsed_seconds: u64) -> Observed {
         Observed {
             errors: 0,
             records: Some((start, now)),
+            processing: PROCESSING,
             elapsed_seconds,
         }
     }
@@ -217,26 +229,25 @@ mod tests {
     }
 
     #[test]
-    fn receives_still_in_flight_are_not_failures() {
+    fn receives_the_consumer_may_still_be_working_on_are_not_failures() {
         // 40 received since the start, 25 deleted, 15 more in flight than at the start.
-        assert_eq!(
-            failed_records(counts(10, 10, 0), counts(50, 35, 15)),
-            (0, 40)
-        );
-        assert_eq!(
-            failed_records(counts(10, 10, 0), counts(50, 35, 5)),
-            (10, 40)
-        );
+        let start = counts(10, 10, 0);
+        assert_eq!(failed_records(start, counts(50, 35, 15), 20), (0, 40));
+        assert_eq!(failed_records(start, counts(50, 35, 5), 20), (10, 40));
+        // More in flight than it can work on at once: failed records waiting out their
+        // visibility timeout.
+        assert_eq!(failed_records(start, counts(50, 10, 40), 20), (20, 40));
     }
 
     #[test]
     fn a_consumer_returning_every_record_in_batch_item_failures_fails_the_ramp() {
         let config = SignalConfig::default();
-        let seen = observed(counts(0, 0, 0), counts(30, 0, 10), 20);
+        // Every record failed and is still in flight, waiting out its visibility timeout.
+        let seen = observed(counts(0, 0, 0), counts(30, 0, 30), 20);
         assert_eq!(
             failing(&config, &seen),
             Some(Failing::Records {
-                failed: 20,
+                failed: 10,
                 received: 30
             })
         );
@@ -272,6 +283,7 @@ mod tests {
         let seen = Observed {
             errors: 1,
             records: None,
+            processing: PROCESSING,
             elapsed_seconds: 5,
         };
         for signal in [Signal::Errors, Signal::ErrorShare, Signal::Custom] {
@@ -292,7 +304,7 @@ mod tests {
         fn a_healthy_consumer_never_fails_the_ramp(
             start in (0u64..1000, 0u64..1000, 0u64..50),
             received in 0u64..5000,
-            in_flight in 0u64..50,
+            in_flight in 0u64..=PROCESSING,
             elapsed in 0u64..3600,
             percent in 1u32..=100,
             signal in prop::sample::select(vec![Signal::Any, Signal::FailedRecords, Signal::Custom]),
@@ -323,7 +335,7 @@ mod tests {
         ) {
             let start = counts(0, 0, 0);
             let now = counts(received, deleted, in_flight);
-            let (failed, got) = failed_records(start, now);
+            let (failed, got) = failed_records(start, now, PROCESSING);
             prop_assert!(failed <= received);
             prop_assert_eq!(got, received);
             let config = SignalConfig { signal: Signal::FailedRecords, failure_percent: percent, hang_seconds: 180 };

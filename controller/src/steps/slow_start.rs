@@ -186,6 +186,7 @@ pub async fn ramp_up(
     let observed = Observed {
         errors: errors.saturating_sub(ramp.errors_baseline),
         records: ramp.records_baseline.zip(records),
+        processing: u64::from(ramp.level) * u64::from(found.batch_size),
         elapsed_seconds: now.saturating_sub(ramp.started_at_ms) / 1000,
     };
     let failing = signal::failing(&ctx.config.signal, &observed);
