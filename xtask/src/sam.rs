@@ -99,6 +99,19 @@ pub fn deploy(
     stack: &str,
     parameters: &[(&str, String)],
 ) -> Result<()> {
+    deploy_tagged(tools, emulator, built_template, stack, parameters, &[])
+}
+
+/// [`deploy`] with stack tags (key, value), which CloudFormation copies to the stack's
+/// resources; none keeps the stack's tags as they are.
+pub fn deploy_tagged(
+    tools: &Tools,
+    emulator: &Emulator,
+    built_template: &PathBuf,
+    stack: &str,
+    parameters: &[(&str, String)],
+    tags: &[(&str, String)],
+) -> Result<()> {
     let mut cmd = tools.command("sam");
     cmd.current_dir(paths::root())
         .args(["deploy", "--template-file"])
@@ -120,6 +133,12 @@ pub fn deploy(
         cmd.arg("--parameter-overrides");
         for (name, value) in parameters {
             cmd.arg(format!("{name}={value}"));
+        }
+    }
+    if !tags.is_empty() {
+        cmd.arg("--tags");
+        for (key, value) in tags {
+            cmd.arg(format!("{key}={value}"));
         }
     }
     for (key, value) in emulator_env(emulator) {

@@ -68,6 +68,16 @@ pub async fn deploy_breaker(
     emulator: &Emulator,
     parameters: &Parameters,
 ) -> Result<()> {
+    deploy_breaker_tagged(tools, emulator, parameters, &[]).await
+}
+
+/// [`deploy_breaker`] with stack tags (key, value).
+pub async fn deploy_breaker_tagged(
+    tools: &tools::Tools,
+    emulator: &Emulator,
+    parameters: &Parameters,
+    tags: &[(&str, String)],
+) -> Result<()> {
     let config = crate::aws::config(emulator).await;
     let example = crate::aws::stack_outputs(&config, EXAMPLE_STACK).await?;
     let output = |key: &str| {
@@ -83,7 +93,7 @@ pub async fn deploy_breaker(
     all.extend(parameters.iter().cloned());
     let _turn = sam::turn()?;
     let built = sam::build(tools, "template")?;
-    sam::deploy(tools, emulator, &built, BREAKER_STACK, &all)
+    sam::deploy_tagged(tools, emulator, &built, BREAKER_STACK, &all, tags)
 }
 
 /// An emulator owned by a test: started on a free port, stopped (with everything it

@@ -1,7 +1,7 @@
 //! The company-account options on the template as SAM expands it: a permissions boundary on
 //! every role (SAM's generated ones included), log groups owned by the stack with a
-//! retention, the alert topic's alarms and rule, and a deploy that still needs two
-//! parameters only.
+//! retention, the alert topic's alarms and rule, a deploy that still needs two parameters
+//! only, and stack tags that reach every resource that takes tags.
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
@@ -16,10 +16,21 @@ if m: sys.exit(str(m))
 sam = Transform(sys.argv[1], copy.deepcopy(t), "us-east-1")
 m = sam.transform_template()
 if m: sys.exit(str(m))
-json.dump({"raw": t, "transformed": sam.template()}, sys.stdout, default=str)
+from cfnlint.schema import PROVIDER_SCHEMA_MANAGER as schemas
+# Each resource type's tagging, from the CloudFormation registry schema cfn-lint ships.
+tagging = {r["Type"]: schemas.get_resource_schema("us-east-1", r["Type"]).schema.get("tagging")
+           for r in sam.template()["Resources"].values()}
+json.dump({"raw": t, "transformed": sam.template(), "tagging": tagging}, sys.stdout, default=str)
 "#;
 
 fn templates() -> Result<(Value, Value)> {
+    let mut all = expanded()?;
+    Ok((all["raw"].take(), all["transformed"].take()))
+}
+
+/// The template as written (`raw`), as SAM expands it (`transformed`), and the registry's
+/// `tagging` of each resource type of the expanded template.
+fn expanded() -> Result<Value> {
     let out = tools::ensure()?
         .command("python")
         .arg("-c")
@@ -30,8 +41,7 @@ fn templates() -> Result<(Value, Value)> {
     if !out.status.success() {
         bail!("expanding: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let mut both: Value = serde_json::from_slice(&out.stdout)?;
-    Ok((both["raw"].take(), both["transformed"].take()))
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 fn of_type<'a>(template: &'a Value, kind: &str) -> Vec<(&'a String, &'a Value)> {
@@ -145,5 +155,85 @@ fn company_account_options_reach_every_resource() -> Result<()> {
         check["detail"]["stack-id"] == json!([{"Ref": "AWS::StackId"}]),
         "the deploy check listens to this stack only: {check}"
     );
+    Ok(())
+}
+
+/// The resource types of the template that take no tags, and why.
+const UNTAGGABLE: &[(&str, &str)] = &[
+    (
+        "AWS::IAM::ManagedPolicy",
+        "IAM tags policies through its own API only: CloudFormation's type has no Tags",
+    ),
+    (
+        "AWS::Lambda::Permission",
+        "a statement of the function's resource policy, not a resource of its own",
+    ),
+    (
+        "AWS::SNS::TopicPolicy",
+        "the topic's policy attribute, not a resource of its own",
+    ),
+];
+
+/// Stack tags (`sam deploy --tags`) are the documented way to tag the breaker: CloudFormation
+/// copies them to every resource whose registry type is taggable through a tag property, SAM's
+/// generated roles and rules included. A new resource type must be one of those or be listed
+/// in [`UNTAGGABLE`].
+#[test]
+#[ignore = "needs the local toolchain (venv with cfn-lint); run with `cargo xtask test`"]
+fn stack_tags_reach_every_resource_that_takes_tags() -> Result<()> {
+    let all = expanded()?;
+    let tagging = all["tagging"].as_object().context("tagging")?;
+    let mut tagged = Vec::new();
+    for (kind, tags) in tagging {
+        let untaggable = UNTAGGABLE.iter().find(|(k, _)| k == kind);
+        let taggable = tags["taggable"] == true && tags["tagProperty"].is_string();
+        match (taggable, untaggable) {
+            (true, None) => tagged.push(kind.as_str()),
+            (true, Some(_)) => bail!("{kind} takes tags now: drop it from UNTAGGABLE"),
+            (false, Some(_)) => {}
+            (false, None) => bail!(
+                "{kind} takes no stack tags ({tags}): tag it explicitly or list it in UNTAGGABLE"
+            ),
+        }
+    }
+    for (kind, _) in UNTAGGABLE {
+        ensure!(
+            tagging.contains_key(*kind),
+            "{kind} is no resource type of the template: drop it from UNTAGGABLE"
+        );
+    }
+    // What docs/parameters.md names as tagged.
+    for kind in [
+        "AWS::IAM::Role",
+        "AWS::Lambda::Function",
+        "AWS::Lambda::EventSourceMapping",
+        "AWS::DynamoDB::Table",
+        "AWS::StepFunctions::StateMachine",
+        "AWS::Events::Rule",
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::CompositeAlarm",
+        "AWS::SNS::Topic",
+        "AWS::Logs::LogGroup",
+    ] {
+        ensure!(tagged.contains(&kind), "{kind} is not tagged: {tagged:?}");
+    }
+    // A template tag of the same key would win over the stack's: none may be set, except
+    // SAM's own markers.
+    for (name, resource) in all["transformed"]["Resources"]
+        .as_object()
+        .context("Resources")?
+    {
+        for tag in resource["Properties"]["Tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let key = tag["Key"].as_str().unwrap_or_default();
+            ensure!(
+                key.ends_with(":createdBy"),
+                "{name} sets its own tag {key}, which would override a stack tag of that key"
+            );
+        }
+    }
     Ok(())
 }

@@ -5,12 +5,14 @@
 //! What the emulator really does is what is checked: it keeps log groups' retention, runs
 //! the controller on CloudFormation's documented deploy event (the emulator emits none
 //! itself), delivers the breaker's events to the alert topic through the alert rule, and
-//! fires an alarm's SNS action on a state change. It does not enforce the permissions
+//! fires an alarm's SNS action on a state change, and copies stack tags to the resources
+//! that take them (as CloudFormation does). It does not enforce the permissions
 //! boundary (accepted, not checked), and publishes no `AWS/States` or `AWS/Events` metrics,
 //! so the health alarms are driven with SetAlarmState.
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use xtask::stack::{self, Deployment, BREAKER_STACK};
 
@@ -112,6 +114,96 @@ async fn retention(deployed: &Deployment, group: &str) -> Result<Option<i32>> {
     Ok(group.retention_in_days())
 }
 
+/// The tags of the controller function, the circuit table, the state machine and the
+/// controller's log group, each as a map.
+async fn tags_of(
+    deployed: &Deployment,
+    outputs: &std::collections::HashMap<String, String>,
+    log_group: &str,
+) -> Result<Vec<(&'static str, BTreeMap<String, String>)>> {
+    let output = |key: &str| outputs.get(key).with_context(|| format!("output {key}"));
+    let function = deployed
+        .lambda
+        .get_function()
+        .function_name(output("ControllerFunctionName")?)
+        .send()
+        .await?;
+    let table = deployed
+        .dynamodb
+        .describe_table()
+        .table_name(output("CircuitTableName")?)
+        .send()
+        .await?;
+    let table_arn = table
+        .table()
+        .and_then(|t| t.table_arn())
+        .context("the table's ARN")?;
+    let table_tags = deployed
+        .dynamodb
+        .list_tags_of_resource()
+        .resource_arn(table_arn)
+        .send()
+        .await?;
+    let machine = deployed
+        .sfn
+        .list_tags_for_resource()
+        .resource_arn(output("StateMachineArn")?)
+        .send()
+        .await?;
+    #[allow(deprecated)] // ListTagsForResource needs the group's ARN; the name is at hand.
+    let group = deployed
+        .logs
+        .list_tags_log_group()
+        .log_group_name(log_group)
+        .send()
+        .await?;
+    let pairs = |tags: Vec<(Option<&str>, Option<&str>)>| -> BTreeMap<String, String> {
+        tags.into_iter()
+            .filter_map(|(k, v)| Some((k?.to_string(), v?.to_string())))
+            .collect()
+    };
+    Ok(vec![
+        (
+            "the controller function",
+            function
+                .tags()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        ),
+        (
+            "the circuit table",
+            pairs(
+                table_tags
+                    .tags()
+                    .iter()
+                    .map(|t| (Some(t.key()), Some(t.value())))
+                    .collect(),
+            ),
+        ),
+        (
+            "the state machine",
+            pairs(
+                machine
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key(), t.value()))
+                    .collect(),
+            ),
+        ),
+        (
+            "the controller's log group",
+            group
+                .tags()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        ),
+    ])
+}
+
 #[test]
 #[ignore = "needs the local stack; run with `cargo xtask test`"]
 fn company_options_and_refusals_on_the_local_stack() -> Result<()> {
@@ -159,16 +251,30 @@ fn company_options_and_refusals_on_the_local_stack() -> Result<()> {
         ("MinDelaySeconds", "600".to_string()),
         ("MaxDelaySeconds", "300".to_string()),
     ]);
-    runtime.block_on(stack::deploy_breaker(
+    // Stack tags given on the update reach the resources that already exist.
+    let tags = [
+        ("team", "payments".to_string()),
+        ("cost-center", "42".to_string()),
+    ];
+    runtime.block_on(stack::deploy_breaker_tagged(
         &deployed.local.tools,
         &deployed.local.emulator,
         &every,
+        &tags,
     ))?;
     let outputs = runtime.block_on(xtask::aws::stack_outputs(&config, BREAKER_STACK))?;
     let topic = outputs
         .get("AlertTopicArn")
         .context("AlertTopicArn output")?;
     ensure!(runtime.block_on(retention(&deployed, &controller_logs))? == Some(7));
+    for (resource, found) in runtime.block_on(tags_of(&deployed, &outputs, &controller_logs))? {
+        for (key, value) in &tags {
+            ensure!(
+                found.get(*key) == Some(value),
+                "{resource} is missing the stack tag {key}={value}: {found:?}"
+            );
+        }
+    }
     ensure!(
         runtime.block_on(retention(
             &deployed,
