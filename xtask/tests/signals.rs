@@ -90,7 +90,7 @@ fn raised_errors_and_failed_records_open_the_circuit() -> Result<()> {
 #[test]
 #[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
 fn half_failed_records_and_a_hang_open_the_circuit_and_the_slow_start_reopens() -> Result<()> {
-    let (runtime, d) = Deployment::start(&example(), &any_signal(&[("SlowStartSeconds", "40")]))?;
+    let (runtime, d) = Deployment::start(&example(), &any_signal(&[("SlowStartSeconds", "120")]))?;
     runtime.block_on(async {
         let mut sent = Vec::new();
         let (_, more) = opens_and_closes(
@@ -115,7 +115,10 @@ fn half_failed_records_and_a_hang_open_the_circuit_and_the_slow_start_reopens() 
             "the hang was seen only after the consumer's timeout"
         );
 
-        // Half-open: the consumer fails its records again during the slow start.
+        // Half-open: the consumer fails its records again during the slow start. A failed
+        // record stays in flight until its visibility timeout ends; the ramp counts as failed
+        // what the capped consumer cannot be working on (the cap times the batch size), so the
+        // failures show at the first levels: 120 s of ramp is 13 s a level.
         settled(&d).await?;
         let before = all_executions(&d).await?;
         let traffic = Steady::start(&d, "ramp", 3);
@@ -143,7 +146,7 @@ fn half_failed_records_and_a_hang_open_the_circuit_and_the_slow_start_reopens() 
         set_consumer(&d, &[("FAILURE_RATE", "1")]).await?;
         let reopened = eventually(
             "the slow start to reopen on failed records",
-            Duration::from_secs(60),
+            Duration::from_secs(120),
             || async {
                 Ok(breaker::visited_states(&d.sfn, &opened)
                     .await?
