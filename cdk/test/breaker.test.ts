@@ -81,8 +81,8 @@ test('the defaults: one workflow, one controller, the created alarms, the templa
   const { template } = build();
   template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
   template.resourceCountIs('AWS::DynamoDB::Table', 1);
-  // AlarmSignal any: failed records and stalled, under a composite.
-  template.resourceCountIs('AWS::CloudWatch::Alarm', 2);
+  // AlarmSignal any: the error share, failed records and stalled, under a composite.
+  template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
   template.resourceCountIs('AWS::CloudWatch::CompositeAlarm', 1);
   // The alarm's, the recovery's and the configuration check's on deploy.
   template.resourceCountIs('AWS::Events::Rule', 3);
@@ -304,7 +304,7 @@ test('outputs: the properties a CDK user reads, and the stack outputs the operat
   assert.ok(breaker.controller.functionArn);
 });
 
-test('the signals: metric math with the props in the expression, and the composite of two', () => {
+test('the signals: metric math with the props in the expression, and the composite of three', () => {
   const share = build({ alarmSignal: 'error-share', alarmMinimumCount: 25, alarmFailurePercent: 40 }).template;
   const alarm = only(share, 'AWS::CloudWatch::Alarm');
   assert.equal(alarm.properties.AlarmName, 'Orders-Breaker-consumer-error-share');

@@ -64,7 +64,13 @@ async fn opens_and_closes(
 #[test]
 #[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
 fn raised_errors_and_failed_records_open_the_circuit() -> Result<()> {
-    let (runtime, d) = Deployment::start(&example(), &any_signal(&[]))?;
+    // Failed records show once their visibility timeout ends: a short one here.
+    let example = vec![
+        ("VisibilityTimeoutSeconds", "10".into()),
+        ("ConsumerTimeoutSeconds", "5".into()),
+        ("MaxReceiveCount", "1000".into()),
+    ];
+    let (runtime, d) = Deployment::start(&example, &any_signal(&[]))?;
     runtime.block_on(async {
         let mut sent = Vec::new();
         let (_, more) = opens_and_closes(
@@ -97,7 +103,8 @@ fn half_failed_records_and_a_hang_open_the_circuit_and_the_slow_start_reopens() 
             &d,
             "returns half of its records in batchItemFailures",
             &[("FAILURE_RATE", "0.5")],
-            Duration::from_secs(90),
+            // The failed half shows once its 70 s visibility timeout ends.
+            Duration::from_secs(150),
         )
         .await?;
         sent.extend(more);

@@ -12,7 +12,7 @@ use std::fmt;
 /// What the breaker's alarm watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Signal {
-    /// Failed records or a stalled consumer (the default).
+    /// The error share, failed records or a stalled consumer (the default).
     Any,
     /// The share of received messages the consumer did not delete.
     FailedRecords,
@@ -56,7 +56,10 @@ impl Signal {
 
     /// Does the signal count the consumer's raised errors?
     pub fn watches_errors(self) -> bool {
-        matches!(self, Signal::ErrorShare | Signal::Errors | Signal::Custom)
+        matches!(
+            self,
+            Signal::Any | Signal::ErrorShare | Signal::Errors | Signal::Custom
+        )
     }
 
     /// Can the alarm be a composite (the created `any`, or a user's own)? The others are
@@ -286,15 +289,24 @@ mod tests {
             processing: PROCESSING,
             elapsed_seconds: 5,
         };
-        for signal in [Signal::Errors, Signal::ErrorShare, Signal::Custom] {
+        for signal in [
+            Signal::Any,
+            Signal::Errors,
+            Signal::ErrorShare,
+            Signal::Custom,
+        ] {
             let config = SignalConfig {
                 signal,
                 ..SignalConfig::default()
             };
             assert_eq!(failing(&config, &seen), Some(Failing::Errors { errors: 1 }));
         }
-        // The queue's signals see the errors as failed records instead.
-        assert_eq!(failing(&SignalConfig::default(), &seen), None);
+        // The queue's failed records see the errors as failed records instead.
+        let records = SignalConfig {
+            signal: Signal::FailedRecords,
+            ..SignalConfig::default()
+        };
+        assert_eq!(failing(&records, &seen), None);
     }
 
     proptest! {

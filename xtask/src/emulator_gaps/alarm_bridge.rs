@@ -256,7 +256,9 @@ impl Bridge {
         let mut series = BTreeMap::new();
         for q in queries {
             if let Some(stat) = &q.metric_stat {
-                let points = self.statistic(stat, start, end).await?;
+                // One period more before the range, as CloudWatch reads it: DIFF's first
+                // value needs the one before.
+                let points = self.statistic(stat, start - alarm.period_s, end).await?;
                 series.insert(
                     q.id.clone(),
                     points
@@ -269,6 +271,7 @@ impl Bridge {
         let returned = returned_series(queries, series, &periods)?;
         Ok(returned
             .into_iter()
+            .filter(|(period_start_s, _)| *period_start_s >= start)
             .map(|(period_start_s, value)| Datapoint {
                 period_start_s,
                 value,

@@ -46,6 +46,7 @@ pub enum Func {
     Min,
     Sum,
     Avg,
+    Diff,
 }
 
 impl Func {
@@ -57,6 +58,7 @@ impl Func {
             "MIN" => Func::Min,
             "SUM" => Func::Sum,
             "AVG" => Func::Avg,
+            "DIFF" => Func::Diff,
             _ => return None,
         })
     }
@@ -492,6 +494,13 @@ fn call(func: Func, args: &[Expr], inputs: &Inputs) -> Result<Value, MathError> 
         (Func::Max | Func::Min | Func::Sum | Func::Avg, [Value::Scalar(v)]) => {
             Ok(Value::Scalar(*v))
         }
+        // Each value less the one before it; the first has none.
+        (Func::Diff, [Value::Series(s)]) => Ok(Value::Series(
+            s.iter()
+                .zip(s.iter().skip(1))
+                .map(|((_, before), (t, v))| (*t, v - before))
+                .collect(),
+        )),
         (func, values) => Err(MathError::Arguments(format!(
             "{func:?} does not take {} such arguments",
             values.len()
@@ -698,5 +707,14 @@ mod tests {
                 prop_assert!(v == 0.0 || v == 1.0);
             }
         }
+    }
+
+    #[test]
+    fn diff_is_each_value_less_the_one_before() {
+        let got = run(
+            "IF(DIFF(in_flight) > 0, DIFF(in_flight), 0)",
+            &[("in_flight", series(&[(0, 5.0), (10, 30.0), (20, 12.0)]))],
+        );
+        assert_eq!(got, series(&[(10, 25.0), (20, 0.0)]));
     }
 }
