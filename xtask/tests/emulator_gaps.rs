@@ -363,7 +363,9 @@ fn the_emulator_shows_the_new_alarm_signals_and_every_transition() -> Result<()>
         ensure!(end == ExecutionStatus::Aborted, "stopped, it ended {end:?}");
         let second = eventually(
             "a new circuit while the consumer still fails",
-            Duration::from_secs(120),
+            // The recovery runs on the execution's end event, then the re-armed alarm's next
+            // evaluation: a loaded machine takes a while.
+            Duration::from_secs(240),
             || async { Ok(executions(&d).await?.into_iter().find(|e| *e != first)) },
         )
         .await?;
