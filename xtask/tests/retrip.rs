@@ -11,6 +11,7 @@ use anyhow::{ensure, Context, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
 use std::collections::HashSet;
 use std::time::Duration;
+use xtask::shapes::entered;
 use xtask::stack::{fast_breaker, fast_example, Deployment};
 use xtask::wait::eventually;
 use xtask::{breaker, traffic};
@@ -28,24 +29,6 @@ fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
         ("MaxCircuitsPerHour", "0".into()),
     ]);
     Deployment::start(&example, &breaker)
-}
-
-/// The executions that entered `state`, but `except`.
-async fn entered(d: &Deployment, state: &str, except: &HashSet<String>) -> Result<Vec<String>> {
-    let mut found = Vec::new();
-    for execution in breaker::executions(&d.sfn, &d.breaker["StateMachineArn"]).await? {
-        if except.contains(&execution.arn) {
-            continue;
-        }
-        if breaker::visited_states(&d.sfn, &execution.arn)
-            .await?
-            .iter()
-            .any(|s| s == state)
-        {
-            found.push(execution.arn);
-        }
-    }
-    Ok(found)
 }
 
 /// Every execution and the states it entered, for a failure's message.
