@@ -10,6 +10,13 @@
 # `bootstrap`.
 #
 # Needs cargo, cargo-lambda and zig on PATH (`cargo xtask` puts its pinned ones there).
+#
+# `LAMBDA_BUILD=host` is what `cargo xtask` sets for the local emulator, which runs the
+# binaries on this machine: a plain debug `cargo build` of the workspace's binaries. Its
+# dependencies are the very ones `cargo xtask` and the tests compiled (one feature set, see
+# xtask/Cargo.toml), so it costs seconds, not a second build of the AWS SDK for a cross target.
+# The binaries land stripped (as the release profile's) where cargo-lambda puts them,
+# `target/lambda/<binary>/bootstrap`.
 
 CARGO ?= cargo
 CARGO_TARGET_DIR ?= target
@@ -17,8 +24,17 @@ LAMBDA_PACKAGES := -p controller -p rejitter -p example-consumer
 
 .PHONY: lambdas build-ControllerFunction build-RejitterFunction build-ConsumerFunction
 
+ifeq ($(LAMBDA_BUILD),host)
+lambdas:
+	$(CARGO) build --workspace --bins
+	for binary in controller rejitter example-consumer; do \
+	  mkdir -p $(CARGO_TARGET_DIR)/lambda/$$binary && \
+	  strip -o $(CARGO_TARGET_DIR)/lambda/$$binary/bootstrap $(CARGO_TARGET_DIR)/debug/$$binary; \
+	done
+else
 lambdas:
 	$(CARGO) lambda build --release --x86-64 $(LAMBDA_PACKAGES)
+endif
 
 build-ControllerFunction: lambdas
 	cp $(CARGO_TARGET_DIR)/lambda/controller/bootstrap $(ARTIFACTS_DIR)/bootstrap

@@ -2,7 +2,7 @@
 //! bus, a bus policy, throttling past the SDK's retries) is logged with what was lost, and the
 //! step carries on exactly as if it had been sent.
 
-mod support;
+use crate::support;
 
 use aws_smithy_mocks::mock;
 use controller::circuit::Circuit;

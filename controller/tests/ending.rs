@@ -3,7 +3,7 @@
 //! holds open, gives back `Enabled: true` and nothing else once the mapping has settled,
 //! releases the item and only then re-arms the alarm.
 
-mod support;
+use crate::support;
 
 use aws_sdk_lambda::operation::update_event_source_mapping::UpdateEventSourceMappingInput;
 use aws_smithy_mocks::mock;

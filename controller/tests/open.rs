@@ -2,7 +2,7 @@
 //! requests it sends and the circuit it returns; taking over a stranded circuit, stale alarms
 //! and the cooldown.
 
-mod support;
+use crate::support;
 
 use aws_sdk_lambda::operation::update_event_source_mapping::UpdateEventSourceMappingError;
 use aws_sdk_lambda::types::error::TooManyRequestsException;

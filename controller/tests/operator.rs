@@ -2,7 +2,7 @@
 //! running owner, takes the circuit (an OPEN one, or one a `leave-open` give-up left), ends
 //! it as every end does, and announces it; a closed circuit is left alone.
 
-mod support;
+use crate::support;
 
 use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_mocks::{mock, Rule};

@@ -2,7 +2,7 @@
 //! execution holds, invokes the function the circuit item recorded, judges with the mapping as
 //! it is now, and stands aside when someone else ended the circuit; the history budget.
 
-mod support;
+use crate::support;
 
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::types::error::TooManyRequestsException;

@@ -3,7 +3,7 @@
 //! Both find the circuits from the item (never by looking the mapping up), and end them as
 //! CloseCircuit does.
 
-mod support;
+use crate::support;
 
 use aws_sdk_sfn::types::ExecutionStatus;
 use controller::steps::{self, Request};

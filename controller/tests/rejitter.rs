@@ -3,7 +3,7 @@
 //! rejitter's own mapping (found from the configuration), and CheckBacklog stands aside when
 //! someone else ended the circuit.
 
-mod support;
+use crate::support;
 
 use aws_smithy_mocks::Rule;
 use controller::circuit::{Circuit, RejitterPhase};

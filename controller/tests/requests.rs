@@ -1,7 +1,7 @@
 //! What the controller accepts: the step requests the state machine sends (with the retry
 //! count), the execution status event that starts a recovery, and nothing else.
 
-mod support;
+use crate::support;
 
 use controller::circuit::Circuit;
 use controller::steps::{self, Request};

@@ -3,7 +3,7 @@
 //! and keeps a cap someone else set; every ending gives the original cap back only while
 //! the mapping still has the breaker's value.
 
-mod support;
+use crate::support;
 
 use aws_sdk_cloudwatch::operation::get_metric_statistics::GetMetricStatisticsOutput;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;

@@ -398,33 +398,8 @@ fn test() -> Result<()> {
         anyhow::ensure!(status.success(), "{what} failed ({status})");
         Ok(())
     };
-    // The toolchain first: the Lambdas' release build needs its cargo-lambda and zig, and
-    // runs in the background from here on (its own profile directory, so clippy and the
-    // test builds do not wait for it), ready by the time the first local-stack test deploys.
     let tools = tools::ensure()?;
-    let lambda_log = paths::local().join("logs/lambda-build.log");
-    eprintln!(
-        "==> building the Lambdas (release) in the background: {}",
-        lambda_log.display()
-    );
-    let mut lambdas = xtask::sam::start_lambda_build(&tools, &lambda_log)?;
-    let checks = test_steps(&cargo, &tools, step);
-    if checks.is_err() {
-        // Its process group: make, cargo and the compilers.
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &format!("-{}", lambdas.id())])
-            .status();
-    }
-    // Reaped either way; a failed build has already failed the local-stack tests with its
-    // log, and is reported here too.
-    let built = lambdas.wait()?;
-    checks?;
-    anyhow::ensure!(
-        built.success(),
-        "the Lambdas' release build failed ({built}); see {}",
-        lambda_log.display()
-    );
-    Ok(())
+    test_steps(&cargo, &tools, step)
 }
 
 /// Every check and test of `cargo xtask test`, in order.

@@ -2,9 +2,8 @@
 
 use crate::{emulator::Emulator, paths, run, tools::Tools};
 use anyhow::{Context, Result};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub const REGION: &str = "us-east-1";
@@ -24,23 +23,23 @@ pub fn turn() -> Result<Turn> {
 
 /// Builds `infra/<template>.yaml`; returns the built template's path.
 ///
-/// The functions' `BuildMethod: makefile` runs the root Makefile: one `cargo lambda build
-/// --release` for every Lambda binary of both templates, in the repository's `target/`. So the
-/// first template built compiles everything, the second finds it built, and a later run only
-/// recompiles what changed: cargo is the cache (not `sam build --cached`, which would hash
-/// `CodeUri` (infra/) and miss changes to the Rust sources).
+/// The functions' `BuildMethod: makefile` runs the root Makefile: one build of every Lambda
+/// binary of both templates, in the repository's `target/`. So the first template built
+/// compiles everything, the second finds it built, and a later run only recompiles what
+/// changed: cargo is the cache (not `sam build --cached`, which would hash `CodeUri` (infra/)
+/// and miss changes to the Rust sources).
 ///
-/// These local builds only run on the emulator, so they skip the release profile's fat LTO
-/// and optimisation (kept for the packages users deploy: see Cargo.toml): from scratch, the
-/// three binaries take 95 s instead of 363 s on two cores, which is most of a fresh clone's
-/// wait for the demo and for the first local-stack test. The emulator's own latency dwarfs
-/// what optimisation would save; `bench controller` asks for optimised binaries
-/// ([`optimise_local_builds`]). Call it holding a [`turn`].
+/// The emulator runs the binaries on this machine, so local builds are plain debug builds for
+/// the host (`LAMBDA_BUILD=host`, see the Makefile), on the dependencies `cargo xtask` and the
+/// tests already compiled: seconds instead of a second compile of the AWS SDK for the Lambda
+/// target. The emulator's own latency dwarfs what optimisation would save; `bench controller`
+/// asks for optimised binaries ([`optimise_local_builds`]): cargo-lambda's release build,
+/// without the fat LTO kept for the packages users deploy. Call it holding a [`turn`].
 pub fn build(tools: &Tools, template: &str) -> Result<PathBuf> {
     let source = paths::root().join("infra").join(format!("{template}.yaml"));
     let build_dir = paths::local().join("sam").join(template);
     run::logged(
-        &format!("sam build {template} (make: cargo lambda build --release)"),
+        &format!("sam build {template} (make lambdas)"),
         local_profile(&mut tools.command("sam"))
             .current_dir(paths::root())
             .args(["build", "--template-file"])
@@ -54,41 +53,21 @@ pub fn build(tools: &Tools, template: &str) -> Result<PathBuf> {
 
 static OPTIMISED: AtomicBool = AtomicBool::new(false);
 
-/// Local builds of this process keep the release profile's optimisation (not its fat LTO):
-/// for benchmarks that time the Lambdas on the emulator.
+/// Local builds of this process are cargo-lambda's optimised release builds (without fat
+/// LTO): for benchmarks that time the Lambdas on the emulator.
 pub fn optimise_local_builds() {
     OPTIMISED.store(true, Ordering::Relaxed);
 }
 
-/// The release profile of local builds: no fat LTO, no optimisation unless asked (see
-/// [`build`]).
+/// How `make lambdas` builds for the emulator: debug binaries for the host, or when asked
+/// ([`optimise_local_builds`]) the release profile without its fat LTO.
 pub fn local_profile(cmd: &mut Command) -> &mut Command {
-    cmd.env("CARGO_PROFILE_RELEASE_LTO", "false")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
-    if !OPTIMISED.load(Ordering::Relaxed) {
-        cmd.env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0");
+    if OPTIMISED.load(Ordering::Relaxed) {
+        cmd.env("CARGO_PROFILE_RELEASE_LTO", "false")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+    } else {
+        cmd.env("LAMBDA_BUILD", "host")
     }
-    cmd
-}
-
-/// Starts, in the background, the build `sam build` runs for every function (`make lambdas`,
-/// with the same profile), so that it overlaps with what comes before the first local-stack
-/// test: the tests' `sam build` then finds everything built. Its output goes to `log`.
-pub fn start_lambda_build(tools: &Tools, log: &std::path::Path) -> Result<Child> {
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let out = std::fs::File::create(log)?;
-    local_profile(&mut tools.command_on_path("make"))
-        .current_dir(paths::root())
-        .arg("lambdas")
-        // Its own process group, so that a failed check can stop the whole build.
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()
-        .context("starting make lambdas")
 }
 
 /// Deploys a built template as `stack` with `parameters` (name, value) to the emulator.

@@ -1,4 +1,4 @@
-//! Issue 9, "never strand a consumer", on a local emulator: whatever happens while a circuit is
+//! Never strand a consumer, on a local emulator: whatever happens while a circuit is
 //! open (a deploy of the consumer, a second mapping, an operator stopping the execution or
 //! re-enabling the mapping, a mapping being updated at the close, duplicate and late alarm
 //! events), the consumer ends up reading its queue again, with the configuration it was

@@ -1,0 +1,14 @@
+//! The controller crate's integration tests, one binary whose modules are the files of
+//! tests/: one binary links the AWS SDK once, not once a test file.
+
+mod alerting;
+mod aws_samples;
+mod ending;
+mod open;
+mod operator;
+mod probe;
+mod recovery;
+mod rejitter;
+mod requests;
+mod slow_start;
+mod support;
