@@ -1,32 +1,19 @@
-//! The commands the README and the `docs/` pages show in their code blocks, so that tests can
-//! check each still parses as the program's arguments: documentation that drifts from the
-//! command line fails a test.
+//! The README and the `docs/` pages, read so that tests can check them: each command their
+//! code blocks show still parses as the program's arguments (here), and each repository path
+//! they name exists ([`named_paths`]). Documentation that drifts from the code fails a test.
 
 use crate::paths::root;
 use anyhow::{Context, Result};
+
+pub mod named_paths;
 
 /// Every command line of `program` (e.g. `cargo xtask`) in the code blocks of README.md and
 /// docs/*.md: where it is (`file:line`), and its words after the program's name. Optional
 /// parts shown in brackets (`[--json]`) are included, a placeholder `N` reads as 1, and a
 /// `#` comment is dropped.
 pub fn commands(program: &str) -> Result<Vec<(String, Vec<String>)>> {
-    let mut files = vec![root().join("README.md")];
-    let mut pages: Vec<_> = std::fs::read_dir(root().join("docs"))
-        .context("reading docs/")?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "md"))
-        .collect();
-    pages.sort();
-    files.extend(pages);
     let mut found = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading {}", file.display()))?;
-        let name = file
-            .strip_prefix(root())
-            .unwrap_or(&file)
-            .display()
-            .to_string();
+    for (name, text) in pages()? {
         found.extend(
             commands_in(&text, program)
                 .into_iter()
@@ -34,6 +21,31 @@ pub fn commands(program: &str) -> Result<Vec<(String, Vec<String>)>> {
         );
     }
     Ok(found)
+}
+
+/// README.md and docs/*.md: each page's path from the repository root, and its text.
+pub fn pages() -> Result<Vec<(String, String)>> {
+    let mut files = vec![root().join("README.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(root().join("docs"))
+        .context("reading docs/")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let name = file
+                .strip_prefix(root())
+                .unwrap_or(&file)
+                .to_string_lossy()
+                .replace('\\', "/");
+            Ok((name, text))
+        })
+        .collect()
 }
 
 /// Asserts that every `program` command the docs show parses with the CLI `C` (`--help`
