@@ -96,6 +96,39 @@ pub fn commands_in(markdown: &str, program: &str) -> Vec<(usize, Vec<String>)> {
 mod tests {
     use super::*;
 
+    /// The README stays a landing page: at most 250 lines, opening with the two commands (the
+    /// demo and the test suite), the second being exactly what CI runs.
+    #[test]
+    fn the_readme_is_a_landing_page_that_opens_with_the_two_commands() {
+        let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md reads");
+        let lines = readme.lines().count();
+        assert!(
+            lines <= 250,
+            "README.md has {lines} lines; reference goes to docs/"
+        );
+        let first_block: Vec<_> = commands_in(&readme, "cargo xtask")
+            .into_iter()
+            .take(2)
+            .collect();
+        assert_eq!(
+            first_block,
+            [(4, vec!["demo".into()]), (5, vec!["test".into()])],
+            "the README's first lines give `cargo xtask demo` and `cargo xtask test`"
+        );
+        let ci = std::fs::read_to_string(root().join(".ci/run")).expect(".ci/run reads");
+        let run: Vec<_> = ci
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter(|l| !l.starts_with("set ") && !l.starts_with("cd "))
+            .collect();
+        assert_eq!(
+            run,
+            ["cargo xtask test"],
+            ".ci/run runs exactly the README's test command"
+        );
+    }
+
     #[test]
     fn reads_commands_in_code_blocks_only() {
         let text = "run `cargo xtask demo` inline\n\
