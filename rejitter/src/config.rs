@@ -246,7 +246,7 @@ mod tests {
         let missing = Err(ConfigError::Missing { name: "QUEUE_ARN" });
         assert_eq!(from(&[]), missing);
         assert_eq!(from(&[("QUEUE_ARN", "  ")]), missing);
-        // The old variable is not read any more.
+        // A queue URL alone is not enough: the ARN names the queue.
         let url = "https://sqs.us-east-1.amazonaws.com/123456789012/orders";
         assert_eq!(from(&[("QUEUE_URL", url)]), missing);
     }

@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn a_flat_backlog_with_nothing_in_flight_stalls_a_window_after_the_start() {
-        // The picture: 383 visible, none in flight, the mapping not polling.
+        // A rejitter that stopped: 383 visible, none in flight, the mapping not polling.
         let readings: Vec<Sample> = (1..=12).map(|i| sample(5 * i, 383, 0)).collect();
         let decisions = run(sample(0, 383, 0), &readings, SETTINGS);
         assert!(decisions[..11].iter().all(|d| d.waits()), "{decisions:?}");

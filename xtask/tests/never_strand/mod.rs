@@ -517,8 +517,8 @@ async fn takeover_from_a_stopped_owner(d: &Deployment) -> Result<Vec<Sent>> {
     Ok(sent)
 }
 
-/// The consumer's timeout in the hanging scenario: above the 120 s the controller used to
-/// have, so a hang that long would have cut the controller off mid-probe.
+/// The consumer's timeout in the hanging scenario: above 120 s, so that a controller with a
+/// fixed 120 s of its own would be cut off mid-probe.
 const HANGING_TIMEOUT_SECONDS: i32 = 125;
 
 /// 9. The consumer's dependency hangs while the circuit is open: the consumer's timeout is
@@ -534,7 +534,7 @@ async fn hanging_consumer(d: &Deployment) -> Result<Vec<Sent>> {
     ];
     xtask::consumer::configure(&d.lambda, d.function(), &hang, None).await?;
     let hung_since = Instant::now();
-    // A probe that waited longer than the old controller could, and failed.
+    // A probe that waited longer than 120 s, and failed.
     let waited = eventually(
         "a probe that waited out the hanging consumer",
         Duration::from_secs(400),
