@@ -20,6 +20,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod command;
+pub use command::{command, Flags};
+
 /// The scenario's timings and sizes.
 #[derive(Debug, Clone)]
 pub struct Options {
