@@ -391,5 +391,4 @@ impl SqsTally {
 }
 
 #[cfg(test)]
-#[path = "sqs_protocol_tests.rs"]
 mod tests;
