@@ -9,10 +9,13 @@ use std::process::Command;
 use crate::emulator::Emulator;
 use crate::{aws, consumer, emulator_gaps, paths, stack, status, traffic};
 
+/// A runtime for a task's async part.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Runtime::new()?)
 }
 
+/// Starts (or reuses) the emulator and its gap bridge, and deploys the example stack and the
+/// breaker with their templates' defaults.
 pub fn up(port: u16) -> Result<Emulator> {
     let (tools, emulator) = stack::emulator_on(port)?;
     bridge_process(&emulator)?;
@@ -51,12 +54,14 @@ pub fn bridge_process(emulator: &Emulator) -> Result<()> {
     Ok(())
 }
 
+/// The local stack from this checkout on `port`, or an error saying how to start it.
 pub fn running(port: u16) -> Result<Emulator> {
     Emulator::find(port).with_context(|| {
         format!("no local stack from this checkout runs on port {port}; start it with: cargo xtask local up --port {port}")
     })
 }
 
+/// Stops the gap bridge and the emulator started by `up` (by their recorded pids).
 pub fn down(port: u16) -> Result<()> {
     if let Ok(pid) = std::fs::read_to_string(bridge_pid_file(port)) {
         let _ = Command::new("kill").arg(pid.trim()).status();
