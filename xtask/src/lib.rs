@@ -4,9 +4,6 @@
 pub mod asl;
 pub mod aws;
 pub mod bench;
-pub mod bench_rejitter;
-pub mod bench_signals;
-pub mod bench_slow_start;
 pub mod breaker;
 pub mod cdk;
 pub mod console;
@@ -15,6 +12,7 @@ pub mod demo;
 pub mod docs;
 pub mod emulator;
 pub mod emulator_gaps;
+pub mod local;
 pub mod paths;
 pub mod run;
 pub mod sam;

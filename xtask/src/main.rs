@@ -1,14 +1,13 @@
-//! `cargo xtask`: the local AWS stack, the demo and the test runner.
+//! `cargo xtask`: the local AWS stack, the demo, the console, the test runner and the
+//! benches. This file only parses the command line and dispatches: each task is a module of
+//! the library (`local`, `demo`, `console`, `bench`) or, for the test runner, `test.rs`.
 
-use anyhow::{Context, Result};
+mod test;
+
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::time::Duration;
-use xtask::{
-    aws, bench, breaker, console::Console, consumer, demo, emulator::Emulator, emulator_gaps,
-    paths, stack, status, tools, traffic,
-};
+use xtask::{bench, console, demo, local};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "sqs-circuit-breaker developer tasks")]
@@ -181,18 +180,13 @@ enum LocalAction {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Local { action } => match action {
-            LocalAction::Up { port } => up(port).map(drop),
-            LocalAction::Status { port } => runtime()?.block_on(status::print(&running(port)?)),
-            LocalAction::Down { port } => down(port),
-            LocalAction::Bridge { port } => {
-                emulator_gaps::Bridges::start(&running(port)?)?.wait();
-                Ok(())
-            }
+            LocalAction::Up { port } => local::up(port).map(drop),
+            LocalAction::Status { port } => local::status(port),
+            LocalAction::Down { port } => local::down(port),
+            LocalAction::Bridge { port } => local::bridge(port),
         },
-        Task::Send { port, count } => runtime()?.block_on(send(&running(port)?, count)),
-        Task::Outage { switch, port } => {
-            runtime()?.block_on(outage(&running(port)?, switch == "on"))
-        }
+        Task::Send { port, count } => local::send(port, count),
+        Task::Outage { switch, port } => local::outage(port, switch == "on"),
         Task::Demo {
             port,
             console_port,
@@ -206,7 +200,7 @@ fn main() -> Result<()> {
             max_delay,
             slow_start,
             keep,
-        } => demo(DemoFlags {
+        } => demo::command(demo::Flags {
             port,
             keep,
             options: demo::Options {
@@ -223,11 +217,11 @@ fn main() -> Result<()> {
                 ..demo::Options::default()
             },
         }),
-        Task::Console { port, stack_port } => console(port, stack_port),
-        Task::Test => test(),
+        Task::Console { port, stack_port } => console::serve(port, stack_port),
+        Task::Test => test::test(),
         Task::Bench {
             target: BenchTarget::Controller { runs, executions },
-        } => bench_controller(runs, executions),
+        } => bench::controller::run(runs, executions),
         Task::Bench {
             target:
                 BenchTarget::Rejitter {
@@ -235,10 +229,10 @@ fn main() -> Result<()> {
                     invocations,
                     sqs_latency_ms,
                 },
-        } => xtask::bench_rejitter::run(runs, invocations, sqs_latency_ms),
+        } => bench::rejitter::run(runs, invocations, sqs_latency_ms),
         Task::Bench {
             target: BenchTarget::Signals { rate, only },
-        } => xtask::bench_signals::run(rate, &only),
+        } => bench::signals::run(rate, &only),
         Task::Bench {
             target:
                 BenchTarget::SlowStart {
@@ -247,339 +241,8 @@ fn main() -> Result<()> {
                     latency_ms,
                     mapping_cap,
                 },
-        } => xtask::bench_slow_start::run(messages, slow_start_seconds, latency_ms, mapping_cap),
+        } => bench::slow_start::run(messages, slow_start_seconds, latency_ms, mapping_cap),
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Runtime::new()?)
-}
-
-fn up(port: u16) -> Result<Emulator> {
-    let (tools, emulator) = stack::emulator_on(port)?;
-    bridge_process(&emulator)?;
-    stack::deploy_example(&tools, &emulator, &Vec::new())?;
-    runtime()?.block_on(stack::deploy_breaker(&tools, &emulator, &Vec::new()))?;
-    eprintln!(
-        "==> local stack up at {} (stop it with: cargo xtask local down --port {port})",
-        emulator.endpoint()
-    );
-    Ok(emulator)
-}
-
-fn bridge_pid_file(port: u16) -> std::path::PathBuf {
-    paths::local().join(format!("bridge-{port}.pid"))
-}
-
-/// Starts `cargo xtask local bridge` detached, unless one already runs for this emulator.
-fn bridge_process(emulator: &Emulator) -> Result<()> {
-    let pid_file = bridge_pid_file(emulator.port);
-    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
-        if std::path::Path::new(&format!("/proc/{}", pid.trim())).exists() {
-            return Ok(());
-        }
-    }
-    let log = std::fs::File::create(paths::local().join(format!("bridge-{}.log", emulator.port)))?;
-    let child = Command::new(std::env::current_exe()?)
-        .args(["local", "bridge", "--port", &emulator.port.to_string()])
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .context("starting the emulator gap bridge")?;
-    std::fs::write(pid_file, child.id().to_string())?;
-    eprintln!("==> emulator gap bridge running (pid {})", child.id());
-    Ok(())
-}
-
-fn running(port: u16) -> Result<Emulator> {
-    Emulator::find(port).with_context(|| {
-        format!("no local stack from this checkout runs on port {port}; start it with: cargo xtask local up --port {port}")
-    })
-}
-
-fn down(port: u16) -> Result<()> {
-    if let Ok(pid) = std::fs::read_to_string(bridge_pid_file(port)) {
-        let _ = Command::new("kill").arg(pid.trim()).status();
-        let _ = std::fs::remove_file(bridge_pid_file(port));
-    }
-    match Emulator::find(port) {
-        Some(emulator) => {
-            emulator.stop();
-            println!("stopped ministack (pid {}) on port {port}", emulator.pid);
-        }
-        None => println!("no local stack from this checkout runs on port {port}"),
-    }
-    Ok(())
-}
-
-async fn send(emulator: &Emulator, count: usize) -> Result<()> {
-    let config = aws::config(emulator).await;
-    let outputs = aws::stack_outputs(&config, stack::EXAMPLE_STACK).await?;
-    let queue = outputs
-        .get("QueueUrl")
-        .context("example stack has no QueueUrl output")?;
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let ids = traffic::send(&sqs, queue, "example", count).await?;
-    println!("sent {} messages to {queue}", ids.len());
-    Ok(())
-}
-
-async fn outage(emulator: &Emulator, on: bool) -> Result<()> {
-    let config = aws::config(emulator).await;
-    let outputs = aws::stack_outputs(&config, stack::EXAMPLE_STACK).await?;
-    let function = outputs
-        .get("ConsumerFunctionName")
-        .context("example stack has no ConsumerFunctionName output")?;
-    consumer::set_should_error(&aws_sdk_lambda::Client::new(&config), function, on).await?;
-    println!("SHOULD_ERROR={on} on {function}");
-    Ok(())
-}
-
-#[derive(Debug)]
-struct DemoFlags {
-    port: u16,
-    keep: bool,
-    options: demo::Options,
-}
-
-fn demo(flags: DemoFlags) -> Result<()> {
-    let port = flags.port;
-    let started_here = Emulator::find(port).is_none();
-    let (tools, emulator) = stack::emulator_on(port)?;
-    bridge_process(&emulator)?;
-    let outcome = runtime()?.block_on(demo::run(&tools, &emulator, &flags.options));
-    if flags.keep || !started_here {
-        println!("the local stack stays up; stop it with: cargo xtask local down --port {port}");
-    } else {
-        down(port)?;
-    }
-    let report = outcome?;
-    println!("{}", report.summary());
-    println!(
-        "console's last picture: {}\nexecution histories: {}",
-        flags.options.out_dir.join("console.html").display(),
-        flags.options.out_dir.join("executions.json").display()
-    );
-    anyhow::ensure!(report.lost == 0, "{} messages were lost", report.lost);
-    anyhow::ensure!(
-        report.owner().is_some_and(|e| e.visited("CloseCircuit")),
-        "the circuit did not close"
-    );
-    Ok(())
-}
-
-/// Serves the console until interrupted.
-fn console(port: u16, stack_port: u16) -> Result<()> {
-    let emulator = running(stack_port)?;
-    runtime()?.block_on(async {
-        let config = aws::config(&emulator).await;
-        let console =
-            Console::start(&config, &emulator.endpoint(), stack::BREAKER_STACK, port).await?;
-        println!(
-            "console of {} on {}: {} (read-only; Ctrl-C to stop)",
-            stack::BREAKER_STACK,
-            emulator.endpoint(),
-            console.url()
-        );
-        std::future::pending::<()>().await;
-        anyhow::Ok(())
-    })
-}
-
-/// Every check CI runs, in order of cost, stopping at the first failure.
-fn test() -> Result<()> {
-    let root = paths::root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let step = |what: &str, cmd: &mut Command| -> Result<()> {
-        eprintln!("==> {what}");
-        let status = cmd.current_dir(&root).status()?;
-        anyhow::ensure!(status.success(), "{what} failed ({status})");
-        Ok(())
-    };
-    let tools = tools::ensure()?;
-    test_steps(&cargo, &tools, step)
-}
-
-/// Every check and test of `cargo xtask test`, in order.
-fn test_steps(
-    cargo: &str,
-    tools: &tools::Tools,
-    step: impl Fn(&str, &mut Command) -> Result<()>,
-) -> Result<()> {
-    let root = paths::root();
-    step(
-        "cargo fmt --check",
-        Command::new(cargo).args(["fmt", "--all", "--check"]),
-    )?;
-    step(
-        "cargo clippy",
-        Command::new(cargo).args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    )?;
-    let templates: Vec<_> = std::fs::read_dir(root.join("infra"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    step(
-        "cfn-lint infra/*.yaml",
-        tools.command("cfn-lint").args(&templates),
-    )?;
-    // The CDK construct's unit tests (node's test runner; bundling skipped, so seconds).
-    if xtask::cdk::npm_ci_needed() {
-        step(
-            "npm ci --prefix cdk",
-            Command::new("npm")
-                .args(["ci", "--prefix"])
-                .arg(xtask::cdk::dir()),
-        )?;
-    }
-    step(
-        "npm test --prefix cdk (the CDK construct)",
-        Command::new("npm")
-            .args(["test", "--prefix"])
-            .arg(xtask::cdk::dir()),
-    )?;
-    // Local-stack tests are #[ignore]d so that a plain `cargo test` stays offline and fast.
-    // They spend most of their time waiting (backoffs, delays, visibility timeouts), each on
-    // its own emulator: cargo-nextest runs them side by side, a process each.
-    if nextest_available(cargo) {
-        // Doc tests first (nextest does not run them), so the run closes on nextest's summary.
-        step(
-            "cargo test --doc",
-            Command::new(cargo).args(["test", "--workspace", "--doc"]),
-        )?;
-        step(
-            "cargo nextest (unit, property and local-stack tests, 4 at a time)",
-            Command::new(cargo).args([
-                "nextest",
-                "run",
-                "--workspace",
-                "--run-ignored",
-                "all",
-                // never_strand's three thirds start first (see .config/nextest.toml); a
-                // fourth thread works through everything else meanwhile.
-                "--test-threads",
-                "4",
-                "--no-fail-fast",
-            ]),
-        )
-    } else {
-        step(
-            "cargo test (unit, property and local-stack tests; one binary at a time, as \
-             cargo-nextest is not installed)",
-            Command::new(cargo).args(["test", "--workspace", "--", "--include-ignored"]),
-        )
-    }
-}
-
-fn nextest_available(cargo: &str) -> bool {
-    Command::new(cargo)
-        .args(["nextest", "--version"])
-        .output()
-        .is_ok_and(|out| out.status.success())
-}
-
-fn bench_controller(runs: usize, executions: usize) -> Result<()> {
-    // The step latencies below time the deployed controller: build it optimised.
-    xtask::sam::optimise_local_builds();
-    let root = paths::root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("==> cargo build --release -p controller");
-    let status = Command::new(&cargo)
-        .current_dir(&root)
-        .args(["build", "--release", "--quiet", "-p", "controller"])
-        .status()?;
-    anyhow::ensure!(status.success(), "building the controller failed");
-    let binary = root.join("target/release/controller");
-    let size = std::fs::metadata(&binary)?.len();
-    let mut samples = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
-        samples.push(bench::cold_start(&binary)?);
-    }
-    let (min, median, p90) = bench::summary(samples);
-    println!(
-        "controller binary: {} ({:.1} MiB)",
-        binary.display(),
-        size as f64 / 1048576.0
-    );
-    println!(
-        "cold start, process start to first Runtime API poll ({} runs): min {}  median {}  p90 {}  (goal <= 15 ms)",
-        runs.max(1),
-        bench::ms(min),
-        bench::ms(median),
-        bench::ms(p90)
-    );
-    if executions == 0 {
-        return Ok(());
-    }
-
-    let local = stack::TestStack::start()?;
-    stack::deploy_example(
-        &local.tools,
-        &local.emulator,
-        &vec![
-            ("VisibilityTimeoutSeconds", "5".into()),
-            ("ConsumerTimeoutSeconds", "3".into()),
-        ],
-    )?;
-    let rt = runtime()?;
-    rt.block_on(async {
-        stack::deploy_breaker(
-            &local.tools,
-            &local.emulator,
-            &vec![("BackoffBaseSeconds", "1".into()), ("BackoffCapSeconds", "1".into())],
-        )
-        .await?;
-        let config = aws::config(&local.emulator).await;
-        let example = aws::stack_outputs(&config, stack::EXAMPLE_STACK).await?;
-        let deployed = aws::stack_outputs(&config, stack::BREAKER_STACK).await?;
-        let sfn = aws_sdk_sfn::Client::new(&config);
-        let lambda = aws_sdk_lambda::Client::new(&config);
-        let sqs = aws_sdk_sqs::Client::new(&config);
-        let mut by_state: std::collections::BTreeMap<String, Vec<Duration>> = Default::default();
-        for outage in [false, true] {
-            for _ in 0..executions {
-                if outage {
-                    consumer::set_should_error(&lambda, &example["ConsumerFunctionName"], true).await?;
-                    traffic::send(&sqs, &example["QueueUrl"], "bench", 3).await?;
-                }
-                // Stamped now: the breaker ignores an ALARM from before the circuit's last close.
-                let event =
-                    breaker::alarm_event_now(&deployed["AlarmName"], "000000000000", "us-east-1");
-                let execution = breaker::start(&sfn, &deployed["StateMachineArn"], &event).await?;
-                if outage {
-                    // Let a few probes fail (each invokes the consumer), then heal.
-                    tokio::time::sleep(Duration::from_secs(6)).await;
-                    consumer::set_should_error(&lambda, &example["ConsumerFunctionName"], false).await?;
-                }
-                let end = breaker::finished(&sfn, &execution, Duration::from_secs(120)).await?;
-                anyhow::ensure!(end == aws_sdk_sfn::types::ExecutionStatus::Succeeded, "execution ended {end:?}");
-                for (state, took) in breaker::state_durations(&sfn, &execution).await? {
-                    by_state.entry(state).or_default().push(took);
-                }
-            }
-        }
-        println!("step latency on the local stack ({} executions with an empty queue, {} with an outage):", executions, executions);
-        // Only Task states: Choice, Pass and Wait states measure the interpreter or the backoff.
-        let definition: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-            paths::root().join("statemachine/circuit-breaker.asl.json"),
-        )?)?;
-        let is_task = |state: &str| definition["States"][state]["Type"] == "Task";
-        for (state, samples) in by_state.into_iter().filter(|(s, _)| is_task(s)) {
-            let n = samples.len();
-            let (min, median, p90) = bench::summary(samples);
-            println!("  {state:<28} n={n:<3} min {:>10}  median {:>10}  p90 {:>10}", bench::ms(min), bench::ms(median), bench::ms(p90));
-        }
-        anyhow::Ok(())
-    })
 }
 
 #[cfg(test)]

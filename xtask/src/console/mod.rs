@@ -164,6 +164,29 @@ impl Drop for Console {
     }
 }
 
+/// Serves the console until interrupted.
+pub fn serve(port: u16, stack_port: u16) -> Result<()> {
+    let emulator = crate::local::running(stack_port)?;
+    crate::local::runtime()?.block_on(async {
+        let config = crate::aws::config(&emulator).await;
+        let console = Console::start(
+            &config,
+            &emulator.endpoint(),
+            crate::stack::BREAKER_STACK,
+            port,
+        )
+        .await?;
+        println!(
+            "console of {} on {}: {} (read-only; Ctrl-C to stop)",
+            crate::stack::BREAKER_STACK,
+            emulator.endpoint(),
+            console.url()
+        );
+        std::future::pending::<()>().await;
+        anyhow::Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

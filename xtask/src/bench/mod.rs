@@ -1,6 +1,10 @@
-//! `cargo xtask bench controller`: figures, not pass/fail. Cold start of the controller
-//! binary (process start to its first Runtime API poll) and the latency of each workflow
-//! step against the local stack. The cold start helpers serve `bench rejitter` too.
+//! `cargo xtask bench`: figures, never pass/fail (machines are shared and noisy). One bench a
+//! module; the cold start helpers here serve `controller` and `rejitter`.
+
+pub mod controller;
+pub mod rejitter;
+pub mod signals;
+pub mod slow_start;
 
 use anyhow::{bail, Context, Result};
 use std::io::Read;
@@ -31,29 +35,7 @@ pub fn lambda_env(runtime_api: &str, function: &str) -> Vec<(&'static str, Strin
     ]
 }
 
-/// [`lambda_env`] plus the controller's configuration.
-pub fn controller_env(runtime_api: &str) -> Vec<(&'static str, String)> {
-    let mut env = lambda_env(runtime_api, "controller");
-    env.extend([
-        ("CONSUMER_FUNCTION_NAME", "consumer".into()),
-        (
-            "QUEUE_ARN",
-            "arn:aws:sqs:us-east-1:123456789012:orders".into(),
-        ),
-        ("ALARM_NAME", "orders-consumer-errors".into()),
-        ("CIRCUIT_TABLE", "circuits".into()),
-        ("RUST_LOG", "warn".into()),
-    ]);
-    env
-}
-
-/// Starts the controller `binary` against a fake Runtime API on loopback and measures the time
-/// until its first `GET .../invocation/next`.
-pub fn cold_start(binary: &Path) -> Result<Duration> {
-    cold_start_with(binary, controller_env)
-}
-
-/// [`cold_start`] for any Lambda binary: `env` gives its whole environment from the Runtime
+/// The cold start of any Lambda binary: `env` gives its whole environment from the Runtime
 /// API address. Nothing is inherited, so a developer's AWS settings cannot leak in.
 pub fn cold_start_with(
     binary: &Path,
@@ -131,7 +113,7 @@ mod tests {
 
     #[test]
     fn a_binary_that_exits_before_polling_is_an_error_not_a_hang() {
-        let err = cold_start_with(Path::new("/bin/false"), controller_env).unwrap_err();
+        let err = cold_start_with(Path::new("/bin/false"), controller::controller_env).unwrap_err();
         assert!(err.to_string().contains("before polling"), "{err:#}");
     }
 

@@ -1,0 +1,104 @@
+//! `cargo xtask test`: every check CI runs.
+
+use anyhow::Result;
+use std::process::Command;
+use xtask::{paths, tools};
+
+/// Every check CI runs, in order of cost, stopping at the first failure.
+pub fn test() -> Result<()> {
+    let root = paths::root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let step = |what: &str, cmd: &mut Command| -> Result<()> {
+        eprintln!("==> {what}");
+        let status = cmd.current_dir(&root).status()?;
+        anyhow::ensure!(status.success(), "{what} failed ({status})");
+        Ok(())
+    };
+    let tools = tools::ensure()?;
+    test_steps(&cargo, &tools, step)
+}
+
+/// Every check and test of `cargo xtask test`, in order.
+fn test_steps(
+    cargo: &str,
+    tools: &tools::Tools,
+    step: impl Fn(&str, &mut Command) -> Result<()>,
+) -> Result<()> {
+    let root = paths::root();
+    step(
+        "cargo fmt --check",
+        Command::new(cargo).args(["fmt", "--all", "--check"]),
+    )?;
+    step(
+        "cargo clippy",
+        Command::new(cargo).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    let templates: Vec<_> = std::fs::read_dir(root.join("infra"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    step(
+        "cfn-lint infra/*.yaml",
+        tools.command("cfn-lint").args(&templates),
+    )?;
+    // The CDK construct's unit tests (node's test runner; bundling skipped, so seconds).
+    if xtask::cdk::npm_ci_needed() {
+        step(
+            "npm ci --prefix cdk",
+            Command::new("npm")
+                .args(["ci", "--prefix"])
+                .arg(xtask::cdk::dir()),
+        )?;
+    }
+    step(
+        "npm test --prefix cdk (the CDK construct)",
+        Command::new("npm")
+            .args(["test", "--prefix"])
+            .arg(xtask::cdk::dir()),
+    )?;
+    // Local-stack tests are #[ignore]d so that a plain `cargo test` stays offline and fast.
+    // They spend most of their time waiting (backoffs, delays, visibility timeouts), each on
+    // its own emulator: cargo-nextest runs them side by side, a process each.
+    if nextest_available(cargo) {
+        // Doc tests first (nextest does not run them), so the run closes on nextest's summary.
+        step(
+            "cargo test --doc",
+            Command::new(cargo).args(["test", "--workspace", "--doc"]),
+        )?;
+        step(
+            "cargo nextest (unit, property and local-stack tests, 4 at a time)",
+            Command::new(cargo).args([
+                "nextest",
+                "run",
+                "--workspace",
+                "--run-ignored",
+                "all",
+                // never_strand's three thirds start first (see .config/nextest.toml); a
+                // fourth thread works through everything else meanwhile.
+                "--test-threads",
+                "4",
+                "--no-fail-fast",
+            ]),
+        )
+    } else {
+        step(
+            "cargo test (unit, property and local-stack tests; one binary at a time, as \
+             cargo-nextest is not installed)",
+            Command::new(cargo).args(["test", "--workspace", "--", "--include-ignored"]),
+        )
+    }
+}
+
+fn nextest_available(cargo: &str) -> bool {
+    Command::new(cargo)
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
