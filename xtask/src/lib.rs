@@ -9,6 +9,7 @@ pub mod bench_signals;
 pub mod bench_slow_start;
 pub mod breaker;
 pub mod cdk;
+pub mod checks;
 pub mod console;
 pub mod consumer;
 pub mod demo;

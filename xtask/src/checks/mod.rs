@@ -1,0 +1,9 @@
+//! The machinery of the static checks of the breaker's deployable definitions (the SAM
+//! template and the Step Functions workflow): loading them, evaluating CloudFormation's
+//! intrinsic and rule functions, analysing IAM grants, checking the workflow's structure.
+//! The assertions about this breaker's definitions stay in `xtask/tests/`.
+
+pub mod iam_policy;
+pub mod intrinsics;
+pub mod template;
+pub mod workflow;
