@@ -1,5 +1,5 @@
 //! IAM enough, and no more, by construction: every AWS operation each program can call is
-//! read from its code (`support/aws_calls.rs`), and the template's roles, the operator's
+//! read from its code (`xtask::checks::aws_calls`), and the template's roles, the operator's
 //! managed policy and the documented operator policy must grant exactly those (plus the few
 //! actions AWS itself performs with a role, listed below with why).
 //!
@@ -10,12 +10,10 @@
 //! And nothing mutating on everything: no grant of a mutating action on `*` or on every
 //! resource of a type without a condition (`xtask::checks::iam_policy`).
 
-#[path = "support/aws_calls.rs"]
-mod aws_calls;
-
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use xtask::checks::aws_calls;
 use xtask::checks::iam_policy::{
     allowed_actions, compare, iam_findings, opaque_policies, statements, statements_with_sid,
 };

@@ -21,7 +21,6 @@ const RETRYABLE: [&str; 6] = [
     "MappingNotSettled",
 ];
 
-
 /// Every Task, the `step` it sends the controller, and where it goes on success.
 const TASKS: [(&str, &str, &str); 15] = [
     ("OpenCircuit", "open", "IsCircuitOpen"),

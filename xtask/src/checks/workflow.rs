@@ -277,18 +277,16 @@ mod tests {
             (
                 "Task Work: the States.ALL catcher must be last",
                 problems_after(|d| {
-                    d["States"]["Work"]["Catch"]
-                        .as_array_mut()
-                        .map(|c| c.push(json!({"ErrorEquals": ["NotOwner"], "Next": "Done"})));
+                    let all = d["States"]["Work"]["Catch"][0].take();
+                    d["States"]["Work"]["Catch"] =
+                        json!([all, {"ErrorEquals": ["NotOwner"], "Next": "Done"}]);
                 }),
             ),
             (
                 "Task Work catches States.ALL twice",
                 problems_after(|d| {
-                    let all = d["States"]["Work"]["Catch"][0].clone();
-                    d["States"]["Work"]["Catch"]
-                        .as_array_mut()
-                        .map(|c| c.push(all));
+                    let all = d["States"]["Work"]["Catch"][0].take();
+                    d["States"]["Work"]["Catch"] = json!([all.clone(), all]);
                 }),
             ),
             (
