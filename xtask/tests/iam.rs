@@ -19,7 +19,7 @@ use xtask::checks::iam_policy::{
 };
 use xtask::checks::intrinsics::{possible_strings, strings};
 use xtask::checks::template;
-use xtask::paths;
+use xtask::{asl, paths};
 
 /// Actions a role needs that no code of ours calls: AWS performs them with the role.
 const LOGS: [&str; 2] = ["logs:CreateLogStream", "logs:PutLogEvents"];
@@ -187,9 +187,7 @@ fn each_role_grants_what_its_program_calls_and_nothing_else() -> Result<()> {
         &[],
     ));
     // The workflow's only calls are its Tasks, each of which invokes the controller.
-    let definition: Value = serde_json::from_str(&std::fs::read_to_string(
-        paths::root().join("statemachine/circuit-breaker.asl.json"),
-    )?)?;
+    let definition: Value = serde_json::from_str(&asl::definition_text()?)?;
     let mut tasks = BTreeMap::new();
     for (name, state) in definition["States"].as_object().context("States")? {
         if state["Type"] == "Task" {
