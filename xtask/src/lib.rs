@@ -6,6 +6,7 @@ pub mod aws;
 pub mod bench;
 pub mod breaker;
 pub mod cdk;
+pub mod checks;
 pub mod console;
 pub mod consumer;
 pub mod demo;

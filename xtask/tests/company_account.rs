@@ -4,59 +4,15 @@
 //! only, and stack tags that reach every resource that takes tags.
 
 use anyhow::{bail, ensure, Context, Result};
-use serde_json::{json, Value};
-use xtask::{paths, tools};
-
-const EXPAND: &str = r#"
-import copy, json, sys
-from cfnlint.decode import decode
-from cfnlint.template.transforms._sam import Transform
-t, m = decode(sys.argv[1])
-if m: sys.exit(str(m))
-sam = Transform(sys.argv[1], copy.deepcopy(t), "us-east-1")
-m = sam.transform_template()
-if m: sys.exit(str(m))
-from cfnlint.schema import PROVIDER_SCHEMA_MANAGER as schemas
-# Each resource type's tagging, from the CloudFormation registry schema cfn-lint ships.
-tagging = {r["Type"]: schemas.get_resource_schema("us-east-1", r["Type"]).schema.get("tagging")
-           for r in sam.template()["Resources"].values()}
-json.dump({"raw": t, "transformed": sam.template(), "tagging": tagging}, sys.stdout, default=str)
-"#;
-
-fn templates() -> Result<(Value, Value)> {
-    let mut all = expanded()?;
-    Ok((all["raw"].take(), all["transformed"].take()))
-}
-
-/// The template as written (`raw`), as SAM expands it (`transformed`), and the registry's
-/// `tagging` of each resource type of the expanded template.
-fn expanded() -> Result<Value> {
-    let out = tools::ensure()?
-        .command("python")
-        .arg("-c")
-        .arg(EXPAND)
-        .arg(paths::root().join("infra/template.yaml"))
-        .output()
-        .context("running the venv's python")?;
-    if !out.status.success() {
-        bail!("expanding: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-fn of_type<'a>(template: &'a Value, kind: &str) -> Vec<(&'a String, &'a Value)> {
-    template["Resources"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, r)| r["Type"] == kind)
-        .collect()
-}
+use serde_json::json;
+use xtask::checks::template::{self, of_type, Depth};
 
 #[test]
 #[ignore = "needs the local toolchain (venv with cfn-lint); run with `cargo xtask test`"]
 fn company_account_options_reach_every_resource() -> Result<()> {
-    let (raw, transformed) = templates()?;
+    let template::Template {
+        raw, transformed, ..
+    } = template::expanded()?;
     let boundary = json!({"Fn::If": ["HasBoundary", {"Ref": "PermissionsBoundaryArn"}, {"Ref": "AWS::NoValue"}]});
     let roles = of_type(&transformed, "AWS::IAM::Role");
     ensure!(
@@ -181,8 +137,8 @@ const UNTAGGABLE: &[(&str, &str)] = &[
 #[test]
 #[ignore = "needs the local toolchain (venv with cfn-lint); run with `cargo xtask test`"]
 fn stack_tags_reach_every_resource_that_takes_tags() -> Result<()> {
-    let all = expanded()?;
-    let tagging = all["tagging"].as_object().context("tagging")?;
+    let all = template::load(&template::path(), Depth::Tagging)?;
+    let tagging = all.tagging.as_object().context("tagging")?;
     let mut tagged = Vec::new();
     for (kind, tags) in tagging {
         let untaggable = UNTAGGABLE.iter().find(|(k, _)| k == kind);
@@ -219,7 +175,7 @@ fn stack_tags_reach_every_resource_that_takes_tags() -> Result<()> {
     }
     // A template tag of the same key would win over the stack's: none may be set, except
     // SAM's own markers.
-    for (name, resource) in all["transformed"]["Resources"]
+    for (name, resource) in all.transformed["Resources"]
         .as_object()
         .context("Resources")?
     {

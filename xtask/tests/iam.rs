@@ -1,19 +1,25 @@
 //! IAM enough, and no more, by construction: every AWS operation each program can call is
-//! read from its code (`support/aws_calls.rs`), and the template's roles, the operator's
+//! read from its code (`xtask::checks::aws_calls`), and the template's roles, the operator's
 //! managed policy and the documented operator policy must grant exactly those (plus the few
 //! actions AWS itself performs with a role, listed below with why).
 //!
 //! Adding an SDK call to an adapter needs no list edited here: the test then names the
 //! action, the function that calls it and the chain of calls that reaches it, and the role
 //! (or policy) that lacks it.
+//!
+//! And nothing mutating on everything: no grant of a mutating action on `*` or on every
+//! resource of a type without a condition (`xtask::checks::iam_policy`).
 
-#[path = "support/aws_calls.rs"]
-mod aws_calls;
-
-use anyhow::{bail, ensure, Context, Result};
-use serde_json::Value;
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use xtask::{paths, tools};
+use xtask::checks::aws_calls;
+use xtask::checks::iam_policy::{
+    allowed_actions, compare, iam_findings, opaque_policies, statements, statements_with_sid,
+};
+use xtask::checks::intrinsics::{possible_strings, strings};
+use xtask::checks::template;
+use xtask::{asl, paths};
 
 /// Actions a role needs that no code of ours calls: AWS performs them with the role.
 const LOGS: [&str; 2] = ["logs:CreateLogStream", "logs:PutLogEvents"];
@@ -59,33 +65,6 @@ fn calls(program: &Program) -> Result<BTreeMap<String, String>> {
         .filter(|f| !f.file.starts_with(program.excluded))
         .collect();
     aws_calls::reachable(&functions, program.entry)
-}
-
-/// Both directions, in one message: what `granted` lacks, and what it grants that nobody
-/// calls.
-fn compare(
-    who: &str,
-    granted: &BTreeSet<String>,
-    called: &BTreeMap<String, String>,
-    implied: &[&str],
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (action, chain) in called {
-        if !granted.contains(action) {
-            problems.push(format!("{who} lacks {action}, called by {chain}"));
-        }
-    }
-    for action in implied {
-        if !granted.contains(*action) {
-            problems.push(format!("{who} lacks {action}, which AWS uses with it"));
-        }
-    }
-    for action in granted {
-        if !called.contains_key(action) && !implied.contains(&action.as_str()) {
-            problems.push(format!("{who} grants {action}, which nobody calls"));
-        }
-    }
-    problems
 }
 
 #[test]
@@ -140,25 +119,6 @@ fn the_calls_of_each_program_are_found() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn the_comparison_names_both_directions() {
-    let granted: BTreeSet<String> = ["sqs:SendMessage", "sqs:PurgeQueue", "logs:PutLogEvents"]
-        .map(String::from)
-        .into();
-    let called = BTreeMap::from([
-        ("sqs:SendMessage".to_string(), "a -> b".to_string()),
-        ("sqs:ReceiveMessage".to_string(), "a -> c".to_string()),
-    ]);
-    let problems = compare("role R", &granted, &called, &["logs:PutLogEvents"]);
-    assert_eq!(
-        problems,
-        [
-            "role R lacks sqs:ReceiveMessage, called by a -> c",
-            "role R grants sqs:PurgeQueue, which nobody calls",
-        ]
-    );
-}
-
 /// The actions of the operator policy documented in docs/operator-command.md ("Permissions":
 /// a table whose first column is the action).
 fn documented_operator_actions() -> Result<BTreeSet<String>> {
@@ -190,59 +150,16 @@ fn the_documented_operator_policy_is_what_the_command_calls() -> Result<()> {
     Ok(())
 }
 
-/// The template as CloudFormation reads it (short-form tags decoded), by cfn-lint's decoder.
-fn template() -> Result<Value> {
-    let out = tools::ensure()?
-        .command("python")
-        .arg("-c")
-        .arg(
-            "import json, sys\nfrom cfnlint.decode import decode\n\
-             t, m = decode(sys.argv[1])\nif m: sys.exit(str(m))\n\
-             json.dump(t, sys.stdout, default=str)",
-        )
-        .arg(paths::root().join("infra/template.yaml"))
-        .output()
-        .context("running the venv's python")?;
-    if !out.status.success() {
-        bail!("decoding: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-/// Every action an Allow statement anywhere in `value` grants.
-fn actions(value: &Value, out: &mut BTreeSet<String>) {
-    match value {
-        Value::Object(map) => {
-            if map.get("Effect").and_then(Value::as_str) == Some("Allow") {
-                match map.get("Action") {
-                    Some(Value::String(a)) => {
-                        out.insert(a.clone());
-                    }
-                    Some(Value::Array(list)) => {
-                        out.extend(list.iter().filter_map(Value::as_str).map(String::from));
-                    }
-                    _ => {}
-                }
-            }
-            map.values().for_each(|v| actions(v, out));
-        }
-        Value::Array(items) => items.iter().for_each(|v| actions(v, out)),
-        _ => {}
-    }
-}
-
 fn granted(template: &Value, resource: &str, property: &str) -> Result<BTreeSet<String>> {
     let policies = &template["Resources"][resource]["Properties"][property];
     ensure!(!policies.is_null(), "{resource} has no {property}");
-    let mut out = BTreeSet::new();
-    actions(policies, &mut out);
-    Ok(out)
+    Ok(allowed_actions(policies))
 }
 
 #[test]
 #[ignore = "needs the local toolchain (venv with cfn-lint); run with `cargo xtask test`"]
 fn each_role_grants_what_its_program_calls_and_nothing_else() -> Result<()> {
-    let template = template()?;
+    let template = template::raw()?;
     let mut problems = Vec::new();
     let controller_implied: Vec<&str> = LOGS.iter().chain(&QUEUE_KEY).copied().collect();
     problems.extend(compare(
@@ -270,9 +187,7 @@ fn each_role_grants_what_its_program_calls_and_nothing_else() -> Result<()> {
         &[],
     ));
     // The workflow's only calls are its Tasks, each of which invokes the controller.
-    let definition: Value = serde_json::from_str(&std::fs::read_to_string(
-        paths::root().join("statemachine/circuit-breaker.asl.json"),
-    )?)?;
+    let definition: Value = serde_json::from_str(&asl::definition_text()?)?;
     let mut tasks = BTreeMap::new();
     for (name, state) in definition["States"].as_object().context("States")? {
         if state["Type"] == "Task" {
@@ -292,5 +207,85 @@ fn each_role_grants_what_its_program_calls_and_nothing_else() -> Result<()> {
         &[],
     ));
     ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs the local toolchain (venv with cfn-lint); run with `cargo xtask test`"]
+fn template_grants_nothing_mutating_on_everything() -> Result<()> {
+    let template = template::expanded()?;
+    let mut findings = iam_findings(&template.raw);
+    findings.extend(opaque_policies(&template.raw));
+    // What SAM generates from it (roles, the EventBridge rule's role) must hold too.
+    findings.extend(iam_findings(&template.transformed));
+    findings.extend(opaque_policies(&template.transformed));
+    ensure!(
+        findings.is_empty(),
+        "too broad grants in infra/template.yaml:\n  {}",
+        findings.join("\n  ")
+    );
+
+    // The scoping that makes the two wildcard-resource grants acceptable is present.
+    let found = statements(&template.raw);
+    let by_action = |action: &str| -> Vec<Value> {
+        found
+            .iter()
+            .filter(|(_, s)| strings(s.get("Action")).iter().any(|a| a == action))
+            .map(|(_, s)| s.clone())
+            .collect()
+    };
+    // The controller's role and the operator policy (an operator's close gives the consumer
+    // back as every end does).
+    let update = by_action("lambda:UpdateEventSourceMapping");
+    ensure!(update.len() == 2, "two statements grant the mapping update");
+    for statement in &update {
+        let arns = possible_strings(&statement["Condition"]["ArnLike"]["lambda:FunctionArn"]);
+        ensure!(
+            arns == [
+                "arn:aws:lambda:us-east-1:123456789012:function:ConsumerFunctionName",
+                "arn:aws:lambda:us-east-1:123456789012:function:ConsumerFunctionName:*",
+                // The rejitter's own function (its ARN is known only at deploy time).
+                "<resolved at deploy time>",
+            ],
+            "the mapping update is scoped to the consumer's and the rejitter's mappings: {arns:?}"
+        );
+    }
+    let put = by_action("cloudwatch:PutMetricData");
+    ensure!(
+        put.len() == 2
+            && put
+                .iter()
+                .all(|p| p["Condition"]["StringEquals"]["cloudwatch:namespace"]
+                    == json!({"Ref": "MetricsNamespace"})),
+        "PutMetricData is scoped to MetricsNamespace: {put:?}"
+    );
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs the local toolchain (venv with cfn-lint); run with `cargo xtask test`"]
+fn an_encrypted_queue_gets_exactly_its_keys_two_actions() -> Result<()> {
+    let template = template::raw()?;
+    let found = statements_with_sid(&template["Resources"], "UseTheQueuesKey");
+    // The controller (probe receive, fresh copies) and the rejitter (receive, re-send).
+    ensure!(found.len() == 2, "two grants on the queue's key: {found:?}");
+    for statement in found {
+        ensure!(
+            statement["Action"] == json!(["kms:Decrypt", "kms:GenerateDataKey"])
+                && statement["Resource"] == json!({"Ref": "QueueKmsKeyArn"}),
+            "exactly kms:Decrypt and kms:GenerateDataKey on QueueKmsKeyArn: {statement}"
+        );
+    }
+    // Only with a key: each grant sits in an Fn::If on HasQueueKey.
+    let text = std::fs::read_to_string(template::path())?;
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let conditional = lines
+        .windows(2)
+        .filter(|w| w[0] == "- HasQueueKey" && w[1] == "- Sid: UseTheQueuesKey")
+        .count();
+    ensure!(
+        conditional == 2,
+        "each key grant is conditional on HasQueueKey"
+    );
     Ok(())
 }

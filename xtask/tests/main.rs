@@ -20,3 +20,4 @@ mod retrip;
 mod signals;
 mod slow_start;
 mod templates;
+mod workflow;

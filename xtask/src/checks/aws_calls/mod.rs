@@ -7,11 +7,11 @@
 //! functions its entry point can reach: calls between functions are followed by name (a
 //! path's module narrows it when it names one), so the set can only err on the side of more.
 
+mod scan;
+
 use anyhow::{bail, Context, Result};
-use proc_macro2::{Delimiter, TokenStream, TokenTree};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
-use syn::visit::Visit;
 
 /// The SDK crates the workspace uses, and the IAM prefix of each service.
 pub const SERVICES: [(&str, &str); 7] = [
@@ -22,17 +22,6 @@ pub const SERVICES: [(&str, &str); 7] = [
     ("aws-sdk-dynamodb", "dynamodb"),
     ("aws-sdk-sfn", "states"),
     ("aws-sdk-cloudformation", "cloudformation"),
-];
-
-/// What a receiver is called, when an operation's name is shared by several services.
-const RECEIVERS: [(&str, &str); 7] = [
-    ("sqs", "sqs"),
-    ("lambda", "lambda"),
-    ("cloudwatch", "cloudwatch"),
-    ("eventbridge", "events"),
-    ("dynamodb", "dynamodb"),
-    ("sfn", "states"),
-    ("cloudformation", "cloudformation"),
 ];
 
 /// The IAM action that authorizes an operation, where it is not `<prefix>:<Operation>`.
@@ -59,7 +48,7 @@ pub fn sdk_operations() -> Result<Operations> {
             "--filter-platform",
         ])
         .arg(host_target()?)
-        .current_dir(xtask::paths::root())
+        .current_dir(crate::paths::root())
         .output()
         .context("cargo metadata")?;
     if !out.status.success() {
@@ -131,7 +120,7 @@ pub struct Function {
 /// The functions of every `.rs` file under `dirs` (relative to the workspace root), test code
 /// left out.
 pub fn functions(operations: &Operations, dirs: &[&str]) -> Result<Vec<Function>> {
-    let root = xtask::paths::root();
+    let root = crate::paths::root();
     let mut files = Vec::new();
     for dir in dirs {
         collect_files(&root.join(dir), &mut files)?;
@@ -139,7 +128,6 @@ pub fn functions(operations: &Operations, dirs: &[&str]) -> Result<Vec<Function>
     let mut all = Vec::new();
     for path in files {
         let text = std::fs::read_to_string(&path)?;
-        let parsed = syn::parse_file(&text).with_context(|| path.display().to_string())?;
         let file = path
             .strip_prefix(&root)
             .unwrap_or(&path)
@@ -155,9 +143,23 @@ pub fn functions(operations: &Operations, dirs: &[&str]) -> Result<Vec<Function>
         } else {
             stem.into_owned()
         };
-        collect_items(&parsed.items, &file, &module, operations, &mut all)?;
+        all.extend(functions_in(&file, &module, &text, operations)?);
     }
     Ok(all)
+}
+
+/// The functions of one source file (`file` as it is named in messages, `module` the module
+/// it is), test code left out.
+pub fn functions_in(
+    file: &str,
+    module: &str,
+    text: &str,
+    operations: &Operations,
+) -> Result<Vec<Function>> {
+    let parsed = syn::parse_file(text).with_context(|| file.to_string())?;
+    let mut out = Vec::new();
+    scan::collect_items(&parsed.items, file, module, operations, &mut out)?;
+    Ok(out)
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -174,202 +176,6 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn is_test(attrs: &[syn::Attribute]) -> bool {
-    attrs.iter().any(|a| {
-        let text = quote_path(a.path());
-        text == "test"
-            || text.ends_with("::test")
-            || (text == "cfg" && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test"))
-    })
-}
-
-fn quote_path(path: &syn::Path) -> String {
-    path.segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect::<Vec<_>>()
-        .join("::")
-}
-
-fn collect_items(
-    items: &[syn::Item],
-    file: &str,
-    module: &str,
-    operations: &Operations,
-    out: &mut Vec<Function>,
-) -> Result<()> {
-    for item in items {
-        match item {
-            syn::Item::Fn(f) if !is_test(&f.attrs) => {
-                out.push(function(file, module, &f.sig.ident, &f.block, operations)?);
-            }
-            syn::Item::Impl(i) if !is_test(&i.attrs) => {
-                for item in &i.items {
-                    if let syn::ImplItem::Fn(f) = item {
-                        if !is_test(&f.attrs) {
-                            out.push(function(file, module, &f.sig.ident, &f.block, operations)?);
-                        }
-                    }
-                }
-            }
-            syn::Item::Mod(m) if !is_test(&m.attrs) => {
-                if let Some((_, inner)) = &m.content {
-                    collect_items(inner, file, &m.ident.to_string(), operations, out)?;
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-fn function(
-    file: &str,
-    module: &str,
-    name: &syn::Ident,
-    body: &syn::Block,
-    operations: &Operations,
-) -> Result<Function> {
-    let mut visitor = Calls {
-        operations,
-        calls: BTreeSet::new(),
-        callees: BTreeSet::new(),
-        problems: Vec::new(),
-    };
-    visitor.visit_block(body);
-    if !visitor.problems.is_empty() {
-        bail!("{file}: fn {name}: {}", visitor.problems.join("; "));
-    }
-    Ok(Function {
-        file: file.to_string(),
-        module: module.to_string(),
-        name: name.to_string(),
-        calls: visitor.calls,
-        callees: visitor.callees,
-    })
-}
-
-struct Calls<'a> {
-    operations: &'a Operations,
-    calls: BTreeSet<String>,
-    callees: BTreeSet<(Option<String>, String)>,
-    problems: Vec<String>,
-}
-
-impl Calls<'_> {
-    /// `method` called with no arguments on something whose last name is `receiver`.
-    fn operation(&mut self, method: &str, receiver: Option<&str>) {
-        let Some(services) = self.operations.get(method) else {
-            return;
-        };
-        let chosen: Vec<_> = if services.len() == 1 {
-            services.iter().collect()
-        } else {
-            let prefix = receiver.and_then(|r| {
-                RECEIVERS
-                    .iter()
-                    .find(|(name, _)| r == *name)
-                    .map(|(_, prefix)| *prefix)
-            });
-            services
-                .iter()
-                .filter(|(p, _)| Some(*p) == prefix)
-                .collect()
-        };
-        match chosen[..] {
-            [(prefix, op)] => {
-                self.calls.insert(iam_action(prefix, op));
-            }
-            _ => self.problems.push(format!(
-                "`.{method}()` is an operation of {services:?}: call it on a client named after \
-                 its service ({RECEIVERS:?})"
-            )),
-        }
-    }
-
-    fn tokens(&mut self, tokens: TokenStream) {
-        let trees: Vec<TokenTree> = tokens.into_iter().collect();
-        for (i, tree) in trees.iter().enumerate() {
-            match tree {
-                TokenTree::Group(g) => self.tokens(g.stream()),
-                TokenTree::Ident(ident) => {
-                    let next = trees.get(i + 1);
-                    let called = matches!(next, Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Parenthesis);
-                    if !called {
-                        continue;
-                    }
-                    let name = ident.to_string();
-                    let after_dot = matches!(trees.get(i.wrapping_sub(1)), Some(TokenTree::Punct(p)) if p.as_char() == '.');
-                    let empty = matches!(next, Some(TokenTree::Group(g)) if g.stream().is_empty());
-                    if after_dot && empty {
-                        let receiver = match trees.get(i.wrapping_sub(2)) {
-                            Some(TokenTree::Ident(r)) => Some(r.to_string()),
-                            _ => None,
-                        };
-                        self.operation(&name, receiver.as_deref());
-                    }
-                    self.callees.insert((None, name));
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-/// The last name of an expression: `ctx.clients.sfn` -> `sfn`, `lambda` -> `lambda`.
-fn last_name(expr: &syn::Expr) -> Option<String> {
-    match expr {
-        syn::Expr::Field(f) => match &f.member {
-            syn::Member::Named(i) => Some(i.to_string()),
-            syn::Member::Unnamed(_) => None,
-        },
-        syn::Expr::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
-        syn::Expr::Reference(r) => last_name(&r.expr),
-        syn::Expr::Paren(p) => last_name(&p.expr),
-        _ => None,
-    }
-}
-
-impl<'ast> Visit<'ast> for Calls<'_> {
-    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
-        let method = call.method.to_string();
-        if call.args.is_empty() {
-            self.operation(&method, last_name(&call.receiver).as_deref());
-        }
-        self.callees.insert((None, method));
-        syn::visit::visit_expr_method_call(self, call);
-    }
-
-    fn visit_expr_path(&mut self, path: &'ast syn::ExprPath) {
-        let segments: Vec<String> = path
-            .path
-            .segments
-            .iter()
-            .map(|s| s.ident.to_string())
-            .collect();
-        if let Some(name) = segments.last() {
-            let module = segments
-                .len()
-                .checked_sub(2)
-                .map(|i| segments[i].clone())
-                .filter(|m| !["self", "Self", "crate", "super"].contains(&m.as_str()));
-            self.callees.insert((module, name.clone()));
-        }
-        syn::visit::visit_expr_path(self, path);
-    }
-
-    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
-        self.tokens(mac.tokens.clone());
-    }
-
-    // Closures and nested items count as the enclosing function's.
-    fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
-        if !is_test(&f.attrs) {
-            syn::visit::visit_item_fn(self, f);
-        }
-    }
 }
 
 /// Every action the functions reachable from `entry` (a file) call, each with one chain of
@@ -442,3 +248,6 @@ pub fn reachable(functions: &[Function], entry: &str) -> Result<BTreeMap<String,
     }
     Ok(actions)
 }
+
+#[cfg(test)]
+mod tests;

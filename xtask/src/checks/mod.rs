@@ -1,0 +1,11 @@
+//! The machinery of the static checks of the breaker's deployable definitions (the SAM
+//! template and the Step Functions workflow): loading them, evaluating CloudFormation's
+//! intrinsic and rule functions, analysing IAM grants, finding the AWS calls of the
+//! workspace's programs in their source, checking the workflow's structure.
+//! The assertions about this breaker's definitions stay in `xtask/tests/`.
+
+pub mod aws_calls;
+pub mod iam_policy;
+pub mod intrinsics;
+pub mod template;
+pub mod workflow;
