@@ -70,6 +70,33 @@ pub fn local_profile(cmd: &mut Command) -> &mut Command {
     }
 }
 
+/// Starts the host build `sam build` will ask for (`make lambdas`) in the background, so that
+/// it overlaps with what comes before the first `sam build`, which then waits for it on
+/// cargo's lock and finds everything built. Its output goes to a log; a failure shows again,
+/// in full, when `sam build` runs the same build.
+pub fn start_lambda_build() {
+    if OPTIMISED.load(Ordering::Relaxed) {
+        // cargo-lambda's build needs the tools this overlaps with.
+        return;
+    }
+    let started = (|| -> Result<()> {
+        let log = paths::local().join("logs/lambda-build.log");
+        std::fs::create_dir_all(paths::local().join("logs"))?;
+        let out = std::fs::File::create(&log)?;
+        local_profile(&mut Command::new("make"))
+            .current_dir(paths::root())
+            .arg("lambdas")
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()?;
+        Ok(())
+    })();
+    if let Err(e) = started {
+        eprintln!("(the Lambdas' background build did not start: {e:#})");
+    }
+}
+
 /// Deploys a built template as `stack` with `parameters` (name, value) to the emulator.
 pub fn deploy(
     tools: &Tools,

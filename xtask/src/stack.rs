@@ -33,6 +33,8 @@ pub fn fast_breaker() -> Parameters {
 
 /// Reuses the emulator on `port` if one from this checkout is running, else starts one.
 pub fn emulator_on(port: u16) -> Result<(tools::Tools, Emulator)> {
+    // On a first run, the Lambdas' build and the pinned tools' install overlap.
+    sam::start_lambda_build();
     let tools = tools::ensure()?;
     let emulator = match Emulator::find(port) {
         Some(found) => {
