@@ -5,5 +5,4 @@ pub mod adapters;
 pub mod circuit;
 pub mod core;
 pub mod error;
-pub mod operator;
 pub mod steps;

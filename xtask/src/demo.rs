@@ -13,8 +13,8 @@ use crate::emulator_gaps::alarm_evaluation::is_emulator_evaluation;
 use crate::status::{queue_depth, Depth};
 use crate::{aws, consumer, stack, tools::Tools, traffic};
 use anyhow::{Context, Result};
-use controller::operator::watch::{Change, Watch as LiveView};
 use serde_json::Value;
+use sqs_circuit_breaker::watch::{Change, Watch as LiveView};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -470,10 +470,10 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
     let tap = event_tap(&config, &sqs).await?;
     // A reused stack may carry an earlier run's outage or backlog.
     consumer::set_should_error(&lambda, &deployed.consumer, false).await?;
-    let before: HashSet<String> = list_executions(&sfn, &deployed.state_machine)
+    let before: HashSet<String> = crate::breaker::executions(&sfn, &deployed.state_machine)
         .await?
         .into_iter()
-        .map(|(arn, _)| arn)
+        .map(|e| e.arn)
         .collect();
     // The breaker as the operator command finds it (by stack name), acting as the
     // controller would: the live view is the command's `watch`.
@@ -650,28 +650,6 @@ async fn count_processed(
 
 fn last(states: &[(i64, String)]) -> &str {
     states.last().map(|(_, s)| s.as_str()).unwrap_or("?")
-}
-
-async fn list_executions(
-    sfn: &aws_sdk_sfn::Client,
-    state_machine: &str,
-) -> Result<Vec<(String, String)>> {
-    let mut all = Vec::new();
-    let mut pages = sfn
-        .list_executions()
-        .state_machine_arn(state_machine)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.context("ListExecutions")?;
-        for e in page.executions() {
-            all.push((
-                e.execution_arn().to_string(),
-                e.status().as_str().to_string(),
-            ));
-        }
-    }
-    Ok(all)
 }
 
 /// One tick of the live view: the operator command's `watch` reading of the breaker (the

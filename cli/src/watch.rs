@@ -3,11 +3,14 @@
 //! `watch` and the demo print it. Reading is one AWS round per tick; deciding what changed is
 //! pure ([`Seen::changes`]).
 
-use super::{queue_depth, Depth};
-use crate::adapters::alarm::{self, AlarmState};
-use crate::adapters::mapping;
-use crate::error::StepError;
-use crate::steps::Context;
+use crate::error::OperatorError;
+use aws_sdk_sfn::types::HistoryEvent;
+use controller::adapters::alarm::{self, AlarmState};
+use controller::adapters::execution::{self, HistoryRead};
+use controller::adapters::mapping;
+use controller::adapters::queue::{self, Depth};
+use controller::error::StepError;
+use controller::steps::Context;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -42,37 +45,37 @@ pub fn short(arn: &str) -> String {
 }
 
 /// The states an execution entered, in order, with their outputs.
-pub async fn steps(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<Vec<Step>, StepError> {
+pub async fn steps(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<Vec<Step>, OperatorError> {
+    Ok(steps_of(
+        &execution::history(sfn, execution, HistoryRead::ALL).await?,
+    ))
+}
+
+/// The states entered in `events` (a history, oldest first), each with when it was left and
+/// its output once it was.
+pub fn steps_of(events: &[HistoryEvent]) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
-    let mut pages = sfn
-        .get_execution_history()
-        .execution_arn(execution)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| StepError::aws("GetExecutionHistory", e))?;
-        for event in page.events() {
-            let at = event.timestamp().to_millis().unwrap_or_default();
-            if let Some(entered) = event.state_entered_event_details() {
-                steps.push(Step {
-                    name: entered.name().to_string(),
-                    entered_ms: at,
-                    exited_ms: None,
-                    output: None,
-                });
-            } else if let Some(exited) = event.state_exited_event_details() {
-                if let Some(step) = steps
-                    .iter_mut()
-                    .rev()
-                    .find(|s| s.name == exited.name() && s.exited_ms.is_none())
-                {
-                    step.exited_ms = Some(at);
-                    step.output = exited.output().and_then(|o| serde_json::from_str(o).ok());
-                }
+    for event in events {
+        let at = event.timestamp().to_millis().unwrap_or_default();
+        if let Some(entered) = event.state_entered_event_details() {
+            steps.push(Step {
+                name: entered.name().to_string(),
+                entered_ms: at,
+                exited_ms: None,
+                output: None,
+            });
+        } else if let Some(exited) = event.state_exited_event_details() {
+            if let Some(step) = steps
+                .iter_mut()
+                .rev()
+                .find(|s| s.name == exited.name() && s.exited_ms.is_none())
+            {
+                step.exited_ms = Some(at);
+                step.output = exited.output().and_then(|o| serde_json::from_str(o).ok());
             }
         }
     }
-    Ok(steps)
+    steps
 }
 
 /// What the live view says when a state of the workflow finishes; None for states that only
@@ -307,17 +310,8 @@ async fn newest_executions(
     ctx: &Context,
     state_machine_arn: &str,
 ) -> Result<Vec<(String, String)>, StepError> {
-    let out = ctx
-        .clients
-        .sfn
-        .list_executions()
-        .state_machine_arn(state_machine_arn)
-        .max_results(100)
-        .send()
-        .await
-        .map_err(|e| StepError::aws("ListExecutions", e))?;
-    Ok(out
-        .executions()
+    let newest = execution::list(&ctx.clients.sfn, state_machine_arn, None, Some(100)).await?;
+    Ok(newest
         .iter()
         .map(|e| {
             (
@@ -341,7 +335,7 @@ impl Watch {
 
     /// A watch from now on: executions that already ended are not shown; running ones are,
     /// from their start.
-    pub async fn from_now(ctx: &Context, state_machine_arn: &str) -> Result<Watch, StepError> {
+    pub async fn from_now(ctx: &Context, state_machine_arn: &str) -> Result<Watch, OperatorError> {
         let ended = newest_executions(ctx, state_machine_arn)
             .await?
             .into_iter()
@@ -356,7 +350,7 @@ impl Watch {
         &mut self,
         ctx: &Context,
         state_machine_arn: &str,
-    ) -> Result<(Reading, Vec<Change>), StepError> {
+    ) -> Result<(Reading, Vec<Change>), OperatorError> {
         let uuid = match &self.mapping {
             Some(uuid) => uuid.clone(),
             None => {
@@ -379,19 +373,19 @@ impl Watch {
             }) => format!("{state}, MaximumConcurrency {cap}"),
             Ok(m) => m.state,
             Err(StepError::MappingDeleted { .. }) => "Deleted".into(),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let circuit = ctx.store().get(&uuid).await?.map(|r| (r.state, r.reason));
         let alarm = alarm::state(&ctx.clients.cloudwatch, &ctx.config.alarm_name).await?;
         let queue_url = match &self.queue_url {
             Some(url) => url.clone(),
             None => {
-                let url = super::queue_url(ctx).await?;
+                let url = crate::status::queue_url(ctx).await?;
                 self.queue_url = Some(url.clone());
                 url
             }
         };
-        let (queue, _) = queue_depth(&ctx.clients.sqs, &queue_url).await?;
+        let (queue, _) = queue::depth(&ctx.clients.sqs, &queue_url).await?;
         let mut executions = Vec::new();
         for (arn, status) in newest_executions(ctx, state_machine_arn).await? {
             if self.ignore.contains(&arn) {
