@@ -76,6 +76,11 @@ pub fn utc_time(at: SystemTime) -> String {
     crate::emulator_gaps::alarm_evaluation::event_time(epoch_ms(at))
 }
 
+/// Now, in milliseconds since the Unix epoch: the one wall clock of xtask's tools.
+pub fn now_ms() -> i64 {
+    epoch_ms(SystemTime::now())
+}
+
 /// Milliseconds since the Unix epoch (negative before it).
 pub fn epoch_ms(at: SystemTime) -> i64 {
     match at.duration_since(UNIX_EPOCH) {

@@ -6,7 +6,7 @@
 //! events) until the outage is healed, the circuit closed and every message processed. The
 //! e2e test runs the same scenario with short timings and asserts on its [`Report`].
 
-use crate::breaker::HistoryStep;
+use crate::breaker::{now_ms, HistoryStep};
 use crate::console::{state::EventView, Console};
 use crate::emulator::Emulator;
 use crate::emulator_gaps::alarm_evaluation::is_emulator_evaluation;
@@ -18,7 +18,7 @@ use sqs_circuit_breaker::watch::{Change, Watch as LiveView};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// The scenario's timings and sizes.
 #[derive(Debug, Clone)]
@@ -360,13 +360,6 @@ async fn deploy(tools: &Tools, emulator: &Emulator, options: &Options) -> Result
     })
 }
 
-fn epoch_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// A rule on the breaker's bus that copies its events into a queue the demo reads: the
 /// way a user would watch them (the breaker's bus is `default` unless configured).
 async fn event_tap(config: &aws_config::SdkConfig, sqs: &aws_sdk_sqs::Client) -> Result<String> {
@@ -491,7 +484,7 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
         options.console_port,
     )
     .await?;
-    let started_ms = epoch_ms();
+    let started_ms = now_ms();
     let mut watch = Watch {
         started: Instant::now(),
         narrate: options.narrate,
@@ -546,14 +539,14 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
         );
         if heal_at.is_none() && Instant::now() >= outage_at {
             consumer::set_should_error(&lambda, &deployed.consumer, true).await?;
-            watch.report.outage_on_ms = epoch_ms();
+            watch.report.outage_on_ms = now_ms();
             heal_at = Some(Instant::now() + options.outage);
             watch.say("OUTAGE: SHOULD_ERROR=true on the consumer; every batch now fails");
         }
         if let Some(at) = heal_at {
             if watch.report.healed_ms == 0 && Instant::now() >= at {
                 consumer::set_should_error(&lambda, &deployed.consumer, false).await?;
-                watch.report.healed_ms = epoch_ms();
+                watch.report.healed_ms = now_ms();
                 watch.say("HEALED: SHOULD_ERROR=false; the next probe should succeed");
             }
         }
@@ -661,7 +654,7 @@ async fn observe(
     sqs: &aws_sdk_sqs::Client,
     tap: &str,
 ) -> Result<()> {
-    let now = epoch_ms();
+    let now = now_ms();
     let (reading, changes) = watch
         .live
         .tick(&breaker.ctx, &breaker.state_machine_arn)

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqs_circuit_breaker::locate::Breaker;
 use sqs_circuit_breaker::watch::Watch;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Queue depth readings kept: 15 minutes at one a second.
 const DEPTH_POINTS: usize = 900;
@@ -143,13 +143,6 @@ impl Snapshot {
 /// The snapshot, shared between the reader and the web server.
 pub type Shared = Arc<Mutex<Snapshot>>;
 
-pub fn epoch_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// An execution's whole event history, oldest first.
 pub async fn history(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<Vec<HistoryEvent>> {
     let mut all = Vec::new();
@@ -245,7 +238,7 @@ async fn read_once(
     let mut snapshot = shared
         .lock()
         .map_err(|_| anyhow::anyhow!("the console's snapshot lock is poisoned"))?;
-    let now = epoch_ms();
+    let now = crate::breaker::now_ms();
     snapshot.updated_ms = now;
     snapshot.error = None;
     for execution in executions {
