@@ -1,6 +1,6 @@
 //! What can go wrong when the operator command reads or acts on a deployed breaker.
 
-use controller::core::ConfigError;
+use controller::core::QueueArnError;
 use controller::error::StepError;
 
 #[derive(Debug, thiserror::Error)]
@@ -9,14 +9,14 @@ pub enum OperatorError {
     /// deleted one, ...): the controller's adapters say which.
     #[error(transparent)]
     Aws(#[from] StepError),
-    /// The controller's configuration, as its environment holds it, is invalid.
+    /// The controller's `QUEUE_ARN`, as its environment holds it, is invalid.
     #[error("configuration: {0}")]
-    Config(#[from] ConfigError),
+    QueueArn(#[from] QueueArnError),
     /// The queue's redrive policy names no SQS queue.
     #[error("the redrive policy's {arn}: {source}")]
     DeadLetterQueue {
         arn: String,
         #[source]
-        source: ConfigError,
+        source: QueueArnError,
     },
 }

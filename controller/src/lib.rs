@@ -5,4 +5,5 @@ pub mod adapters;
 pub mod circuit;
 pub mod core;
 pub mod error;
+pub mod logging;
 pub mod steps;

@@ -1,5 +1,6 @@
-//! JSON log setup, as in the example consumer: one JSON object per line, event fields at the
-//! top level.
+//! The JSON log setup of the three Lambdas (controller, rejitter, example consumer): one JSON
+//! object per line, event fields at the top level, the current span's fields (the runtime's
+//! `requestId`, the controller's `step` and `execution`) on each line.
 
 use tracing::level_filters::LevelFilter;
 use tracing::Subscriber;
