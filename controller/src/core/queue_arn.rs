@@ -95,3 +95,69 @@ fn is_queue_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:sqs:eu-west-1:123456789012:orders";
+
+    #[test]
+    fn queue_arn_parses() {
+        let q = QueueArn::parse(ARN).expect("valid");
+        assert_eq!(
+            q,
+            QueueArn {
+                partition: "aws".into(),
+                region: "eu-west-1".into(),
+                account: "123456789012".into(),
+                name: "orders".into(),
+            }
+        );
+        assert_eq!(q.to_string(), ARN);
+        assert!(!q.is_fifo());
+        let cn = QueueArn::parse("arn:aws-cn:sqs:cn-north-1:000000000000:a_b-C9").expect("valid");
+        assert_eq!(cn.name, "a_b-C9");
+    }
+
+    #[test]
+    fn queue_arn_rejections() {
+        let long = format!("arn:aws:sqs:eu-west-1:123456789012:{}", "q".repeat(81));
+        let long_fifo = format!("arn:aws:sqs:eu-west-1:123456789012:{}.fifo", "q".repeat(76));
+        let cases = [
+            ("", "six"),
+            ("orders", "six"),
+            ("arn:aws:sqs:eu-west-1:123456789012", "six"),
+            ("arn:aws:sqs:eu-west-1:123456789012:orders:extra", "six"),
+            ("arm:aws:sqs:eu-west-1:123456789012:orders", "arn:"),
+            ("arn::sqs:eu-west-1:123456789012:orders", "partition"),
+            ("arn:AWS:sqs:eu-west-1:123456789012:orders", "partition"),
+            ("arn:aws:sns:eu-west-1:123456789012:orders", "sqs"),
+            ("arn:aws:sqs::123456789012:orders", "region"),
+            ("arn:aws:sqs:eu-west-1:12345678901:orders", "12 digits"),
+            ("arn:aws:sqs:eu-west-1:1234567890123:orders", "12 digits"),
+            ("arn:aws:sqs:eu-west-1:12345678901a:orders", "12 digits"),
+            ("arn:aws:sqs:eu-west-1:123456789012:", "queue name"),
+            ("arn:aws:sqs:eu-west-1:123456789012:.fifo", "queue name"),
+            ("arn:aws:sqs:eu-west-1:123456789012:or ders", "queue name"),
+            (
+                "arn:aws:sqs:eu-west-1:123456789012:orders.fif",
+                "queue name",
+            ),
+            (long.as_str(), "queue name"),
+            (long_fifo.as_str(), "queue name"),
+        ];
+        for (arn, needle) in cases {
+            match QueueArn::parse(arn) {
+                Err(e) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(needle), "{arn:?}: {msg}");
+                    assert!(msg.contains("QUEUE_ARN"), "{msg}");
+                }
+                other => panic!("{arn:?} gave {other:?}"),
+            }
+        }
+        let exactly_80 = format!("arn:aws:sqs:eu-west-1:123456789012:{}.fifo", "q".repeat(75));
+        assert!(QueueArn::parse(&exactly_80).is_ok());
+    }
+}
