@@ -3,8 +3,8 @@
 
 use clap::{Parser, Subcommand};
 use controller::core::operator::{OperatorOpen, Phase};
-use controller::operator::{self, watch::Watch};
-use sqs_circuit_breaker::{locate, render};
+use sqs_circuit_breaker::watch::Watch;
+use sqs_circuit_breaker::{actions, history, locate, render, status};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -124,7 +124,7 @@ async fn run(
     let ctx = &breaker.ctx;
     match command {
         Command::Status { json, .. } => {
-            let status = operator::status(ctx).await?;
+            let status = status::status(ctx).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -145,11 +145,11 @@ async fn run(
         }
         Command::Open { reason, hold, .. } => {
             let request = OperatorOpen::new(&reason, hold)?;
-            let execution = operator::open(ctx, &breaker.state_machine_arn, &request).await?;
+            let execution = actions::open(ctx, &breaker.state_machine_arn, &request).await?;
             println!("started execution {execution}");
             // Until the execution holds the circuit, or ends without it.
             for _ in 0..120 {
-                let status = operator::status(ctx).await?;
+                let status = status::status(ctx).await?;
                 if status.phase != Phase::Closed && status.owner.as_deref() == Some(&execution) {
                     print!("{}", render::status(&status, ctx.now_ms()));
                     return Ok(ExitCode::SUCCESS);
@@ -162,7 +162,7 @@ async fn run(
                     return Err(format!(
                         "the execution ended without opening the circuit (another execution \
                          holds it, or the mapping is not Enabled): see {}",
-                        operator::console_url(&ctx.config.queue()?.region, &execution)
+                        status::console_url(&ctx.config.queue()?.region, &execution)
                     )
                     .into());
                 }
@@ -171,7 +171,7 @@ async fn run(
             Err(format!("the circuit did not open within a minute; see {execution}").into())
         }
         Command::Close { reason, .. } => {
-            let report = operator::close(ctx, &reason).await?;
+            let report = actions::close(ctx, &reason).await?;
             for action in &report.actions {
                 println!("{action}");
             }
@@ -179,7 +179,7 @@ async fn run(
         }
         Command::History { since, json, .. } => {
             let since_ms = ctx.now_ms().saturating_sub(since.as_millis() as u64);
-            let past = operator::history(ctx, &breaker.state_machine_arn, since_ms).await?;
+            let past = history::history(ctx, &breaker.state_machine_arn, since_ms).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&past)?);
             } else {

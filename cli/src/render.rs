@@ -1,6 +1,8 @@
 //! Text for people: `status`, `watch` and `history` output.
 
-use controller::operator::{Depth, PastCircuit, Status};
+use crate::history::PastCircuit;
+use crate::status::Status;
+use controller::adapters::queue::Depth;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Epoch milliseconds as an RFC 3339 UTC time, to the second.

@@ -5,5 +5,5 @@ pub mod adapters;
 pub mod circuit;
 pub mod core;
 pub mod error;
-pub mod operator;
+pub mod logging;
 pub mod steps;

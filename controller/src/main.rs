@@ -55,21 +55,7 @@ async fn refuse(
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     // JSON lines; the step span puts `step` and `execution` on every line of a request.
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::builder()
-                .with_default_directive(tracing::level_filters::LevelFilter::INFO.into())
-                .from_env_lossy(),
-        )
-        .with_writer(std::io::stdout)
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
-        .init();
+    controller::logging::init();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     match Config::from_lookup(|name| std::env::var(name).ok()) {
         Ok(config) => {

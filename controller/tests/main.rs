@@ -4,8 +4,9 @@
 mod alerting;
 mod aws_samples;
 mod ending;
+mod executions;
+mod hold;
 mod open;
-mod operator;
 mod probe;
 mod recovery;
 mod rejitter;

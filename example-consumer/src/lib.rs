@@ -8,8 +8,10 @@
 
 pub mod config;
 pub mod fingerprint;
-pub mod logging;
 pub mod outcome;
+
+/// The JSON log setup every Lambda of the breaker shares.
+pub use controller::logging;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 

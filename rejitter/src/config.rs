@@ -2,6 +2,7 @@
 //! a bad deployment fails before it touches a message.
 
 use crate::delay::DelayRange;
+use controller::core::{QueueArn, QueueArnError};
 
 /// Why the configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,11 +13,8 @@ pub enum ConfigError {
     #[error("{name}={value:?} is not a whole number of seconds")]
     InvalidNumber { name: &'static str, value: String },
 
-    #[error(
-        "QUEUE_ARN={value:?} is not an SQS queue ARN \
-         (arn:<partition>:sqs:<region>:<12-digit account>:<queue name>): {reason}"
-    )]
-    InvalidQueueArn { value: String, reason: &'static str },
+    #[error(transparent)]
+    InvalidQueueArn(#[from] QueueArnError),
 
     #[error(
         "the maximum delay ({max} s, MAX_DELAY_SECONDS) is above the SQS DelaySeconds limit \
@@ -41,6 +39,8 @@ pub struct Config {
     /// `eventSourceARN` the rejitter accepts). Its URL is looked up at the first invocation
     /// ([`crate::sender::Queue`]): a URL is not derivable from the ARN portably.
     pub queue_arn: String,
+    /// `queue_arn`'s parts.
+    pub queue: QueueArn,
     pub delays: DelayRange,
     /// The CloudWatch namespace of the rejitter's metrics (`METRICS_NAMESPACE`).
     pub metrics_namespace: String,
@@ -69,8 +69,8 @@ impl Config {
         };
 
         let queue_arn = value("QUEUE_ARN").ok_or(ConfigError::Missing { name: "QUEUE_ARN" })?;
-        check_queue_arn(&queue_arn)?;
-        if queue_name(&queue_arn).ends_with(".fifo") {
+        let queue = QueueArn::parse(&queue_arn)?;
+        if queue.is_fifo() {
             return Err(ConfigError::FifoQueue { queue_arn });
         }
         let min = seconds("MIN_DELAY_SECONDS", 0)?;
@@ -80,6 +80,7 @@ impl Config {
             value("METRICS_NAMESPACE").unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned());
         Ok(Config {
             queue_arn,
+            queue,
             delays,
             metrics_namespace,
         })
@@ -88,13 +89,13 @@ impl Config {
     /// The queue's name, the ARN's last field: `GetQueueUrl`'s `QueueName` and the `QueueName`
     /// metric dimension.
     pub fn queue_name(&self) -> &str {
-        queue_name(&self.queue_arn)
+        &self.queue.name
     }
 
     /// The 12-digit account that owns the queue, the ARN's fifth field: `GetQueueUrl`'s
     /// `QueueOwnerAWSAccountId`.
     pub fn queue_account(&self) -> &str {
-        self.queue_arn.split(':').nth(4).unwrap_or_default()
+        &self.queue.account
     }
 
     /// How old a marker may be and still count as this recovery's; see
@@ -106,65 +107,6 @@ impl Config {
 
 /// The namespace of the rejitter's metrics unless `METRICS_NAMESPACE` says otherwise.
 pub const DEFAULT_METRICS_NAMESPACE: &str = "SqsCircuitBreaker";
-
-/// The longest SQS queue name, `.fifo` suffix included.
-pub const MAX_QUEUE_NAME_LEN: usize = 80;
-
-/// The queue name of an SQS queue ARN: its last colon-separated field.
-fn queue_name(arn: &str) -> &str {
-    arn.rsplit(':').next().unwrap_or(arn)
-}
-
-/// Checks `arn:<partition>:sqs:<region>:<12 digits>:<queue name>`, where the partition and the
-/// region are lowercase letters, digits and hyphens, and the queue name is 1-80 letters,
-/// digits, `-` or `_`, optionally ending in `.fifo`.
-fn check_queue_arn(arn: &str) -> Result<(), ConfigError> {
-    let invalid = |reason| ConfigError::InvalidQueueArn {
-        value: arn.to_owned(),
-        reason,
-    };
-    let parts: Vec<&str> = arn.split(':').collect();
-    let [prefix, partition, service, region, account, name] = parts[..] else {
-        return Err(invalid("expected six colon-separated fields"));
-    };
-    if prefix != "arn" {
-        return Err(invalid("does not start with \"arn:\""));
-    }
-    if !is_identifier(partition) {
-        return Err(invalid("partition is empty or malformed"));
-    }
-    if service != "sqs" {
-        return Err(invalid("service is not \"sqs\""));
-    }
-    if !is_identifier(region) {
-        return Err(invalid("region is empty or malformed"));
-    }
-    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid("account is not 12 digits"));
-    }
-    if !is_queue_name(name) {
-        return Err(invalid(
-            "queue name must be 1-80 letters, digits, '-' or '_', optionally ending in .fifo",
-        ));
-    }
-    Ok(())
-}
-
-/// Partition and region: lowercase letters, digits and hyphens.
-fn is_identifier(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-fn is_queue_name(name: &str) -> bool {
-    let stem = name.strip_suffix(".fifo").unwrap_or(name);
-    !stem.is_empty()
-        && name.len() <= MAX_QUEUE_NAME_LEN
-        && stem
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
 
 #[cfg(test)]
 mod tests {

@@ -14,12 +14,14 @@ pub mod batch;
 pub mod config;
 pub mod delay;
 pub mod handler;
-pub mod logging;
 pub mod marker;
 pub mod metrics;
 pub mod plan;
 pub mod sender;
 pub mod size;
+
+/// The JSON log setup every Lambda of the breaker shares.
+pub use controller::logging;
 
 pub use attributes::{AttributeError, AttributeValue, OutAttribute, MARKER};
 pub use batch::{pack, pack_within};

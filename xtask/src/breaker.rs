@@ -76,6 +76,11 @@ pub fn utc_time(at: SystemTime) -> String {
     crate::emulator_gaps::alarm_evaluation::event_time(epoch_ms(at))
 }
 
+/// Now, in milliseconds since the Unix epoch: the one wall clock of xtask's tools.
+pub fn now_ms() -> i64 {
+    epoch_ms(SystemTime::now())
+}
+
 /// Milliseconds since the Unix epoch (negative before it).
 pub fn epoch_ms(at: SystemTime) -> i64 {
     match at.duration_since(UNIX_EPOCH) {
@@ -123,11 +128,11 @@ pub async fn finished(
 }
 
 /// One state of an execution (the operator command's live view reads them the same way).
-pub use controller::operator::watch::Step as HistoryStep;
+pub use sqs_circuit_breaker::watch::Step as HistoryStep;
 
 /// The states the execution entered, in order.
 pub async fn history(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<Vec<HistoryStep>> {
-    Ok(controller::operator::watch::steps(sfn, execution).await?)
+    Ok(sqs_circuit_breaker::watch::steps(sfn, execution).await?)
 }
 
 /// The history events written before `state` was first entered, and how many of them were
@@ -138,23 +143,17 @@ pub async fn events_before(
     state: &str,
 ) -> Result<(u32, u32)> {
     let (mut events, mut attempts) = (0, 0);
-    let mut pages = sfn
-        .get_execution_history()
-        .execution_arn(execution)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        for event in page.context("GetExecutionHistory")?.events() {
-            if event
-                .state_entered_event_details()
-                .is_some_and(|d| d.name() == state)
-            {
-                return Ok((events, attempts));
-            }
-            events += 1;
-            if event.r#type() == &aws_sdk_sfn::types::HistoryEventType::TaskScheduled {
-                attempts += 1;
-            }
+    let read = controller::adapters::execution::HistoryRead::ALL;
+    for event in controller::adapters::execution::history(sfn, execution, read).await? {
+        if event
+            .state_entered_event_details()
+            .is_some_and(|d| d.name() == state)
+        {
+            return Ok((events, attempts));
+        }
+        events += 1;
+        if event.r#type() == &aws_sdk_sfn::types::HistoryEventType::TaskScheduled {
+            attempts += 1;
         }
     }
     anyhow::bail!("the execution never entered {state}")
@@ -215,21 +214,15 @@ pub struct Execution {
 
 /// Every execution of `state_machine`, newest first.
 pub async fn executions(sfn: &aws_sdk_sfn::Client, state_machine: &str) -> Result<Vec<Execution>> {
-    let mut all = Vec::new();
-    let mut pages = sfn
-        .list_executions()
-        .state_machine_arn(state_machine)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.context("ListExecutions")?;
-        all.extend(page.executions().iter().map(|e| Execution {
+    let all = controller::adapters::execution::list(sfn, state_machine, None, None).await?;
+    Ok(all
+        .iter()
+        .map(|e| Execution {
             arn: e.execution_arn().to_string(),
             status: e.status().clone(),
             started_ms: e.start_date().to_millis().unwrap_or_default(),
-        }));
-    }
-    Ok(all)
+        })
+        .collect())
 }
 
 /// The circuit item the breaker keeps in DynamoDB for one event source mapping.

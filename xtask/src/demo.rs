@@ -6,15 +6,16 @@
 //! events) until the outage is healed, the circuit closed and every message processed. The
 //! e2e test runs the same scenario with short timings and asserts on its [`Report`].
 
+use crate::breaker::now_ms;
 use crate::console::Console;
 use crate::emulator::Emulator;
 use crate::{aws, consumer, stack, tools::Tools};
 use anyhow::{Context, Result};
-use controller::operator::watch::Watch as LiveView;
 use serde_json::Value;
+use sqs_circuit_breaker::watch::Watch as LiveView;
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 mod command;
 mod narration;
@@ -78,13 +79,6 @@ impl Default for Options {
     }
 }
 
-pub(crate) fn epoch_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// Runs the scenario on `emulator` (stacks deployed or updated first) and returns its report.
 pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Result<Report> {
     let deployed = deploy(tools, emulator, options).await?;
@@ -96,10 +90,10 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
     let tap = event_tap(&config, &sqs).await?;
     // A reused stack may carry an earlier run's outage or backlog.
     consumer::set_should_error(&lambda, &deployed.consumer, false).await?;
-    let before: HashSet<String> = list_executions(&sfn, &deployed.state_machine)
+    let before: HashSet<String> = crate::breaker::executions(&sfn, &deployed.state_machine)
         .await?
         .into_iter()
-        .map(|(arn, _)| arn)
+        .map(|e| e.arn)
         .collect();
     // The breaker as the operator command finds it (by stack name), acting as the
     // controller would: the live view is the command's `watch`.
@@ -121,7 +115,7 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
         started: Instant::now(),
         narrate: options.narrate,
         live: LiveView::new(before),
-        report: Report::new(epoch_ms()),
+        report: Report::new(now_ms()),
         console,
     };
     watch.say(&format!(
@@ -135,28 +129,6 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
     let report = scenario::account(watch.report, &sent, &clients, &deployed).await?;
     write_outputs(&report, &console, &options.out_dir)?;
     Ok(report)
-}
-
-async fn list_executions(
-    sfn: &aws_sdk_sfn::Client,
-    state_machine: &str,
-) -> Result<Vec<(String, String)>> {
-    let mut all = Vec::new();
-    let mut pages = sfn
-        .list_executions()
-        .state_machine_arn(state_machine)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.context("ListExecutions")?;
-        for e in page.executions() {
-            all.push((
-                e.execution_arn().to_string(),
-                e.status().as_str().to_string(),
-            ));
-        }
-    }
-    Ok(all)
 }
 
 fn write_outputs(

@@ -2,48 +2,15 @@
 
 use crate::emulator::Emulator;
 use anyhow::{Context, Result};
-use aws_sdk_sqs::types::QueueAttributeName;
-use aws_sdk_sqs::types::QueueAttributeName as Q;
 
 /// Visible, in-flight and delayed message counts of a queue (all approximate in SQS).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Depth {
-    pub visible: u64,
-    pub in_flight: u64,
-    pub delayed: u64,
-}
-
-impl Depth {
-    pub fn total(&self) -> u64 {
-        self.visible + self.in_flight + self.delayed
-    }
-}
+pub use controller::adapters::queue::Depth;
 
 pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Depth> {
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::All)
-        .send()
+    let (depth, _) = controller::adapters::queue::depth(sqs, queue_url)
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "reading attributes of {queue_url}: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(e)
-            )
-        })?;
-    let attrs = out.attributes();
-    let count = |name: Q| -> u64 {
-        attrs
-            .and_then(|a| a.get(&name))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok(Depth {
-        visible: count(Q::ApproximateNumberOfMessages),
-        in_flight: count(Q::ApproximateNumberOfMessagesNotVisible),
-        delayed: count(Q::ApproximateNumberOfMessagesDelayed),
-    })
+        .with_context(|| format!("reading attributes of {queue_url}"))?;
+    Ok(depth)
 }
 
 pub async fn print(emulator: &Emulator) -> Result<()> {

@@ -1,10 +1,11 @@
-//! The consumer's queue: its settings, and the one message a probe borrows.
+//! The consumer's queue: its settings, its depth, and the one message a probe borrows.
 
 use crate::core::backlog::Sample;
 use crate::error::StepError;
 use aws_lambda_events::encodings::Base64Data;
 use aws_lambda_events::event::sqs::{SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use serde::Serialize;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,12 +16,27 @@ pub struct QueueInfo {
     pub max_receive_count: Option<u32>,
 }
 
-pub async fn describe(
+/// Approximate message counts of a queue, as SQS reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Depth {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+}
+
+impl Depth {
+    pub fn total(&self) -> u64 {
+        self.visible + self.in_flight + self.delayed
+    }
+}
+
+/// The URL of the queue `name` in `account`.
+pub async fn url(
     sqs: &aws_sdk_sqs::Client,
     name: &str,
     account: &str,
-) -> Result<QueueInfo, StepError> {
-    let url = sqs
+) -> Result<String, StepError> {
+    Ok(sqs
         .get_queue_url()
         .queue_name(name)
         .queue_owner_aws_account_id(account)
@@ -29,7 +45,53 @@ pub async fn describe(
         .map_err(|e| StepError::aws("GetQueueUrl", e))?
         .queue_url()
         .unwrap_or_default()
-        .to_string();
+        .to_string())
+}
+
+/// The queue's depth now (a count SQS leaves out reads 0), and its dead-letter queue's ARN
+/// when it has a redrive policy.
+pub async fn depth(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Result<(Depth, Option<String>), StepError> {
+    use QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+        .attribute_names(A::RedrivePolicy)
+        .send()
+        .await
+        .map_err(|e| StepError::aws("GetQueueAttributes", e))?;
+    let attributes = out.attributes();
+    let number = |name: A| {
+        attributes
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let dead_letter_arn = attributes
+        .and_then(|a| a.get(&A::RedrivePolicy))
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|p| p["deadLetterTargetArn"].as_str().map(str::to_string));
+    Ok((
+        Depth {
+            visible: number(A::ApproximateNumberOfMessages),
+            in_flight: number(A::ApproximateNumberOfMessagesNotVisible),
+            delayed: number(A::ApproximateNumberOfMessagesDelayed),
+        },
+        dead_letter_arn,
+    ))
+}
+
+pub async fn describe(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    account: &str,
+) -> Result<QueueInfo, StepError> {
+    let url = url(sqs, name, account).await?;
     let attrs = sqs
         .get_queue_attributes()
         .queue_url(&url)

@@ -16,6 +16,7 @@ pub mod history;
 pub mod old_errors;
 pub mod operator;
 pub mod policy;
+pub mod queue_arn;
 pub mod rearm;
 pub mod receives;
 pub mod retention;
@@ -28,10 +29,11 @@ pub use alarm_event::{
 };
 pub use backlog::after_backlog_check;
 pub use backoff::{Backoff, MAX_VISIBILITY_SECONDS};
-pub use config::{Config, ConfigError, QueueArn};
+pub use config::{Config, ConfigError};
 pub use policy::{
     after_probe, exhausted, with_rejitter, with_slow_start, EmptyQueuePolicy, GiveUpPolicy, Limits,
     Next, ProbeOutcome, UnknownPolicy,
 };
+pub use queue_arn::{QueueArn, QueueArnError};
 pub use retention::{must_give_up, oldest_sent_ms, retention_deadline_ms};
 pub use verdict::{judge, ProbeInvocation, Verdict};

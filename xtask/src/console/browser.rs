@@ -61,7 +61,7 @@ fn headless(chromium: &Path, url: &str, what: &[String]) -> Result<String> {
     let profile = paths::local().join(format!(
         "chromium-profile-{}-{}",
         std::process::id(),
-        crate::console::state::epoch_ms()
+        crate::breaker::now_ms()
     ));
     let out = Command::new(chromium)
         .args([

@@ -1,16 +1,16 @@
 //! What the console page shows, as one JSON snapshot: the state machine's executions (each
 //! with its event history, current state and passed states) and the breaker's panel (circuit,
 //! consumer mapping, alarm, queue depth over time, events). [`follow`] keeps it current with
-//! the operator command's live view (`controller::operator::watch`), reading nothing it does
+//! the operator command's live view (`sqs_circuit_breaker::watch`), reading nothing it does
 //! not show and changing nothing.
 
 use crate::emulator_gaps::alarm_evaluation::is_emulator_evaluation;
 use anyhow::{Context, Result};
-use controller::operator::watch::Watch;
 use serde::Serialize;
 use sqs_circuit_breaker::locate::Breaker;
+use sqs_circuit_breaker::watch::Watch;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Queue depth readings kept: 15 minutes at one a second.
 const DEPTH_POINTS: usize = 900;
@@ -143,58 +143,44 @@ impl Snapshot {
 /// The snapshot, shared between the reader and the web server.
 pub type Shared = Arc<Mutex<Snapshot>>;
 
-pub fn epoch_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// An execution's whole event history, oldest first.
 pub async fn history(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<Vec<HistoryEvent>> {
     let mut all = Vec::new();
-    let mut pages = sfn
-        .get_execution_history()
-        .execution_arn(execution)
-        .include_execution_data(true)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        for event in page.context("GetExecutionHistory")?.events() {
-            let entered = event.state_entered_event_details();
-            let exited = event.state_exited_event_details();
-            let started = event.execution_started_event_details();
-            let succeeded = event.execution_succeeded_event_details();
-            let error = event
-                .task_failed_event_details()
-                .map(|d| (d.error(), d.cause()))
-                .or(event
-                    .execution_failed_event_details()
-                    .map(|d| (d.error(), d.cause())))
-                .or(event
-                    .execution_aborted_event_details()
-                    .map(|d| (d.error(), d.cause())))
-                .map(|(error, cause)| {
-                    format!("{}: {}", error.unwrap_or("?"), cause.unwrap_or_default())
-                });
-            all.push(HistoryEvent {
-                id: event.id(),
-                at_ms: event.timestamp().to_millis().unwrap_or_default(),
-                kind: event.r#type().as_str().to_string(),
-                state: entered
-                    .map(|d| d.name().to_string())
-                    .or(exited.map(|d| d.name().to_string())),
-                input: entered
-                    .and_then(|d| d.input())
-                    .or(started.and_then(|d| d.input()))
-                    .map(str::to_string),
-                output: exited
-                    .and_then(|d| d.output())
-                    .or(succeeded.and_then(|d| d.output()))
-                    .map(str::to_string),
-                error,
+    let read = controller::adapters::execution::HistoryRead::ALL;
+    for event in &controller::adapters::execution::history(sfn, execution, read).await? {
+        let entered = event.state_entered_event_details();
+        let exited = event.state_exited_event_details();
+        let started = event.execution_started_event_details();
+        let succeeded = event.execution_succeeded_event_details();
+        let error = event
+            .task_failed_event_details()
+            .map(|d| (d.error(), d.cause()))
+            .or(event
+                .execution_failed_event_details()
+                .map(|d| (d.error(), d.cause())))
+            .or(event
+                .execution_aborted_event_details()
+                .map(|d| (d.error(), d.cause())))
+            .map(|(error, cause)| {
+                format!("{}: {}", error.unwrap_or("?"), cause.unwrap_or_default())
             });
-        }
+        all.push(HistoryEvent {
+            id: event.id(),
+            at_ms: event.timestamp().to_millis().unwrap_or_default(),
+            kind: event.r#type().as_str().to_string(),
+            state: entered
+                .map(|d| d.name().to_string())
+                .or(exited.map(|d| d.name().to_string())),
+            input: entered
+                .and_then(|d| d.input())
+                .or(started.and_then(|d| d.input()))
+                .map(str::to_string),
+            output: exited
+                .and_then(|d| d.output())
+                .or(succeeded.and_then(|d| d.output()))
+                .map(str::to_string),
+            error,
+        });
     }
     Ok(all)
 }
@@ -252,7 +238,7 @@ async fn read_once(
     let mut snapshot = shared
         .lock()
         .map_err(|_| anyhow::anyhow!("the console's snapshot lock is poisoned"))?;
-    let now = epoch_ms();
+    let now = crate::breaker::now_ms();
     snapshot.updated_ms = now;
     snapshot.error = None;
     for execution in executions {

@@ -1,14 +1,14 @@
 //! What the demo follows and says: one reading of the breaker a tick (the operator command's
 //! live view and the demo's event tap), recorded for the report and narrated with the time.
 
-use super::epoch_ms;
 use super::report::{ExecutionRecord, Report};
+use crate::breaker::now_ms;
 use crate::console::{state::EventView, Console};
 use crate::emulator_gaps::alarm_evaluation::is_emulator_evaluation;
 use crate::status::Depth;
 use anyhow::{Context, Result};
-use controller::operator::watch::{Change, Watch as LiveView};
 use serde_json::Value;
+use sqs_circuit_breaker::watch::{Change, Watch as LiveView};
 use std::time::Instant;
 
 /// What the demo follows: the operator command's live view (`sqs-circuit-breaker watch`)
@@ -39,7 +39,7 @@ pub async fn observe(
     sqs: &aws_sdk_sqs::Client,
     tap: &str,
 ) -> Result<()> {
-    let now = epoch_ms();
+    let now = now_ms();
     let (reading, changes) = watch
         .live
         .tick(&breaker.ctx, &breaker.state_machine_arn)

@@ -5,7 +5,8 @@
 use super::narration::{last, observe, Watch};
 use super::report::{probes, Report};
 use super::setup::Deployed;
-use super::{epoch_ms, Options};
+use super::Options;
+use crate::breaker::now_ms;
 use crate::status::queue_depth;
 use crate::{consumer, traffic};
 use anyhow::{Context, Result};
@@ -61,14 +62,14 @@ pub async fn drive(
         );
         if heal_at.is_none() && Instant::now() >= outage_at {
             consumer::set_should_error(&clients.lambda, &deployed.consumer, true).await?;
-            watch.report.outage_on_ms = epoch_ms();
+            watch.report.outage_on_ms = now_ms();
             heal_at = Some(Instant::now() + options.outage);
             watch.say("OUTAGE: SHOULD_ERROR=true on the consumer; every batch now fails");
         }
         if let Some(at) = heal_at {
             if watch.report.healed_ms == 0 && Instant::now() >= at {
                 consumer::set_should_error(&clients.lambda, &deployed.consumer, false).await?;
-                watch.report.healed_ms = epoch_ms();
+                watch.report.healed_ms = now_ms();
                 watch.say("HEALED: SHOULD_ERROR=false; the next probe should succeed");
             }
         }

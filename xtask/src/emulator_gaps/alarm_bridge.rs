@@ -14,6 +14,7 @@ use super::alarm_events::{
 };
 use super::alarm_history::{self, Cursor, Transition};
 use super::event_delivery::{deliver, Clients};
+use crate::breaker::now_ms;
 use crate::emulator::Emulator;
 use anyhow::Result;
 use aws_sdk_cloudwatch::types::{
@@ -24,7 +25,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How often the bridge looks at the alarms: transitions are delivered within this, and
 /// evaluations happen on the first look after a period ends.
@@ -44,13 +45,6 @@ struct Bridge {
     unsupported: HashSet<String>,
     history: Cursor,
     states: HashMap<String, StateRecord>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 /// Runs until `stop` is set.

@@ -2,11 +2,14 @@
 //! running owner, takes the circuit (an OPEN one, or one a `leave-open` give-up left), ends
 //! it as every end does, and announces it; a closed circuit is left alone.
 
-use crate::support;
+// The controller's mocked clients and fixtures, so that the close is tested against the same
+// AWS the steps' tests describe.
+#[path = "../../controller/tests/support/mod.rs"]
+mod support;
 
 use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_mocks::{mock, Rule};
-use controller::operator;
+use sqs_circuit_breaker::actions;
 use support::*;
 
 const OPERATOR: &str = "operator close at 1780000000000";
@@ -57,11 +60,11 @@ impl Close {
         }
     }
 
-    async fn run(&self) -> operator::CloseReport {
+    async fn run(&self) -> actions::CloseReport {
         let mut mocks = self.ending.mocks();
         mocks.lambda.push(self.list.clone());
         mocks.sfn.push(self.stop.clone());
-        operator::close(&mocks.context(config(&[])), "DB is back")
+        actions::close(&mocks.context(config(&[])), "DB is back")
             .await
             .expect("closed")
     }
@@ -123,53 +126,5 @@ async fn close_of_a_closed_circuit_changes_nothing() {
         assert!(report.actions[0].contains("already closed; nothing changed"));
         close.ending.assert_calls(&[("get_item", 1)]);
         assert_eq!(close.stop.num_calls(), 0);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// CheckHold: a circuit held open by hand
-
-async fn check_hold(mapping_states: &[&str], held_by: &str) -> controller::circuit::Circuit {
-    let mocks = Mocks {
-        sqs: vec![],
-        lambda: vec![get_mapping(mapping_states)],
-        cloudwatch: vec![],
-        eventbridge: vec![],
-        dynamodb: vec![get_item(Some(item("OPEN", held_by)))],
-        sfn: vec![],
-    };
-    let held = controller::circuit::Circuit {
-        history_events: 100,
-        ..circuit()
-    };
-    controller::steps::check_hold(&mocks.context(config(&[])), held, 0)
-        .await
-        .expect("checked")
-}
-
-#[tokio::test]
-async fn a_held_circuit_stays_held_while_it_is_this_execution_s_and_the_mapping_is_off() {
-    let circuit = check_hold(&["Disabled"], EXECUTION).await;
-    assert_eq!(circuit.next, Some(controller::core::Next::Hold));
-    assert_eq!(
-        circuit.wait_seconds,
-        controller::core::operator::HOLD_SECONDS
-    );
-    // HoldOpen, this Task, StillHeld.
-    assert_eq!(circuit.history_events, 100 + 2 + 5 + 2);
-}
-
-#[tokio::test]
-async fn a_held_circuit_is_released_once_someone_enabled_the_mapping_or_took_it() {
-    for (states, owner) in [
-        (&["Enabled"][..], EXECUTION),
-        (&["Disabled"][..], OTHER_EXECUTION),
-    ] {
-        let circuit = check_hold(states, owner).await;
-        assert_eq!(
-            circuit.next,
-            Some(controller::core::Next::ClosedElsewhere),
-            "{states:?} {owner}"
-        );
     }
 }

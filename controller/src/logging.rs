@@ -1,4 +1,6 @@
-//! JSON log setup. One JSON object per line, event fields at the top level.
+//! The JSON log setup of the three Lambdas (controller, rejitter, example consumer): one JSON
+//! object per line, event fields at the top level, the current span's fields (the runtime's
+//! `requestId`, the controller's `step` and `execution`) on each line.
 
 use tracing::level_filters::LevelFilter;
 use tracing::Subscriber;
@@ -6,8 +8,8 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-/// Level filter from `RUST_LOG`, defaulting to `info`. Invalid directives are
-/// skipped rather than failing init over a logging typo.
+/// Level filter from `RUST_LOG`, defaulting to `info`. Invalid directives are skipped rather
+/// than failing init over a logging typo.
 pub fn env_filter() -> EnvFilter {
     EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())

@@ -1,15 +1,11 @@
-//! The live view of a deployed breaker: what changed since the last reading (the circuit, the
-//! consumer's mapping, the alarm, the queue, each execution's steps), as the operator command's
-//! `watch` and the demo print it. Reading is one AWS round per tick; deciding what changed is
-//! pure ([`Seen::changes`]).
+//! What changed between two readings of a breaker, and how the live view tells it: pure, so
+//! that every line `watch` and the demo print is tested without AWS.
 
-use super::{queue_depth, Depth};
-use crate::adapters::alarm::{self, AlarmState};
-use crate::adapters::mapping;
-use crate::error::StepError;
-use crate::steps::Context;
+use aws_sdk_sfn::types::HistoryEvent;
+use controller::adapters::alarm::AlarmState;
+use controller::adapters::queue::Depth;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// One state an execution went through: when it was entered and left (epoch ms), and the
@@ -41,38 +37,31 @@ pub fn short(arn: &str) -> String {
         .collect()
 }
 
-/// The states an execution entered, in order, with their outputs.
-pub async fn steps(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<Vec<Step>, StepError> {
+/// The states entered in `events` (a history, oldest first), each with when it was left and
+/// its output once it was.
+pub fn steps_of(events: &[HistoryEvent]) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
-    let mut pages = sfn
-        .get_execution_history()
-        .execution_arn(execution)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| StepError::aws("GetExecutionHistory", e))?;
-        for event in page.events() {
-            let at = event.timestamp().to_millis().unwrap_or_default();
-            if let Some(entered) = event.state_entered_event_details() {
-                steps.push(Step {
-                    name: entered.name().to_string(),
-                    entered_ms: at,
-                    exited_ms: None,
-                    output: None,
-                });
-            } else if let Some(exited) = event.state_exited_event_details() {
-                if let Some(step) = steps
-                    .iter_mut()
-                    .rev()
-                    .find(|s| s.name == exited.name() && s.exited_ms.is_none())
-                {
-                    step.exited_ms = Some(at);
-                    step.output = exited.output().and_then(|o| serde_json::from_str(o).ok());
-                }
+    for event in events {
+        let at = event.timestamp().to_millis().unwrap_or_default();
+        if let Some(entered) = event.state_entered_event_details() {
+            steps.push(Step {
+                name: entered.name().to_string(),
+                entered_ms: at,
+                exited_ms: None,
+                output: None,
+            });
+        } else if let Some(exited) = event.state_exited_event_details() {
+            if let Some(step) = steps
+                .iter_mut()
+                .rev()
+                .find(|s| s.name == exited.name() && s.exited_ms.is_none())
+            {
+                step.exited_ms = Some(at);
+                step.output = exited.output().and_then(|o| serde_json::from_str(o).ok());
             }
         }
     }
-    Ok(steps)
+    steps
 }
 
 /// What the live view says when a state of the workflow finishes; None for states that only
@@ -290,132 +279,6 @@ impl Seen {
     /// Every execution seen, and its last status.
     pub fn statuses(&self) -> &BTreeMap<String, String> {
         &self.statuses
-    }
-}
-
-/// A live view of one breaker.
-pub struct Watch {
-    /// Executions not to show (ended before the watch began).
-    ignore: HashSet<String>,
-    mapping: Option<String>,
-    queue_url: Option<String>,
-    pub seen: Seen,
-}
-
-/// The newest executions of the state machine (one page, newest first) and their statuses.
-async fn newest_executions(
-    ctx: &Context,
-    state_machine_arn: &str,
-) -> Result<Vec<(String, String)>, StepError> {
-    let out = ctx
-        .clients
-        .sfn
-        .list_executions()
-        .state_machine_arn(state_machine_arn)
-        .max_results(100)
-        .send()
-        .await
-        .map_err(|e| StepError::aws("ListExecutions", e))?;
-    Ok(out
-        .executions()
-        .iter()
-        .map(|e| {
-            (
-                e.execution_arn().to_string(),
-                e.status().as_str().to_string(),
-            )
-        })
-        .collect())
-}
-
-impl Watch {
-    /// A watch that shows none of `ignore`'s executions.
-    pub fn new(ignore: HashSet<String>) -> Watch {
-        Watch {
-            ignore,
-            mapping: None,
-            queue_url: None,
-            seen: Seen::default(),
-        }
-    }
-
-    /// A watch from now on: executions that already ended are not shown; running ones are,
-    /// from their start.
-    pub async fn from_now(ctx: &Context, state_machine_arn: &str) -> Result<Watch, StepError> {
-        let ended = newest_executions(ctx, state_machine_arn)
-            .await?
-            .into_iter()
-            .filter(|(_, status)| status != "RUNNING")
-            .map(|(arn, _)| arn)
-            .collect();
-        Ok(Watch::new(ended))
-    }
-
-    /// Reads the breaker once and returns the reading and what changed.
-    pub async fn tick(
-        &mut self,
-        ctx: &Context,
-        state_machine_arn: &str,
-    ) -> Result<(Reading, Vec<Change>), StepError> {
-        let uuid = match &self.mapping {
-            Some(uuid) => uuid.clone(),
-            None => {
-                let found = mapping::find(
-                    &ctx.clients.lambda,
-                    &ctx.config.queue_arn,
-                    &ctx.config.consumer_function,
-                )
-                .await?;
-                self.mapping = Some(found.uuid.clone());
-                found.uuid
-            }
-        };
-        let mapping = match mapping::get(&ctx.clients.lambda, &uuid).await {
-            // The cap shows the slow start's ramp.
-            Ok(mapping::Mapping {
-                state,
-                maximum_concurrency: Some(cap),
-                ..
-            }) => format!("{state}, MaximumConcurrency {cap}"),
-            Ok(m) => m.state,
-            Err(StepError::MappingDeleted { .. }) => "Deleted".into(),
-            Err(e) => return Err(e),
-        };
-        let circuit = ctx.store().get(&uuid).await?.map(|r| (r.state, r.reason));
-        let alarm = alarm::state(&ctx.clients.cloudwatch, &ctx.config.alarm_name).await?;
-        let queue_url = match &self.queue_url {
-            Some(url) => url.clone(),
-            None => {
-                let url = super::queue_url(ctx).await?;
-                self.queue_url = Some(url.clone());
-                url
-            }
-        };
-        let (queue, _) = queue_depth(&ctx.clients.sqs, &queue_url).await?;
-        let mut executions = Vec::new();
-        for (arn, status) in newest_executions(ctx, state_machine_arn).await? {
-            if self.ignore.contains(&arn) {
-                continue;
-            }
-            // An execution that ended and was read after it ended has nothing new to say.
-            let known = self.seen.statuses.get(&arn);
-            if known.is_some_and(|k| k == &status) && status != "RUNNING" {
-                continue;
-            }
-            let steps = steps(&ctx.clients.sfn, &arn).await?;
-            executions.push(Execution { arn, status, steps });
-        }
-        // Oldest first, so that an execution's start is told before a later one's.
-        executions.reverse();
-        let reading = Reading {
-            circuit,
-            mapping,
-            alarm,
-            queue,
-            executions,
-        };
-        let changes = self.seen.changes(&reading);
-        Ok((reading, changes))
     }
 }
 
