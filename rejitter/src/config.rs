@@ -195,36 +195,15 @@ mod tests {
 
     #[test]
     fn a_malformed_queue_arn_is_refused_by_name_and_value() {
-        let long = format!("arn:aws:sqs:eu-west-1:123456789012:{}", "q".repeat(81));
-        let long_fifo = format!("arn:aws:sqs:eu-west-1:123456789012:{}.fifo", "q".repeat(76));
-        let cases = [
-            ("orders", "six"),
+        // Which ARNs are malformed is the parser's (controller::core::queue_arn, tested
+        // there); the configuration names the variable and the value, with the parser's why.
+        for (arn, needle) in [
             (
                 "https://sqs.us-east-1.amazonaws.com/123456789012/orders",
                 "six",
             ),
-            ("arn:aws:sqs:eu-west-1:123456789012", "six"),
-            ("arn:aws:sqs:eu-west-1:123456789012:orders:extra", "six"),
-            ("arm:aws:sqs:eu-west-1:123456789012:orders", "arn:"),
-            ("arn::sqs:eu-west-1:123456789012:orders", "partition"),
-            ("arn:AWS:sqs:eu-west-1:123456789012:orders", "partition"),
-            ("arn:aws:sns:eu-west-1:123456789012:orders", "sqs"),
-            ("arn:aws:sqs::123456789012:orders", "region"),
-            ("arn:aws:sqs:eu-west-1:12345678901:orders", "12 digits"),
-            ("arn:aws:sqs:eu-west-1:1234567890123:orders", "12 digits"),
-            ("arn:aws:sqs:eu-west-1:12345678901a:orders", "12 digits"),
-            ("arn:aws:sqs:eu-west-1:123456789012:", "queue name"),
-            ("arn:aws:sqs:eu-west-1:123456789012:.fifo", "queue name"),
-            ("arn:aws:sqs:eu-west-1:123456789012:or ders", "queue name"),
             ("arn:aws:sqs:eu-west-1:123456789012:orders/x", "queue name"),
-            (
-                "arn:aws:sqs:eu-west-1:123456789012:orders.fif",
-                "queue name",
-            ),
-            (long.as_str(), "queue name"),
-            (long_fifo.as_str(), "queue name"),
-        ];
-        for (arn, needle) in cases {
+        ] {
             match from(&[("QUEUE_ARN", arn)]) {
                 Err(e @ ConfigError::InvalidQueueArn { .. }) => {
                     let text = e.to_string();

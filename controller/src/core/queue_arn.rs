@@ -140,6 +140,7 @@ mod tests {
             ("arn:aws:sqs:eu-west-1:123456789012:", "queue name"),
             ("arn:aws:sqs:eu-west-1:123456789012:.fifo", "queue name"),
             ("arn:aws:sqs:eu-west-1:123456789012:or ders", "queue name"),
+            ("arn:aws:sqs:eu-west-1:123456789012:orders/x", "queue name"),
             (
                 "arn:aws:sqs:eu-west-1:123456789012:orders.fif",
                 "queue name",
