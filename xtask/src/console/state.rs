@@ -4,7 +4,6 @@
 //! the operator command's live view (`sqs_circuit_breaker::watch`), reading nothing it does
 //! not show and changing nothing.
 
-use crate::emulator_gaps::alarm_evaluation::is_emulator_evaluation;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sqs_circuit_breaker::locate::Breaker;
@@ -251,9 +250,7 @@ async fn read_once(
         state: reading.mapping,
         maximum_concurrency: concurrency,
     });
-    // The emulator's own evaluation flips the alarm for a moment until the alarm bridge puts
-    // CloudWatch's verdict back: not a state CloudWatch would show (as in the demo).
-    if let Some(alarm) = reading.alarm.filter(|a| !is_emulator_evaluation(&a.reason)) {
+    if let Some(alarm) = reading.alarm {
         snapshot.alarm = Some(Labelled {
             state: alarm.value,
             reason: alarm.reason,

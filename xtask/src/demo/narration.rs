@@ -4,7 +4,6 @@
 use super::report::{ExecutionRecord, Report};
 use crate::breaker::now_ms;
 use crate::console::{state::EventView, Console};
-use crate::emulator_gaps::alarm_evaluation::is_emulator_evaluation;
 use crate::status::Depth;
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -52,16 +51,8 @@ pub async fn observe(
             delayed: reading.queue.delayed,
         },
     ));
-    // The emulator's own evaluation flips the alarm's state for a moment until the alarm
-    // bridge puts back CloudWatch's verdict: that flicker is not a state CloudWatch would
-    // show. The live view reports every change of value, flicker included (the bridge may
-    // then restore a value the view already saw), so the demo follows the alarm from each
-    // reading instead.
-    if let Some(alarm) = reading
-        .alarm
-        .as_ref()
-        .filter(|a| !is_emulator_evaluation(&a.reason))
-    {
+    // The demo follows the alarm from each reading, not from the live view's changes.
+    if let Some(alarm) = reading.alarm.as_ref() {
         if last(&watch.report.alarm_states) != alarm.value {
             match watch.report.alarm_states.last() {
                 Some((_, before)) => watch.say(&format!("alarm {before} -> {}", alarm.value)),

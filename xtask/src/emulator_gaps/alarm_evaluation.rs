@@ -349,21 +349,6 @@ fn number(value: f64) -> String {
     }
 }
 
-/// Whether a state reason comes from the emulator's own evaluation, which ignores dimensions
-/// and the M-out-of-N rule ("Threshold Crossed: Sum 3.0 GreaterThanOrEqualToThreshold 1.0").
-/// CloudWatch's reasons spell the comparison in words, never as the operator's name.
-pub fn is_emulator_evaluation(reason: &str) -> bool {
-    reason.starts_with("Threshold Crossed: ")
-        && [
-            "ThanThreshold",
-            "ToThreshold",
-            "UpperThreshold",
-            "LowerThreshold",
-        ]
-        .iter()
-        .any(|op| reason.contains(op))
-}
-
 /// Civil date (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
 fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;

@@ -147,15 +147,6 @@ fn timestamps_use_cloudwatchs_formats() {
     assert_eq!(reason_time(1_798_761_599), "31/12/26 23:59:59");
 }
 
-#[test]
-fn recognises_the_emulators_own_evaluation() {
-    assert!(is_emulator_evaluation(
-        "Threshold Crossed: Sum 3.0 GreaterThanOrEqualToThreshold 1.0"
-    ));
-    assert!(!is_emulator_evaluation("Threshold Crossed: 1 out of the last 1 datapoints [3.0 (02/10/19 16:59:00)] was greater than or equal to the threshold (1.0) (minimum 1 datapoint for OK -> ALARM transition)."));
-    assert!(!is_emulator_evaluation("circuit closed by execution x"));
-}
-
 proptest! {
     /// More breaching datapoints never make an alarm less alarmed.
     #[test]
