@@ -154,16 +154,15 @@ impl fmt::Display for Failing {
 }
 
 /// Messages received and not deleted between two counts, less those the consumer may still
-/// be working on (in flight, up to `processing`): the receives that failed. A failed record
-/// stays in flight too, until its visibility timeout ends, so in flight beyond what the
-/// consumer can hold at once are failures.
+/// be working on (in flight now, up to `processing`): the receives that failed. A failed
+/// record stays in flight too, until its visibility timeout ends, so in flight beyond what
+/// the consumer can hold at once are failures. In flight is the latest minute's maximum,
+/// which at the ramp's start may already hold more than the consumer holds now: it is not
+/// taken as a baseline, or the messages being worked on now would count as failed.
 pub fn failed_records(start: QueueCounts, now: QueueCounts, processing: u64) -> (u64, u64) {
     let received = now.received.saturating_sub(start.received);
     let deleted = now.deleted.saturating_sub(start.deleted);
-    let working = now
-        .in_flight
-        .saturating_sub(start.in_flight)
-        .min(processing);
+    let working = now.in_flight.min(processing);
     let failed = received.saturating_sub(deleted.saturating_add(working));
     (failed, received)
 }
@@ -334,6 +333,27 @@ mod tests {
             if healthy {
                 prop_assert_eq!(verdict, None);
             }
+        }
+
+        /// In flight is the latest minute's maximum: at the ramp's start it may already hold
+        /// more than the consumer holds later in the same minute (a probe, the previous
+        /// ramp). A healthy consumer's messages in flight are still not failures.
+        #[test]
+        fn a_minute_maximum_at_the_start_hides_no_healthy_work(
+            start in (0u64..1000, 0u64..1000, 0u64..200),
+            received in 0u64..5000,
+            working in 0u64..=PROCESSING,
+            percent in 1u32..=100,
+        ) {
+            let start = counts(start.0, start.1, start.2);
+            let working = working.min(received);
+            let now = counts(
+                start.received + received,
+                start.deleted + received - working,
+                start.in_flight.max(working),
+            );
+            let config = SignalConfig { signal: Signal::FailedRecords, failure_percent: percent, hang_seconds: 180 };
+            prop_assert_eq!(failing(&config, &observed(start, now, 10)), None);
         }
 
         /// Failed records never exceed what was received, and fail the ramp exactly when
