@@ -84,6 +84,23 @@ pub async fn entered(d: &Deployment, state: &str, seen: &HashSet<String>) -> Res
     Ok(found)
 }
 
+/// Waits up to `within` for a circuit to open: an execution not in `before` that reached
+/// `WaitBeforeProbe`; returns its ARN.
+pub async fn opened(
+    d: &Deployment,
+    what: &str,
+    within: Duration,
+    before: &HashSet<String>,
+) -> Result<String> {
+    eventually(what, within, || async {
+        Ok(entered(d, "WaitBeforeProbe", before)
+            .await?
+            .into_iter()
+            .next())
+    })
+    .await
+}
+
 /// Waits until no execution runs, the alarm is OK and the consumer's mapping Enabled: the
 /// last outage's echoes are over.
 pub async fn settled(d: &Deployment) -> Result<()> {
@@ -130,15 +147,11 @@ pub async fn outage(
     tokio::time::sleep(Duration::from_secs(10)).await;
     let started = Instant::now();
     set_consumer(d, failing).await?;
-    let opened = eventually(
+    let opened = opened(
+        d,
         &format!("the circuit to open on a consumer that {shape}"),
         open_within,
-        || async {
-            Ok(entered(d, "WaitBeforeProbe", &before)
-                .await?
-                .into_iter()
-                .next())
-        },
+        &before,
     )
     .await
     .ok();

@@ -11,7 +11,7 @@ use anyhow::{ensure, Context, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
 use std::collections::HashSet;
 use std::time::Duration;
-use xtask::shapes::entered;
+use xtask::shapes::{entered, opened};
 use xtask::stack::{fast_breaker, fast_example, Deployment};
 use xtask::wait::eventually;
 use xtask::{breaker, traffic};
@@ -49,15 +49,11 @@ fn the_outage_s_old_errors_open_no_second_circuit_and_a_new_outage_does() -> Res
         // An outage: failed batches come back every 5 s, so every 10 s period breaches.
         d.outage(true).await?;
         let mut sent = traffic::send(&d.sqs, d.queue(), "first", 30).await?;
-        let first = eventually(
+        let first = opened(
+            &d,
             "the alarm to open a circuit",
             Duration::from_secs(120),
-            || async {
-                Ok(entered(&d, "WaitBeforeProbe", &HashSet::new())
-                    .await?
-                    .into_iter()
-                    .next())
-            },
+            &HashSet::new(),
         )
         .await?;
         // Heal at once: the circuit closes while the alarm's window still holds the errors.
@@ -133,15 +129,11 @@ fn the_outage_s_old_errors_open_no_second_circuit_and_a_new_outage_does() -> Res
         d.outage(true).await?;
         sent.extend(traffic::send(&d.sqs, d.queue(), "second", 20).await?);
         let before = HashSet::from([first.clone(), echo.clone()]);
-        let second = eventually(
+        let second = opened(
+            &d,
             "the new outage to open a circuit",
             Duration::from_secs(150),
-            || async {
-                Ok(entered(&d, "WaitBeforeProbe", &before)
-                    .await?
-                    .into_iter()
-                    .next())
-            },
+            &before,
         )
         .await?;
         d.outage(false).await?;

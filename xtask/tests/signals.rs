@@ -12,7 +12,9 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use std::collections::HashSet;
 use std::time::Duration;
 use xtask::breaker;
-use xtask::shapes::{self, all_executions, entered, set_consumer, settled, Steady, HEALTHY};
+use xtask::shapes::{
+    self, all_executions, entered, opened, set_consumer, settled, Steady, HEALTHY,
+};
 use xtask::stack::{fast_breaker, Deployment, Parameters};
 use xtask::traffic::{self, Sent};
 use xtask::wait::eventually;
@@ -139,13 +141,7 @@ fn failed_records_during_the_slow_start_reopen_the_circuit() -> Result<()> {
         let before = all_executions(&d).await?;
         let traffic = Steady::start(&d, "ramp", 3);
         set_consumer(&d, &[("SHOULD_ERROR", "true")]).await?;
-        let opened = eventually("a circuit to open", Duration::from_secs(90), || async {
-            Ok(entered(&d, "WaitBeforeProbe", &before)
-                .await?
-                .into_iter()
-                .next())
-        })
-        .await?;
+        let opened = opened(&d, "a circuit to open", Duration::from_secs(90), &before).await?;
         set_consumer(&d, &HEALTHY).await?;
         eventually(
             "the slow start to begin",
@@ -311,15 +307,11 @@ fn alarms_of_your_own_a_composite_opens_and_a_dead_letter_depth_does_not_loop() 
             .await?;
         d.outage(true).await?;
         let sent = traffic::send(&d.sqs, d.queue(), "composite", 30).await?;
-        let opened = eventually(
+        let opened = opened(
+            &d,
             "the composite to open a circuit",
             Duration::from_secs(90),
-            || async {
-                Ok(entered(&d, "WaitBeforeProbe", &HashSet::new())
-                    .await?
-                    .into_iter()
-                    .next())
-            },
+            &HashSet::new(),
         )
         .await?;
         d.outage(false).await?;
