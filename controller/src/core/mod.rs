@@ -6,6 +6,7 @@
 //! exhaustively without mocks.
 
 pub mod alarm_event;
+pub mod attachment;
 pub mod backlog;
 pub mod backoff;
 pub mod composite;

@@ -1,0 +1,922 @@
+//! One consumer attached to a shared breaker deployment (see `docs/fleet.md`).
+//!
+//! An attachment names its consumer (function, queue, alarm) and may set that consumer's own
+//! settings; every setting it leaves out is the deployment's (its environment, the same
+//! variables a single-consumer stack sets). The result is a plain `Config`, built by
+//! `Config::from_lookup` over the two layers, so an attachment is validated exactly as a
+//! single-consumer stack is, with the same refusals and messages. Routing decides from an
+//! execution's input which attachment it is for, before anything is looked up.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::core::config::{Config, ConfigError};
+
+/// Every variable `Config::from_lookup` reads: what `Defaults` keeps of the environment.
+pub const VARIABLES: &[&str] = &[
+    "CONSUMER_FUNCTION_NAME",
+    "QUEUE_ARN",
+    "ALARM_NAME",
+    "STATE_MACHINE_NAME",
+    "CIRCUIT_TABLE",
+    "EVENT_BUS_NAME",
+    "METRICS_NAMESPACE",
+    "BACKOFF_BASE_SECONDS",
+    "BACKOFF_CAP_SECONDS",
+    "MAX_PROBE_ATTEMPTS",
+    "MAX_OPEN_SECONDS",
+    "EMPTY_QUEUE_POLICY",
+    "GIVE_UP_POLICY",
+    "HEALTH_CHECK_FUNCTION",
+    "REJITTER_FUNCTION_NAME",
+    "MIN_DELAY_SECONDS",
+    "MAX_DELAY_SECONDS",
+    "SLOW_START_SECONDS",
+    "SLOW_START_CONCURRENCY",
+    "ALARM_SIGNAL",
+    "ALARM_FAILURE_PERCENT",
+    "ALARM_PERIOD_SECONDS",
+    "ALARM_HANG_PERIODS",
+    "RETENTION_MARGIN_SECONDS",
+    "SETTLE_TIMEOUT_SECONDS",
+    "REJITTER_MAX_SECONDS",
+    "MAX_CIRCUITS_PER_HOUR",
+];
+
+/// The attachment's consumer: always its own, never inherited from the deployment (whose
+/// environment may name the single-consumer stack's built-in consumer).
+const IDENTITY: &[(&str, &str)] = &[
+    ("ConsumerFunctionName", "CONSUMER_FUNCTION_NAME"),
+    ("QueueArn", "QUEUE_ARN"),
+    ("AlarmName", "ALARM_NAME"),
+];
+
+/// The per-consumer settings an attachment may set (its template's parameter names) and the
+/// variable each one stands for. Deployment-wide variables (the state machine, the tables,
+/// the bus, the metrics namespace, the settle timeout, the rejitter's delays, which the one
+/// rejitter function reads) are not among them.
+pub const SETTINGS: &[(&str, &str)] = &[
+    ("AlarmSignal", "ALARM_SIGNAL"),
+    ("AlarmFailurePercent", "ALARM_FAILURE_PERCENT"),
+    ("AlarmPeriodSeconds", "ALARM_PERIOD_SECONDS"),
+    ("AlarmHangPeriods", "ALARM_HANG_PERIODS"),
+    ("BackoffBaseSeconds", "BACKOFF_BASE_SECONDS"),
+    ("BackoffCapSeconds", "BACKOFF_CAP_SECONDS"),
+    ("MaxProbeAttempts", "MAX_PROBE_ATTEMPTS"),
+    ("MaxOpenSeconds", "MAX_OPEN_SECONDS"),
+    ("EmptyQueuePolicy", "EMPTY_QUEUE_POLICY"),
+    ("HealthCheckFunctionName", "HEALTH_CHECK_FUNCTION"),
+    ("GiveUpPolicy", "GIVE_UP_POLICY"),
+    ("RetentionMarginSeconds", "RETENTION_MARGIN_SECONDS"),
+    ("MaxCircuitsPerHour", "MAX_CIRCUITS_PER_HOUR"),
+    ("SlowStartSeconds", "SLOW_START_SECONDS"),
+    ("SlowStartConcurrency", "SLOW_START_CONCURRENCY"),
+    ("RejitterMaxSeconds", "REJITTER_MAX_SECONDS"),
+];
+
+/// The attachment's name for itself (its stack's name).
+const ID: &str = "Id";
+/// Turns the rejitter phase on or off for this consumer; the deployment has the function.
+const REJITTER_ENABLED: &str = "RejitterEnabled";
+
+/// The longest attachment id: CloudFormation's limit on a stack name.
+const MAX_ID_LEN: usize = 128;
+
+/// The deployment's environment: the defaults every attachment's settings go over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Defaults(BTreeMap<&'static str, String>);
+
+impl Defaults {
+    /// Keep the variables `Config` reads, from a lookup such as `|k| std::env::var(k).ok()`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Defaults {
+        Defaults(
+            VARIABLES
+                .iter()
+                .filter_map(|name| get(name).map(|value| (*name, value)))
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+/// One attached consumer, validated: its id and the configuration its circuit runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub id: String,
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttachmentError {
+    #[error("the attachment is not a JSON object of settings")]
+    NotAnObject,
+
+    #[error("the attachment has no {ID}")]
+    MissingId,
+
+    #[error(
+        "attachment {ID} {0:?} is not a stack name: 1-{MAX_ID_LEN} letters, digits or '-', \
+         starting with a letter"
+    )]
+    InvalidId(String),
+
+    #[error("attachment {id:?}: {key} is not a setting an attachment has; it may set {allowed}")]
+    UnknownSetting {
+        id: String,
+        key: String,
+        allowed: String,
+    },
+
+    #[error("attachment {id:?}: {key} is {value}, not {expected}")]
+    InvalidValue {
+        id: String,
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
+
+    #[error(
+        "attachment {id:?}: ConsumerFunctionName={value:?} is not a function name \
+         (1-64 letters, digits, '-' or '_'; the name, not the ARN)"
+    )]
+    InvalidFunctionName { id: String, value: String },
+
+    #[error(
+        "attachment {id:?} turns the rejitter on ({REJITTER_ENABLED}=true), but the breaker \
+         deployment has no rejitter function"
+    )]
+    NoRejitter { id: String },
+
+    /// The configuration check every breaker runs, with the attachment's settings it names.
+    #[error("attachment {id:?}{}: {source}", named(keys))]
+    Config {
+        id: String,
+        keys: Vec<&'static str>,
+        source: ConfigError,
+    },
+}
+
+fn named(keys: &[&str]) -> String {
+    if keys.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", keys.join(", "))
+    }
+}
+
+/// The attachment keys whose variables a configuration error names (whole words only).
+fn keys_named(error: &ConfigError) -> Vec<&'static str> {
+    let text = error.to_string();
+    let is_word = |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_';
+    let mentions = |var: &str| {
+        text.match_indices(var).any(|(at, _)| {
+            let before = at.checked_sub(1).map(|i| text.as_bytes()[i]);
+            let after = text.as_bytes().get(at + var.len()).copied();
+            !before.is_some_and(is_word) && !after.is_some_and(is_word)
+        })
+    };
+    IDENTITY
+        .iter()
+        .chain(SETTINGS)
+        .filter(|(_, var)| mentions(var))
+        .map(|(key, _)| *key)
+        .collect()
+}
+
+/// Lambda function names: what the single-consumer template's `ConsumerFunctionName` allows.
+fn is_function_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A CloudFormation stack name: the attachment's stack names it.
+pub fn is_attachment_id(id: &str) -> bool {
+    id.len() <= MAX_ID_LEN
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A setting's value as the environment would hold it: JSON strings as they are, whole
+/// numbers in decimal, `null` as unset. Anything else is refused here; numbers out of range
+/// or malformed strings are refused by the configuration check, with its message.
+fn scalar(id: &str, key: &str, value: &Value) -> Result<Option<String>, AttachmentError> {
+    let invalid = |expected| AttachmentError::InvalidValue {
+        id: id.to_owned(),
+        key: key.to_owned(),
+        value: value.to_string(),
+        expected,
+    };
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Number(n) if n.is_u64() => Ok(Some(n.to_string())),
+        Value::Number(_) => Err(invalid("a whole number of 0 or more")),
+        _ => Err(invalid("a string or a whole number")),
+    }
+}
+
+fn flag(id: &str, value: &Value) -> Result<Option<bool>, AttachmentError> {
+    let invalid = || AttachmentError::InvalidValue {
+        id: id.to_owned(),
+        key: REJITTER_ENABLED.to_owned(),
+        value: value.to_string(),
+        expected: "true or false",
+    };
+    match value {
+        Value::Null => Ok(None),
+        Value::Bool(b) => Ok(Some(*b)),
+        // CloudFormation passes every parameter as a string.
+        Value::String(s) => match s.trim() {
+            "" => Ok(None),
+            "true" => Ok(Some(true)),
+            "false" => Ok(Some(false)),
+            _ => Err(invalid()),
+        },
+        _ => Err(invalid()),
+    }
+}
+
+impl Config {
+    /// The configuration of one attached consumer: the attachment's settings (a JSON object
+    /// keyed by the attachment template's parameter names) over the deployment's `defaults`.
+    /// A setting left out, `null` or blank is the deployment's. The consumer itself
+    /// (`ConsumerFunctionName`, `QueueArn`, `AlarmName`) is never inherited.
+    pub fn for_attachment(
+        defaults: &Defaults,
+        attachment: &Value,
+    ) -> Result<Attachment, AttachmentError> {
+        let fields = attachment.as_object().ok_or(AttachmentError::NotAnObject)?;
+        let id = match fields.get(ID) {
+            None | Some(Value::Null) => return Err(AttachmentError::MissingId),
+            Some(Value::String(id)) if is_attachment_id(id) => id.clone(),
+            Some(Value::String(id)) => return Err(AttachmentError::InvalidId(id.clone())),
+            Some(other) => return Err(AttachmentError::InvalidId(other.to_string())),
+        };
+
+        let mut overrides: BTreeMap<&'static str, String> = BTreeMap::new();
+        let mut rejitter = None;
+        for (key, value) in fields {
+            if key == ID {
+                continue;
+            }
+            if key == REJITTER_ENABLED {
+                rejitter = flag(&id, value)?;
+                continue;
+            }
+            let Some((_, var)) = IDENTITY.iter().chain(SETTINGS).find(|(k, _)| k == key) else {
+                return Err(AttachmentError::UnknownSetting {
+                    id,
+                    key: key.clone(),
+                    allowed: allowed(),
+                });
+            };
+            if let Some(text) = scalar(&id, key, value)?.filter(|t| !t.trim().is_empty()) {
+                overrides.insert(var, text);
+            }
+        }
+
+        if let Some(name) = overrides.get("CONSUMER_FUNCTION_NAME") {
+            if !is_function_name(name.trim()) {
+                return Err(AttachmentError::InvalidFunctionName {
+                    id,
+                    value: name.clone(),
+                });
+            }
+        }
+        match rejitter {
+            Some(true) => {
+                let function = defaults
+                    .get("REJITTER_FUNCTION_NAME")
+                    .filter(|f| !f.trim().is_empty())
+                    .ok_or_else(|| AttachmentError::NoRejitter { id: id.clone() })?;
+                overrides.insert("REJITTER_FUNCTION_NAME", function);
+            }
+            // Blank is "no rejitter" to the configuration check.
+            Some(false) => {
+                overrides.insert("REJITTER_FUNCTION_NAME", String::new());
+            }
+            None => {}
+        }
+
+        let lookup = |name: &str| match overrides.get(name) {
+            Some(value) => Some(value.clone()),
+            None if IDENTITY.iter().any(|(_, var)| *var == name) => None,
+            None => defaults.get(name),
+        };
+        match Config::from_lookup(lookup) {
+            Ok(config) => Ok(Attachment { id, config }),
+            Err(source) => Err(AttachmentError::Config {
+                id,
+                keys: keys_named(&source),
+                source,
+            }),
+        }
+    }
+}
+
+fn allowed() -> String {
+    [ID, REJITTER_ENABLED]
+        .into_iter()
+        .chain(IDENTITY.iter().chain(SETTINGS).map(|(key, _)| *key))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Which consumer an execution is for, decided from its input alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// The single-consumer stack's own rule or operator: the consumer in the environment.
+    BuiltIn,
+    /// An attachment's rule (or an operator naming it): its registered settings.
+    Attachment(&'a str),
+}
+
+/// An execution's input, routed: the consumer it is for, and what `OpenCircuit` checks as
+/// today (the alarm event, or `{"operator": …}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routed<'a> {
+    pub target: Target<'a>,
+    pub event: &'a Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("the input's attachment {0} is not an attachment id (a stack name)")]
+    InvalidAttachment(String),
+    #[error("the input names attachment {0:?} but carries no event")]
+    MissingEvent(String),
+    #[error(
+        "the input names an attachment and also has {0:?}; it may have only attachment and event"
+    )]
+    UnexpectedField(String),
+}
+
+/// An attachment's rule starts the workflow with `{"attachment": "<id>", "event": <the alarm
+/// event>}` (an operator with `"event": {"operator": …}`). Any other input is the
+/// single-consumer path, checked by `OpenCircuit` as it always was.
+pub fn route(input: &Value) -> Result<Routed<'_>, RouteError> {
+    let Some(attachment) = input.get("attachment") else {
+        return Ok(Routed {
+            target: Target::BuiltIn,
+            event: input,
+        });
+    };
+    let id = attachment
+        .as_str()
+        .filter(|id| is_attachment_id(id))
+        .ok_or_else(|| RouteError::InvalidAttachment(attachment.to_string()))?;
+    if let Some(extra) = input
+        .as_object()
+        .and_then(|fields| fields.keys().find(|k| *k != "attachment" && *k != "event"))
+    {
+        return Err(RouteError::UnexpectedField(extra.clone()));
+    }
+    let event = input
+        .get("event")
+        .filter(|e| !e.is_null())
+        .ok_or_else(|| RouteError::MissingEvent(id.to_owned()))?;
+    Ok(Routed {
+        target: Target::Attachment(id),
+        event,
+    })
+}
+
+/// The attachments an alarm event guards: those whose alarm it names, in their account and
+/// region (several, when attachments share one alarm: each is its own circuit). For the
+/// operator and the console, which show each alarm next to its consumers.
+pub fn attachments_for_alarm<'a>(
+    attachments: &'a [Attachment],
+    event: &Value,
+) -> Vec<&'a Attachment> {
+    let text = |pointer: &str| event.pointer(pointer).and_then(Value::as_str);
+    let (Some(name), Some(account), Some(region)) =
+        (text("/detail/alarmName"), text("/account"), text("/region"))
+    else {
+        return Vec::new();
+    };
+    attachments
+        .iter()
+        .filter(|a| {
+            a.config.alarm_name == name
+                && a.config
+                    .queue()
+                    .is_ok_and(|q| q.account == account && q.region == region)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    const QUEUE: &str = "arn:aws:sqs:eu-west-1:123456789012:orders";
+
+    /// A fleet deployment's environment: no consumer of its own.
+    fn fleet_env() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("STATE_MACHINE_NAME", "breaker-circuit-breaker".to_owned()),
+            ("CIRCUIT_TABLE", "circuits".to_owned()),
+            ("EVENT_BUS_NAME", "breakers".to_owned()),
+            ("BACKOFF_CAP_SECONDS", "600".to_owned()),
+            ("REJITTER_FUNCTION_NAME", "breaker-rejitter".to_owned()),
+        ])
+    }
+
+    fn defaults(env: &HashMap<&'static str, String>) -> Defaults {
+        Defaults::from_lookup(|k| env.get(k).cloned())
+    }
+
+    fn orders() -> Value {
+        json!({
+            "Id": "orders-attachment",
+            "ConsumerFunctionName": "orders-consumer",
+            "QueueArn": QUEUE,
+            "AlarmName": "orders-consumer-failing",
+        })
+    }
+
+    fn with(mut attachment: Value, key: &str, value: Value) -> Value {
+        attachment[key] = value;
+        attachment
+    }
+
+    fn attach(attachment: &Value) -> Result<Attachment, AttachmentError> {
+        Config::for_attachment(&defaults(&fleet_env()), attachment)
+    }
+
+    #[test]
+    fn variables_are_every_variable_the_configuration_reads() {
+        let read = RefCell::new(Vec::new());
+        let env = fleet_env();
+        let _ = Config::from_lookup(|name| {
+            read.borrow_mut().push(name.to_owned());
+            match name {
+                "CONSUMER_FUNCTION_NAME" => Some("f".into()),
+                "QUEUE_ARN" => Some(QUEUE.into()),
+                "ALARM_NAME" => Some("a".into()),
+                _ => env.get(name).cloned(),
+            }
+        });
+        let mut read = read.into_inner();
+        read.sort();
+        read.dedup();
+        let mut known: Vec<String> = VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        known.sort();
+        assert_eq!(read, known);
+        for (_, var) in IDENTITY.iter().chain(SETTINGS) {
+            assert!(VARIABLES.contains(var), "{var}");
+        }
+    }
+
+    #[test]
+    fn an_attachment_gets_the_deployment_defaults_and_its_own_consumer() {
+        let a = attach(&orders()).expect("valid");
+        assert_eq!(a.id, "orders-attachment");
+        assert_eq!(a.config.consumer_function, "orders-consumer");
+        assert_eq!(a.config.queue_arn, QUEUE);
+        assert_eq!(a.config.alarm_name, "orders-consumer-failing");
+        // The deployment's own.
+        assert_eq!(a.config.state_machine_name, "breaker-circuit-breaker");
+        assert_eq!(a.config.circuit_table, "circuits");
+        assert_eq!(a.config.event_bus, "breakers");
+        assert_eq!(a.config.backoff.cap_seconds, 600);
+        assert_eq!(
+            a.config.rejitter_function.as_deref(),
+            Some("breaker-rejitter")
+        );
+        // The breaker's defaults where the deployment sets nothing.
+        assert_eq!(a.config.backoff.base_seconds, 5);
+        assert_eq!(a.config.max_circuits_per_hour, Some(6));
+    }
+
+    #[test]
+    fn the_attachments_settings_win_and_blank_or_null_means_the_deployments() {
+        let a = attach(&json!({
+            "Id": "orders",
+            "ConsumerFunctionName": "orders-consumer",
+            "QueueArn": QUEUE,
+            "AlarmName": "orders-alarm",
+            "BackoffBaseSeconds": 2,
+            "BackoffCapSeconds": "",
+            "MaxOpenSeconds": null,
+            "GiveUpPolicy": "leave-open",
+            "AlarmSignal": "failed-records",
+            "AlarmPeriodSeconds": "30",
+            "AlarmHangPeriods": 4,
+            "SlowStartSeconds": 120,
+        }))
+        .expect("valid");
+        assert_eq!(a.config.backoff.base_seconds, 2);
+        assert_eq!(a.config.backoff.cap_seconds, 600);
+        assert_eq!(a.config.limits.max_open_seconds, None);
+        assert_eq!(a.config.give_up, crate::core::GiveUpPolicy::LeaveOpen);
+        assert_eq!(a.config.signal.hang_seconds, 120);
+        assert_eq!(a.config.slow_start_seconds, 120);
+    }
+
+    #[test]
+    fn the_consumer_is_never_inherited_from_the_deployment() {
+        // A single-consumer stack upgraded to a fleet keeps its built-in consumer in the
+        // environment; another attachment that forgets its own must not get it.
+        let mut env = fleet_env();
+        env.insert("CONSUMER_FUNCTION_NAME", "built-in".into());
+        env.insert("QUEUE_ARN", QUEUE.into());
+        env.insert("ALARM_NAME", "built-in-alarm".into());
+        for (key, var) in IDENTITY {
+            let mut attachment = orders();
+            attachment.as_object_mut().expect("object").remove(*key);
+            let err = Config::for_attachment(&defaults(&env), &attachment).expect_err(key);
+            assert_eq!(
+                err,
+                AttachmentError::Config {
+                    id: "orders-attachment".into(),
+                    keys: vec![*key],
+                    source: ConfigError::Missing { name: *var },
+                }
+            );
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_id_is_a_stack_name() {
+        let mut no_id = orders();
+        no_id.as_object_mut().expect("object").remove("Id");
+        assert_eq!(attach(&no_id), Err(AttachmentError::MissingId));
+        for bad in [
+            json!(""),
+            json!("1orders"),
+            json!("or ders"),
+            json!("a_b"),
+            json!(7),
+        ] {
+            assert!(
+                matches!(
+                    attach(&with(orders(), "Id", bad.clone())),
+                    Err(AttachmentError::InvalidId(_))
+                ),
+                "{bad}"
+            );
+        }
+        let longest = "a".repeat(128);
+        assert!(attach(&with(orders(), "Id", json!(longest))).is_ok());
+        let too_long = "a".repeat(129);
+        assert!(attach(&with(orders(), "Id", json!(too_long))).is_err());
+        assert_eq!(
+            attach(&json!(["orders"])),
+            Err(AttachmentError::NotAnObject)
+        );
+    }
+
+    #[test]
+    fn unknown_and_deployment_wide_settings_are_refused() {
+        for key in [
+            "BackoffCap",
+            "CircuitTable",
+            "EventBusName",
+            "MetricsNamespace",
+            "SettleTimeoutSeconds",
+            "MinDelaySeconds",
+            "BACKOFF_BASE_SECONDS",
+            "backoffBaseSeconds",
+        ] {
+            match attach(&with(orders(), key, json!("5"))) {
+                Err(AttachmentError::UnknownSetting {
+                    key: got, allowed, ..
+                }) => {
+                    assert_eq!(got, key);
+                    assert!(allowed.contains("BackoffBaseSeconds"), "{allowed}");
+                }
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn values_must_be_strings_or_whole_numbers() {
+        for (value, expected) in [
+            (json!(-1), "a whole number of 0 or more"),
+            (json!(1.5), "a whole number of 0 or more"),
+            (json!(true), "a string or a whole number"),
+            (json!([5]), "a string or a whole number"),
+            (json!({"s": 5}), "a string or a whole number"),
+        ] {
+            let err =
+                attach(&with(orders(), "BackoffBaseSeconds", value.clone())).expect_err("bad");
+            assert_eq!(
+                err,
+                AttachmentError::InvalidValue {
+                    id: "orders-attachment".into(),
+                    key: "BackoffBaseSeconds".into(),
+                    value: value.to_string(),
+                    expected,
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_are_the_configuration_checks_refusals() {
+        let err = attach(&with(orders(), "BackoffBaseSeconds", json!(900))).expect_err("cap 600");
+        assert_eq!(
+            err,
+            AttachmentError::Config {
+                id: "orders-attachment".into(),
+                keys: vec!["BackoffBaseSeconds", "BackoffCapSeconds"],
+                source: ConfigError::BackoffCapBelowBase {
+                    cap: 600,
+                    base: 900
+                },
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "attachment \"orders-attachment\" (BackoffBaseSeconds, BackoffCapSeconds): \
+             BACKOFF_CAP_SECONDS=600 must be at least BACKOFF_BASE_SECONDS=900"
+        );
+        assert!(matches!(
+            attach(&with(orders(), "SlowStartSeconds", json!(3601))),
+            Err(AttachmentError::Config {
+                source: ConfigError::SlowStartTooLong { .. },
+                ..
+            })
+        ));
+        assert!(matches!(
+            attach(&with(orders(), "MaxProbeAttempts", json!(4_294_967_296u64))),
+            Err(AttachmentError::Config {
+                source: ConfigError::InvalidNumber { .. },
+                ..
+            })
+        ));
+        assert!(matches!(
+            attach(&with(orders(), "EmptyQueuePolicy", json!("health-check"))),
+            Err(AttachmentError::Config {
+                source: ConfigError::HealthCheckFunctionMissing,
+                ..
+            })
+        ));
+        assert!(matches!(
+            attach(&with(orders(), "QueueArn", json!("orders"))),
+            Err(AttachmentError::Config {
+                source: ConfigError::InvalidQueueArn { .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_function_is_a_name_not_an_arn() {
+        for bad in [
+            "arn:aws:lambda:eu-west-1:123456789012:function:orders",
+            "orders:live",
+            &"f".repeat(65),
+        ] {
+            assert!(
+                matches!(
+                    attach(&with(orders(), "ConsumerFunctionName", json!(bad))),
+                    Err(AttachmentError::InvalidFunctionName { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_rejitter_is_per_attachment_and_refused_on_a_fifo_queue() {
+        let off = attach(&with(orders(), "RejitterEnabled", json!(false))).expect("valid");
+        assert_eq!(off.config.rejitter_function, None);
+        let on = attach(&with(orders(), "RejitterEnabled", json!("true"))).expect("valid");
+        assert_eq!(
+            on.config.rejitter_function.as_deref(),
+            Some("breaker-rejitter")
+        );
+        assert!(matches!(
+            attach(&with(orders(), "RejitterEnabled", json!("yes"))),
+            Err(AttachmentError::InvalidValue { .. })
+        ));
+
+        let fifo = "arn:aws:sqs:eu-west-1:123456789012:orders.fifo";
+        let fifo_on = with(
+            with(orders(), "QueueArn", json!(fifo)),
+            "RejitterEnabled",
+            json!(true),
+        );
+        assert_eq!(
+            attach(&fifo_on),
+            Err(AttachmentError::Config {
+                id: "orders-attachment".into(),
+                keys: vec!["QueueArn"],
+                source: ConfigError::RejitterOnFifoQueue { queue: fifo.into() },
+            })
+        );
+        // A FIFO consumer of a deployment whose default is the rejitter turns it off.
+        let fifo_off = with(
+            with(orders(), "QueueArn", json!(fifo)),
+            "RejitterEnabled",
+            json!(false),
+        );
+        assert!(attach(&fifo_off).is_ok());
+
+        let mut env = fleet_env();
+        env.remove("REJITTER_FUNCTION_NAME");
+        assert_eq!(
+            Config::for_attachment(
+                &defaults(&env),
+                &with(orders(), "RejitterEnabled", json!(true))
+            ),
+            Err(AttachmentError::NoRejitter {
+                id: "orders-attachment".into()
+            })
+        );
+    }
+
+    #[test]
+    fn routing_reads_the_attachment_and_its_event() {
+        let event = json!({"detail-type": "CloudWatch Alarm State Change"});
+        let input = json!({"attachment": "orders", "event": event});
+        assert_eq!(
+            route(&input),
+            Ok(Routed {
+                target: Target::Attachment("orders"),
+                event: &event
+            })
+        );
+        // Today's single-consumer inputs: the bare event, or an operator's open.
+        let operator = json!({"operator": {"reason": "db", "hold": true}});
+        assert_eq!(
+            route(&operator),
+            Ok(Routed {
+                target: Target::BuiltIn,
+                event: &operator
+            })
+        );
+        assert_eq!(route(&event).map(|r| r.target), Ok(Target::BuiltIn));
+
+        assert_eq!(
+            route(&json!({"attachment": "orders"})),
+            Err(RouteError::MissingEvent("orders".into()))
+        );
+        assert_eq!(
+            route(&json!({"attachment": "orders", "event": null})),
+            Err(RouteError::MissingEvent("orders".into()))
+        );
+        assert_eq!(
+            route(&json!({"attachment": "orders", "event": {}, "QueueArn": QUEUE})),
+            Err(RouteError::UnexpectedField("QueueArn".into()))
+        );
+        for bad in [json!(""), json!(3), json!(null), json!("or ders")] {
+            assert!(
+                matches!(
+                    route(&json!({"attachment": bad, "event": {}})),
+                    Err(RouteError::InvalidAttachment(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_alarm_guards_the_attachments_that_name_it_in_their_account_and_region() {
+        let orders = attach(&orders()).expect("valid");
+        let payments = attach(&json!({
+            "Id": "payments",
+            "ConsumerFunctionName": "payments-consumer",
+            "QueueArn": "arn:aws:sqs:eu-west-1:123456789012:payments",
+            "AlarmName": "payments-failing",
+        }))
+        .expect("valid");
+        // A second consumer of the orders queue sharing its alarm: its own circuit, same alarm.
+        let audit = attach(&json!({
+            "Id": "audit",
+            "ConsumerFunctionName": "audit-consumer",
+            "QueueArn": QUEUE,
+            "AlarmName": "orders-consumer-failing",
+        }))
+        .expect("valid");
+        let fleet = [orders.clone(), payments.clone(), audit.clone()];
+        let event = |name: &str, region: &str| json!({"account": "123456789012", "region": region, "detail": {"alarmName": name}});
+        let ids = |found: Vec<&Attachment>| found.iter().map(|a| a.id.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            ids(attachments_for_alarm(
+                &fleet,
+                &event("orders-consumer-failing", "eu-west-1")
+            )),
+            ["orders-attachment", "audit"]
+        );
+        assert_eq!(
+            ids(attachments_for_alarm(
+                &fleet,
+                &event("payments-failing", "eu-west-1")
+            )),
+            ["payments"]
+        );
+        assert!(attachments_for_alarm(&fleet, &event("payments-failing", "us-east-1")).is_empty());
+        assert!(attachments_for_alarm(&fleet, &event("other", "eu-west-1")).is_empty());
+        assert!(attachments_for_alarm(&fleet, &json!({})).is_empty());
+    }
+
+    /// The settings, each with a value in its valid range, as strings or numbers.
+    fn setting_value() -> impl Strategy<Value = (&'static str, &'static str, Value)> {
+        let numeric =
+            |key: &'static str, var: &'static str, range: std::ops::RangeInclusive<u32>| {
+                (range, any::<bool>()).prop_map(move |(n, as_text)| {
+                    let v = if as_text {
+                        json!(n.to_string())
+                    } else {
+                        json!(n)
+                    };
+                    (key, var, v)
+                })
+            };
+        prop_oneof![
+            numeric("BackoffBaseSeconds", "BACKOFF_BASE_SECONDS", 1..=600),
+            numeric("MaxProbeAttempts", "MAX_PROBE_ATTEMPTS", 0..=1000),
+            numeric("MaxOpenSeconds", "MAX_OPEN_SECONDS", 0..=86_400),
+            numeric(
+                "RetentionMarginSeconds",
+                "RETENTION_MARGIN_SECONDS",
+                0..=1_209_600
+            ),
+            numeric("MaxCircuitsPerHour", "MAX_CIRCUITS_PER_HOUR", 0..=1000),
+            numeric("SlowStartSeconds", "SLOW_START_SECONDS", 0..=3600),
+            numeric("SlowStartConcurrency", "SLOW_START_CONCURRENCY", 2..=1000),
+            numeric("AlarmFailurePercent", "ALARM_FAILURE_PERCENT", 1..=100),
+            numeric("AlarmPeriodSeconds", "ALARM_PERIOD_SECONDS", 10..=3600),
+            numeric("AlarmHangPeriods", "ALARM_HANG_PERIODS", 1..=100),
+            numeric("RejitterMaxSeconds", "REJITTER_MAX_SECONDS", 30..=86_400),
+            prop::sample::select(vec!["close", "wait"]).prop_map(|p| (
+                "EmptyQueuePolicy",
+                "EMPTY_QUEUE_POLICY",
+                json!(p)
+            )),
+            prop::sample::select(vec!["restore", "leave-open"]).prop_map(|p| (
+                "GiveUpPolicy",
+                "GIVE_UP_POLICY",
+                json!(p)
+            )),
+            prop::sample::select(vec!["any", "failed-records", "error-share", "errors"])
+                .prop_map(|s| ("AlarmSignal", "ALARM_SIGNAL", json!(s))),
+        ]
+    }
+
+    proptest! {
+        /// An attachment is the single-consumer stack it stands for: its settings over the
+        /// deployment's environment give the configuration that environment, overlaid with
+        /// them, gives today.
+        #[test]
+        fn an_attachment_is_the_single_consumer_stack_with_its_settings(
+            settings in prop::collection::vec(setting_value(), 0..8)
+        ) {
+            let mut attachment = orders();
+            let mut env = fleet_env();
+            env.insert("CONSUMER_FUNCTION_NAME", "orders-consumer".into());
+            env.insert("QUEUE_ARN", QUEUE.into());
+            env.insert("ALARM_NAME", "orders-consumer-failing".into());
+            for (key, var, value) in &settings {
+                attachment[*key] = value.clone();
+                let text = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
+                env.insert(var, text);
+            }
+            let single = Config::from_lookup(|k| env.get(k).cloned());
+            let attached = attach(&attachment);
+            match (single, attached) {
+                (Ok(config), Ok(a)) => prop_assert_eq!(config, a.config),
+                (Err(e), Err(AttachmentError::Config { source, .. })) => prop_assert_eq!(e, source),
+                (single, attached) => prop_assert!(false, "{single:?} vs {attached:?}"),
+            }
+        }
+
+        /// Every key outside the attachment's own is refused, whatever its value.
+        #[test]
+        fn only_the_attachments_keys_are_accepted(key in "[A-Za-z_]{1,24}", n in 0u32..100) {
+            let known = [ID, REJITTER_ENABLED]
+                .into_iter()
+                .chain(IDENTITY.iter().chain(SETTINGS).map(|(k, _)| *k))
+                .any(|k| k == key);
+            let result = attach(&with(orders(), &key, json!(n.to_string())));
+            if !known {
+                let is_unknown = matches!(result, Err(AttachmentError::UnknownSetting { .. }));
+                prop_assert!(is_unknown, "{:?}", result);
+            }
+        }
+
+        /// Routing never panics, and an attachment's input always routes to that attachment.
+        #[test]
+        fn routing_an_attachments_input(id in "[A-Za-z][A-Za-z0-9-]{0,40}", n in any::<u32>()) {
+            let event = json!({"n": n});
+            let input = json!({"attachment": id, "event": event});
+            let routed = route(&input);
+            prop_assert_eq!(routed, Ok(Routed { target: Target::Attachment(&id), event: &event }));
+        }
+    }
+}
