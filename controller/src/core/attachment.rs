@@ -411,6 +411,47 @@ pub fn attachments_for_alarm<'a>(
         .collect()
 }
 
+/// Why an attachment's circuit is not independent of another attachment's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap<'a> {
+    /// The same function and queue: the same mapping, so the same circuit. Its registration
+    /// is refused.
+    SameConsumer { other: &'a str },
+    /// The same queue, and this attachment's signal reads the queue's `AWS/SQS` metrics: the
+    /// other consumer failing raises this one's alarm too.
+    SharedQueueSignal { other: &'a str },
+    /// The same function, and this attachment's signal reads the function's `AWS/Lambda`
+    /// metrics: the function failing on the other queue raises this one's alarm too.
+    SharedFunctionSignal { other: &'a str },
+}
+
+/// What `attachment` shares with the rest of the fleet (itself, by id, left out): a refusal
+/// for the same consumer, a warning for a signal another consumer's failures also raise.
+pub fn overlaps<'a>(fleet: &'a [Attachment], attachment: &Attachment) -> Vec<Overlap<'a>> {
+    use crate::core::signal::Signal;
+    let mine = &attachment.config;
+    let reads_queue = matches!(mine.signal.signal, Signal::Any | Signal::FailedRecords);
+    let reads_function = matches!(
+        mine.signal.signal,
+        Signal::Any | Signal::ErrorShare | Signal::Errors
+    );
+    fleet
+        .iter()
+        .filter(|other| other.id != attachment.id)
+        .filter_map(|other| {
+            let same_queue = other.config.queue_arn == mine.queue_arn;
+            let same_function = other.config.consumer_function == mine.consumer_function;
+            let other = other.id.as_str();
+            match (same_queue, same_function) {
+                (true, true) => Some(Overlap::SameConsumer { other }),
+                (true, false) if reads_queue => Some(Overlap::SharedQueueSignal { other }),
+                (false, true) if reads_function => Some(Overlap::SharedFunctionSignal { other }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,7 +582,7 @@ mod tests {
                 AttachmentError::Config {
                     id: "orders-attachment".into(),
                     keys: vec![*key],
-                    source: ConfigError::Missing { name: *var },
+                    source: ConfigError::Missing { name: var },
                 }
             );
             assert!(err.to_string().contains(key), "{err}");
@@ -823,6 +864,59 @@ mod tests {
         assert!(attachments_for_alarm(&fleet, &event("payments-failing", "us-east-1")).is_empty());
         assert!(attachments_for_alarm(&fleet, &event("other", "eu-west-1")).is_empty());
         assert!(attachments_for_alarm(&fleet, &json!({})).is_empty());
+    }
+
+    #[test]
+    fn overlaps_name_the_same_consumer_and_the_signals_another_consumer_raises() {
+        let consumer = |id: &str, function: &str, queue: &str, signal: &str| {
+            attach(&json!({
+                "Id": id,
+                "ConsumerFunctionName": function,
+                "QueueArn": format!("arn:aws:sqs:eu-west-1:123456789012:{queue}"),
+                "AlarmName": format!("{id}-alarm"),
+                "AlarmSignal": signal,
+            }))
+            .expect("valid")
+        };
+        let fleet = [
+            consumer("orders", "orders-fn", "orders", "any"),
+            consumer("audit", "audit-fn", "orders", "error-share"),
+            consumer("refunds", "orders-fn", "refunds", "failed-records"),
+            consumer("payments", "payments-fn", "payments", "any"),
+        ];
+        // Shares the queue with audit and the function with refunds; `any` reads both.
+        assert_eq!(
+            overlaps(&fleet, &fleet[0]),
+            [
+                Overlap::SharedQueueSignal { other: "audit" },
+                Overlap::SharedFunctionSignal { other: "refunds" }
+            ]
+        );
+        // The per-consumer signals: error-share on a shared queue, failed-records on a
+        // shared function.
+        assert!(overlaps(&fleet, &fleet[1]).is_empty());
+        assert!(overlaps(&fleet, &fleet[2]).is_empty());
+        assert!(overlaps(&fleet, &fleet[3]).is_empty());
+        // A second attachment of orders' own mapping; an update of orders itself is not one.
+        let again = consumer("orders-again", "orders-fn", "orders", "errors");
+        assert_eq!(
+            overlaps(&fleet, &again),
+            [
+                Overlap::SameConsumer { other: "orders" },
+                Overlap::SharedFunctionSignal { other: "refunds" }
+            ]
+        );
+        let update = consumer("orders", "orders-fn", "orders", "errors");
+        assert_eq!(
+            overlaps(&fleet, &update),
+            [Overlap::SharedFunctionSignal { other: "refunds" }]
+        );
+        // An alarm of one's own: its metrics are unknown, only the same mapping is certain.
+        let custom = consumer("mine", "orders-fn", "orders", "custom");
+        assert_eq!(
+            overlaps(&fleet, &custom),
+            [Overlap::SameConsumer { other: "orders" }]
+        );
     }
 
     /// The settings, each with a value in its valid range, as strings or numbers.
