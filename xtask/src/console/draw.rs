@@ -6,7 +6,7 @@
 //! left out of that layout: the breaker has some thirty of them, nearly all into the two
 //! states at the bottom, and the layout threads each long edge through a placeholder on
 //! every rank it crosses, which made the graph three times as wide as a screen. They are
-//! drawn afterwards, by the crate, straight from their state to their target, each hidden
+//! drawn afterwards, by the crate, in one curve from their state to their target, each hidden
 //! (`display="none"`) for the page to show on demand. A Catch is laid out only when it is
 //! the one way into its target, so that state gets a rank under its source.
 
@@ -189,12 +189,7 @@ pub fn svg(graph: &Graph) -> String {
         catches.push((a, b, *from, *to, label(vias)));
     }
     let mut writer = SVGWriter::new();
-    visual.do_it(
-        false,
-        std::env::var_os("NOOPT").is_some(),
-        false,
-        &mut writer,
-    );
+    visual.do_it(false, false, false, &mut writer);
     for (a, b, from, to, label) in catches {
         let properties = format!(
             "{} display=\"none\"",
