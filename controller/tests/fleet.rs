@@ -711,3 +711,18 @@ async fn the_fleet_is_listed_page_by_page_and_an_item_deleted_by_id() {
     attachments.delete(ID).await.expect("deleted");
     assert_eq!(delete.num_calls(), 1);
 }
+
+#[test]
+fn a_built_in_circuit_reads_and_writes_as_before() {
+    // No `attachment` in the built-in consumer's circuit, and an older circuit parses.
+    let written = serde_json::to_value(circuit()).expect("serialised");
+    assert!(written.get("attachment").is_none(), "{written}");
+    let read: Circuit = serde_json::from_value(written).expect("parsed");
+    assert_eq!(read, circuit());
+    let attached = serde_json::to_value(attached_circuit()).expect("serialised");
+    assert_eq!(attached["attachment"]["id"], ID);
+    assert_eq!(
+        serde_json::from_value::<Circuit>(attached).expect("parsed"),
+        attached_circuit()
+    );
+}
