@@ -379,6 +379,10 @@ async fn an_attachments_consumer_calls_run_under_its_role() {
     );
 }
 
+fn routes_to_it(input: &Value) -> bool {
+    input["attachment"] == ID && input["event"].is_object()
+}
+
 #[tokio::test]
 async fn inputs_that_name_no_usable_attachment_touch_nothing_and_say_why() {
     // (input, the table's answer, with a table, fleet-only, what the refusal says)
@@ -405,9 +409,22 @@ async fn inputs_that_name_no_usable_attachment_touch_nothing_and_say_why() {
         true,
         "no built-in consumer",
     );
-    for (input, found, table, fleet_only, says) in
-        [unknown, no_table, malformed, no_event, fleet_only]
-    {
+    // The event is checked against the attachment's alarm, not the built-in consumer's.
+    let not_its_alarm = (
+        json!({"attachment": ID, "event": alarm_event("builtin-errors", "ALARM")}),
+        Some(attachment(None)),
+        true,
+        false,
+        "do not name the breaker's alarm arn:aws:cloudwatch:us-east-1:123456789012:alarm:orders-consumer-errors",
+    );
+    for (input, found, table, fleet_only, says) in [
+        unknown,
+        no_table,
+        malformed,
+        no_event,
+        fleet_only,
+        not_its_alarm,
+    ] {
         let get = get_attachment(ID, found);
         // Only the attachments table may be read: any other call finds no rule.
         let ctx = Mocks {
@@ -430,7 +447,8 @@ async fn inputs_that_name_no_usable_attachment_touch_nothing_and_say_why() {
             matches!(&err, StepError::InvalidEvent(m) if m.contains(says)),
             "{input}: {err}"
         );
-        let reads = usize::from(table && says == "not registered");
+        // The attachment's item is read only for a well-formed input naming it, with a table.
+        let reads = usize::from(table && routes_to_it(&input));
         assert_eq!(get.num_calls(), reads, "{input}");
     }
 }
