@@ -7,6 +7,7 @@ use crate::core::backlog::Progress;
 use crate::core::slow_start::{ConcurrencyChange, Ramp};
 use crate::core::Next;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// What `OpenCircuit` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +121,24 @@ pub struct Circuit {
     /// The slow start (half-open) phase, once started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_start: Option<Ramp>,
+    /// The attachment this circuit was opened for, with the settings it opened with; `None`
+    /// for the deployment's built-in consumer (and in circuits of older controllers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<CircuitAttachment>,
+}
+
+/// An attached consumer as its circuit opened: every later step (and the failsafe and the
+/// recovery, from the circuit item) rebuilds the consumer's configuration from this alone,
+/// so an attachment updated or deleted mid-outage does not change the circuit it opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CircuitAttachment {
+    pub id: String,
+    /// The attachment's settings (its item's `settings`: keys are the attachment template's
+    /// parameter names, `Id` included), over the deployment's defaults.
+    pub settings: Value,
+    /// The role the consumer's calls run under; `None`: the controller's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
 }
 
 /// The backlog-spreading phase between a healthy probe and closing the circuit.

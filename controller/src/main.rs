@@ -1,12 +1,16 @@
 //! The controller Lambda: parses the step request and runs it.
 
+use controller::adapters::attachments::Attachments;
 use controller::adapters::signals::put_misconfigured;
+use controller::core::attachment::Defaults;
 use controller::core::deploy_check::{is_stack_status_change, misconfigured};
-use controller::core::{Config, ConfigError};
+use controller::core::deployment::deployment;
+use controller::core::ConfigError;
 use controller::error::StepError;
-use controller::steps::{self, Context, Request};
+use controller::steps::{self, AssumedRoles, Context, Fleet, Request};
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 async fn handle(ctx: &Context, event: LambdaEvent<Value>) -> Result<Value, StepError> {
     if is_stack_status_change(&event.payload) {
@@ -57,9 +61,30 @@ async fn main() -> Result<(), Error> {
     // JSON lines; the step span puts `step` and `execution` on every line of a request.
     controller::logging::init();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    match Config::from_lookup(|name| std::env::var(name).ok()) {
-        Ok(config) => {
-            let ctx = Context::live(config, &sdk);
+    let env = |name: &str| std::env::var(name).ok();
+    let attachments_table = env("ATTACHMENTS_TABLE").filter(|t| !t.trim().is_empty());
+    // An environment naming no consumer at all is a fleet-only deployment when it has an
+    // attachments table to read consumers from; anything else must be a valid single-consumer
+    // configuration, as always: a half-named consumer or a bad setting is refused (and
+    // announced), never silently taken for a fleet.
+    match deployment(env, attachments_table.is_some()) {
+        Ok(deployment) => {
+            let mut ctx = Context::live(deployment.config, &sdk);
+            ctx.fleet = Fleet {
+                defaults: Defaults::from_lookup(env),
+                attachments: attachments_table.map(|table| Attachments {
+                    dynamodb: ctx.clients.dynamodb.clone(),
+                    table,
+                }),
+                fleet_only: deployment.fleet_only,
+                roles: Some(Arc::new(AssumedRoles::new(sdk.clone()))),
+                own: None,
+            };
+            tracing::info!(
+                fleet_only = ctx.fleet.fleet_only,
+                attachments_table = ?ctx.fleet.attachments.as_ref().map(|a| &a.table),
+                "controller ready"
+            );
             lambda_runtime::run(service_fn(|event| handle(&ctx, event))).await
         }
         Err(error) => {

@@ -2,6 +2,7 @@
 //! classifies failures as [`StepError`](crate::error::StepError)s. No decisions here.
 
 pub mod alarm;
+pub mod attachments;
 pub mod consumer;
 pub mod execution;
 pub mod mapping;

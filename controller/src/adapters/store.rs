@@ -8,9 +8,10 @@
 //! executions started by one flapping alarm (or by EventBridge delivering an event twice) can
 //! never both own the circuit.
 
-use crate::circuit::MappingSnapshot;
+use crate::circuit::{CircuitAttachment, MappingSnapshot};
 use crate::error::StepError;
 use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 pub const OPEN: &str = "OPEN";
@@ -31,6 +32,31 @@ pub struct CircuitRecord {
     pub recent_opens: Vec<u64>,
     /// Until when a recovery (an owner that is not an execution) holds the circuit.
     pub lease_until_ms: u64,
+    /// The attachment the circuit was opened for (`None`: the built-in consumer), recorded
+    /// with the snapshot: the failsafe and the recovery rebuild its configuration from it.
+    pub attachment: Option<Box<CircuitAttachment>>,
+}
+
+/// What `mapping_snapshot` holds: the snapshot, and the attachment the circuit was opened
+/// for. Both are written together by every acquire, so an attachment never outlives the
+/// circuit it opened; the built-in consumer's item is byte for byte what it always was.
+#[derive(Serialize, Deserialize)]
+struct Stored<'a> {
+    #[serde(flatten)]
+    snapshot: std::borrow::Cow<'a, MappingSnapshot>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attachment: Option<std::borrow::Cow<'a, CircuitAttachment>>,
+}
+
+fn stored_text(
+    snapshot: &MappingSnapshot,
+    attachment: Option<&CircuitAttachment>,
+) -> Result<String, StepError> {
+    serde_json::to_string(&Stored {
+        snapshot: std::borrow::Cow::Borrowed(snapshot),
+        attachment: attachment.map(std::borrow::Cow::Borrowed),
+    })
+    .map_err(|e| StepError::Fatal(format!("serialising the mapping snapshot: {e}")))
 }
 
 /// The owner a recovery takes a circuit over as, from the ended execution it recovers: not an
@@ -101,18 +127,19 @@ impl Store {
     }
 
     /// Takes the circuit for `execution` if it is closed (or already this execution's),
-    /// recording `recent_opens` (this opening included).
+    /// recording `recent_opens` (this opening included) and the attachment it opens for.
+    #[allow(clippy::too_many_arguments)]
     pub async fn acquire(
         &self,
         mapping: &str,
         execution: &str,
         now_ms: u64,
         snapshot: &MappingSnapshot,
+        attachment: Option<&CircuitAttachment>,
         reason: &str,
         recent_opens: &[u64],
     ) -> Result<Acquire, StepError> {
-        let stored = serde_json::to_string(snapshot)
-            .map_err(|e| StepError::Fatal(format!("serialising the mapping snapshot: {e}")))?;
+        let stored = stored_text(snapshot, attachment)?;
         let result = self
             .dynamodb
             .update_item()
@@ -314,9 +341,9 @@ impl Store {
         mapping: &str,
         execution: &str,
         snapshot: &MappingSnapshot,
+        attachment: Option<&CircuitAttachment>,
     ) -> Result<(), StepError> {
-        let stored = serde_json::to_string(snapshot)
-            .map_err(|e| StepError::Fatal(format!("serialising the mapping snapshot: {e}")))?;
+        let stored = stored_text(snapshot, attachment)?;
         self.update_owned(
             mapping,
             execution,
@@ -387,6 +414,14 @@ fn record_of(item: &HashMap<String, AttributeValue>) -> CircuitRecord {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
+    let stored: Option<Stored<'static>> = serde_json::from_str(&text("mapping_snapshot")).ok();
+    let (snapshot, attachment) = match stored {
+        Some(stored) => (
+            Some(stored.snapshot.into_owned()),
+            stored.attachment.map(|a| Box::new(a.into_owned())),
+        ),
+        None => (None, None),
+    };
     CircuitRecord {
         mapping_id: text("mapping_id"),
         state: text("state"),
@@ -394,11 +429,12 @@ fn record_of(item: &HashMap<String, AttributeValue>) -> CircuitRecord {
         since_ms: number("since_ms"),
         trips: number("trips"),
         reason: text("reason"),
-        snapshot: serde_json::from_str(&text("mapping_snapshot")).ok(),
+        snapshot,
         recent_opens: text("recent_opens")
             .split(',')
             .filter_map(|t| t.parse().ok())
             .collect(),
         lease_until_ms: number("lease_until_ms"),
+        attachment,
     }
 }

@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod composite;
 pub mod config;
 pub mod deploy_check;
+pub mod deployment;
 pub mod hang;
 pub mod history;
 pub mod old_errors;

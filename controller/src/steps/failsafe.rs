@@ -17,14 +17,19 @@ pub async fn failsafe(ctx: &Context, execution: &str, error: &Value) -> Result<V
     let reason = format!("failsafe: {cause}");
     let circuits = ctx.store().open_circuits_of(execution, None).await?;
     let mut restored = Vec::new();
+    // The consumer of the circuit it gives back (an attachment's, from the circuit item).
+    let mut consumer = None;
     for record in &circuits {
-        let snapshot = end_open_circuit(ctx, execution, record, &reason).await?;
+        let ctx = ctx.for_consumer(record.attachment.as_deref()).await?;
+        let snapshot = end_open_circuit(&ctx, execution, record, &reason).await?;
         restored.push(snapshot.uuid);
+        consumer.get_or_insert(ctx.config);
     }
+    let config = consumer.as_ref().unwrap_or(&ctx.config);
     let detail = Detail {
         mapping: restored.first().cloned().unwrap_or_default(),
-        queue: ctx.config.queue_arn.clone(),
-        function: ctx.config.consumer_function.clone(),
+        queue: config.queue_arn.clone(),
+        function: config.consumer_function.clone(),
         execution: execution.to_string(),
         attempt: 0,
         reason: format!(

@@ -5,6 +5,7 @@ mod backoff;
 mod close;
 pub mod end;
 mod failsafe;
+pub mod fleet;
 mod hold;
 mod open;
 mod probe;
@@ -26,6 +27,7 @@ use std::time::Duration;
 pub use backoff::backoff;
 pub use close::{check_hold, close, give_up, rearm, release};
 pub use failsafe::failsafe;
+pub use fleet::{AssumedRoles, Fleet, Roles};
 pub use open::open;
 pub use probe::probe;
 pub use recover::recover;
@@ -149,6 +151,27 @@ impl Request {
         Ok((request, retries))
     }
 
+    /// The circuit a step request carries (`None` for the open, the failsafe and the
+    /// recovery, which find theirs).
+    pub fn circuit(&self) -> Option<&Circuit> {
+        match self {
+            Request::Open { .. } | Request::Failsafe { .. } | Request::Recover { .. } => None,
+            Request::Probe { circuit }
+            | Request::Backoff { circuit }
+            | Request::Close { circuit }
+            | Request::GiveUp { circuit }
+            | Request::StartRejitter { circuit }
+            | Request::CheckBacklog { circuit }
+            | Request::StopRejitter { circuit }
+            | Request::StartSlowStart { circuit }
+            | Request::RampUp { circuit }
+            | Request::Reopen { circuit }
+            | Request::Release { circuit }
+            | Request::Rearm { circuit }
+            | Request::CheckHold { circuit } => Some(circuit),
+        }
+    }
+
     pub fn execution(&self) -> &str {
         match self {
             Request::Open { execution, .. }
@@ -186,6 +209,8 @@ pub struct Context {
     /// When this invocation's Lambda time runs out, in epoch milliseconds (`None` in tests):
     /// the probe stops waiting for a hanging consumer before it.
     pub deadline_ms: Option<u64>,
+    /// The deployment's attachments: resolving a request's consumer (`for_consumer`).
+    pub fleet: Fleet,
 }
 
 impl Context {
@@ -204,6 +229,7 @@ impl Context {
             random: Arc::new(rand::random::<f64>),
             poll: Duration::from_millis(500),
             deadline_ms: None,
+            fleet: Fleet::default(),
         }
     }
 
@@ -219,9 +245,10 @@ impl Context {
     }
 
     pub fn signals(&self) -> Signals {
+        let own = self.fleet.own.as_ref().unwrap_or(&self.clients);
         Signals {
-            eventbridge: self.clients.eventbridge.clone(),
-            cloudwatch: self.clients.cloudwatch.clone(),
+            eventbridge: own.eventbridge.clone(),
+            cloudwatch: own.cloudwatch.clone(),
             event_bus: self.config.event_bus.clone(),
             namespace: self.config.metrics_namespace.clone(),
         }
@@ -243,8 +270,17 @@ impl Context {
     }
 }
 
-/// Runs one step; `retries` is how many attempts of it failed before this one.
+/// Runs one step; `retries` is how many attempts of it failed before this one. A circuit's
+/// step runs with the consumer its circuit was opened for.
 pub async fn run(ctx: &Context, request: Request, retries: u32) -> Result<Value, StepError> {
+    let resolved;
+    let ctx = match request.circuit() {
+        Some(circuit) => {
+            resolved = ctx.for_consumer(circuit.attachment.as_ref()).await?;
+            &resolved
+        }
+        None => ctx,
+    };
     let circuit = match request {
         Request::Open { event, execution } => open(ctx, &event, &execution, retries).await?,
         Request::Probe { circuit } => probe(ctx, circuit, retries).await?,

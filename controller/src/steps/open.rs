@@ -1,12 +1,15 @@
 //! OpenCircuit: check the alarm event, take the circuit, disable the consumer's mapping and
 //! wait until it is Disabled. This is the only step that looks the mapping up from the
-//! configuration; every later step acts on what it records in the circuit item.
+//! configuration; every later step acts on what it records in the circuit item. The input
+//! names the consumer: an attachment (`{"attachment": id, "event": …}`, its settings read from
+//! the attachments table) or the deployment's built-in consumer (any other input).
 
 use super::Context;
 use crate::adapters::signals::Transition;
 use crate::adapters::store::{Acquire, CircuitRecord, CLOSED, OPEN};
 use crate::adapters::{alarm, execution, mapping, queue};
-use crate::circuit::{Changed, Circuit, MappingSnapshot, OpenStatus};
+use crate::circuit::{Changed, Circuit, CircuitAttachment, MappingSnapshot, OpenStatus};
+use crate::core::attachment::{route, Target};
 use crate::core::composite::triggering_alarms;
 use crate::core::hang::PROBE_VISIBILITY_MARGIN_SECONDS;
 use crate::core::history::{task, EXECUTION_STARTED, FLOW_STATE};
@@ -23,9 +26,49 @@ const SETTLING_TOWARDS_ENABLED: [&str; 3] = ["Creating", "Enabling", "Updating"]
 
 pub async fn open(
     ctx: &Context,
+    input: &Value,
+    execution: &str,
+    retries: u32,
+) -> Result<Circuit, StepError> {
+    // Every refusal here touches nothing: the workflow ends in IgnoreInvalidEvent.
+    let invalid = StepError::InvalidEvent;
+    let routed = route(input).map_err(|e| invalid(e.to_string()))?;
+    let id = match routed.target {
+        Target::BuiltIn if ctx.fleet.fleet_only => {
+            return Err(invalid(
+                "this breaker deployment has no built-in consumer: the input must name an \
+                 attachment ({\"attachment\": <id>, \"event\": <the alarm event>})"
+                    .into(),
+            ))
+        }
+        Target::BuiltIn => return open_consumer(ctx, routed.event, execution, retries, None).await,
+        Target::Attachment(id) => id,
+    };
+    let table = ctx.fleet.attachments.as_ref().ok_or_else(|| {
+        invalid(format!(
+            "the input names attachment {id:?}, but this breaker deployment has no attachments \
+             table (ATTACHMENTS_TABLE)"
+        ))
+    })?;
+    // A late or redelivered event of a detached consumer finds no item.
+    let attachment = table.get(id).await?.ok_or_else(|| {
+        invalid(format!(
+            "attachment {id:?} is not registered with this breaker deployment (detached, or \
+             never attached)"
+        ))
+    })?;
+    let ctx = ctx.for_consumer(Some(&attachment)).await?;
+    tracing::info!(attachment = %id, function = %ctx.config.consumer_function, "attached consumer");
+    open_consumer(&ctx, routed.event, execution, retries, Some(attachment)).await
+}
+
+/// Opens the circuit of `ctx`'s consumer (the attachment's, when `attachment`).
+async fn open_consumer(
+    ctx: &Context,
     event: &Value,
     execution: &str,
     retries: u32,
+    attachment: Option<CircuitAttachment>,
 ) -> Result<Circuit, StepError> {
     let queue_arn = ctx
         .config
@@ -103,6 +146,7 @@ pub async fn open(
         retrip: false,
         history_events: EXECUTION_STARTED + task(retries) + FLOW_STATE,
         slow_start: None,
+        attachment,
     };
 
     let store = ctx.store();
@@ -142,6 +186,7 @@ pub async fn open(
             execution,
             now,
             &circuit.mapping,
+            circuit.attachment.as_ref(),
             &circuit.reason,
             &opens,
         )

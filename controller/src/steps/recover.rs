@@ -39,7 +39,10 @@ pub async fn recover(ctx: &Context, execution: &str, status: &str) -> Result<Val
             continue;
         }
         record.owner = me.clone();
-        let snapshot = end_open_circuit(ctx, &me, &record, &reason).await?;
+        // Its consumer as the circuit item recorded it: no read of the attachments table, so a
+        // consumer detached mid-outage is given back too.
+        let ctx = ctx.for_consumer(record.attachment.as_deref()).await?;
+        let snapshot = end_open_circuit(&ctx, &me, &record, &reason).await?;
         let detail = Detail {
             mapping: snapshot.uuid.clone(),
             queue: snapshot.event_source_arn.clone(),

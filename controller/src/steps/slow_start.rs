@@ -38,7 +38,12 @@ async fn record_cap(
         ..snapshot.changes()
     });
     store
-        .record_changes(&circuit.mapping.uuid, &circuit.execution, &snapshot)
+        .record_changes(
+            &circuit.mapping.uuid,
+            &circuit.execution,
+            &snapshot,
+            circuit.attachment.as_ref(),
+        )
         .await
 }
 

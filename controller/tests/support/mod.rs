@@ -157,6 +157,7 @@ impl Mocks {
             random: Arc::new(move || random),
             poll: Duration::ZERO,
             deadline_ms: None,
+            fleet: controller::steps::Fleet::default(),
         }
     }
 }
@@ -245,6 +246,7 @@ pub fn circuit() -> Circuit {
         retrip: false,
         history_events: HISTORY_EVENTS,
         slow_start: None,
+        attachment: None,
     }
 }
 
