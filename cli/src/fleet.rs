@@ -20,7 +20,10 @@ pub enum Listed {
     BuiltIn,
     Attachment(CircuitAttachment),
     /// An item no controller can use (hand-edited, foreign): its id and why.
-    Unusable { id: String, error: String },
+    Unusable {
+        id: String,
+        error: String,
+    },
 }
 
 impl Listed {
@@ -152,7 +155,11 @@ impl Consumer {
     /// The executions to show for this consumer: all of them in a deployment without
     /// attachments (as before), else only those whose input is for it.
     pub fn execution_filter(&self) -> Option<&str> {
-        self.ctx.fleet.attachments.as_ref().map(|_| self.id.as_str())
+        self.ctx
+            .fleet
+            .attachments
+            .as_ref()
+            .map(|_| self.id.as_str())
     }
 }
 
@@ -242,7 +249,10 @@ mod tests {
         assert!(!is_for(&attached, "payments"));
         assert_eq!(open_input(operator.clone(), None), operator);
         // An alarm event is the built-in consumer's; an input no controller routes, nobody's.
-        assert!(is_for(&json!({"detail-type": "CloudWatch Alarm State Change"}), BUILT_IN));
+        assert!(is_for(
+            &json!({"detail-type": "CloudWatch Alarm State Change"}),
+            BUILT_IN
+        ));
         assert!(!is_for(&json!({"attachment": "bad id"}), "bad id"));
         assert!(!is_for(&json!({"attachment": "orders"}), "orders"));
     }

@@ -138,10 +138,11 @@ pub async fn breaker(
     let attachments_table = lookup("ATTACHMENTS_TABLE").filter(|t| !t.trim().is_empty());
     // As the controller reads its environment at cold start: a built-in consumer, or none (a
     // fleet-only deployment), and the attachments table, if any.
-    let found = deployment(lookup, attachments_table.is_some()).map_err(|e| LocateError::Config {
-        function: function.to_string(),
-        message: e.to_string(),
-    })?;
+    let found =
+        deployment(lookup, attachments_table.is_some()).map_err(|e| LocateError::Config {
+            function: function.to_string(),
+            message: e.to_string(),
+        })?;
     let mut ctx = Context::live(found.config, sdk);
     ctx.fleet = Fleet {
         defaults: Defaults::from_lookup(lookup),

@@ -1,8 +1,8 @@
 //! Text for people: `status` (one consumer, or each of a fleet's), `watch` and `history`
 //! output.
 
-use crate::history::PastCircuit;
 use crate::fleet::BUILT_IN;
+use crate::history::PastCircuit;
 use crate::status::{Row, Status};
 use controller::adapters::queue::Depth;
 use std::time::{Duration, UNIX_EPOCH};

@@ -283,13 +283,13 @@ pub async fn fleet(ctx: &Context) -> Result<Vec<Row>, OperatorError> {
 /// `status`'s exit status: 3 when any circuit is open in any way, else 1 when a consumer
 /// could not be read, else 0.
 pub fn exit_code(rows: &[Row]) -> i32 {
-    let open = rows
+    let most_open = rows
         .iter()
         .filter_map(|r| r.status.as_ref())
         .map(|s| s.phase.exit_code())
         .max()
         .unwrap_or(0);
-    match open {
+    match most_open {
         0 if rows.iter().any(|r| r.error.is_some()) => 1,
         code => code,
     }
