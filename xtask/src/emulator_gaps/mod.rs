@@ -37,6 +37,7 @@ pub mod alarm_evaluation;
 pub mod alarm_events;
 pub mod alarm_history;
 pub mod event_delivery;
+pub mod input_transformer;
 pub mod metric_math;
 pub mod sqs_metrics;
 
