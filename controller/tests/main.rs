@@ -5,6 +5,7 @@ mod alerting;
 mod aws_samples;
 mod ending;
 mod executions;
+mod fleet;
 mod hold;
 mod open;
 mod probe;

@@ -1,13 +1,15 @@
-//! The console page in a real browser (headless Chromium) during a short outage on a local
-//! emulator: what it shows when the circuit has opened, while it probes, and after it closed
-//! (the lit state, the execution's status, the consumer mapping's state), with a screenshot
-//! of each under `.local/`.
+//! The console page in a real browser (headless Chromium, a 1600-pixel window): its graph
+//! legible without zooming, with its error paths on demand (no stack needed); and during a
+//! short outage on a local emulator, what it shows when the circuit has opened, while it
+//! probes, and after it closed (the lit state, the execution's status, the consumer mapping's
+//! state), with a screenshot of each under `.local/`.
 
 use anyhow::{ensure, Context, Result};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use xtask::console::browser::{self, states_with_class, text_of};
+use xtask::console::state::{ExecutionView, HistoryEvent, Snapshot};
 use xtask::console::Console;
 use xtask::stack::{fast_breaker, fast_example, Deployment};
 use xtask::wait::eventually;
@@ -92,6 +94,151 @@ fn browser_or_skip() -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// Measures the graph as the browser draws it, then points at and clicks states as a user
+/// would, and writes what it saw as JSON in a `<pre>` of id `measured`; leaves `Probe` selected
+/// for the screenshot.
+const MEASURE: &str = r#"<script>
+(() => {
+  const graph = document.getElementById("graph");
+  const svg = graph.querySelector("svg");
+  const box = (e) => e.getBoundingClientRect();
+  const shown = () => [...graph.querySelectorAll("g.edge.catch")]
+    .filter((e) => getComputedStyle(e).display !== "none")
+    .map((e) => `${e.dataset.from} to ${e.dataset.to}`).sort();
+  const at = (name, type) => graph.querySelector(`g.state[data-state="${name}"] rect`)
+    .dispatchEvent(new MouseEvent(type, { bubbles: true }));
+  const leave = () => graph.dispatchEvent(new MouseEvent("mouseleave"));
+  const rects = [...graph.querySelectorAll("g.state rect")].map(box);
+  const inside = (b) => rects.some((r) => b.left >= r.left - 0.5 && b.right <= r.right + 0.5
+    && b.top >= r.top - 0.5 && b.bottom <= r.bottom + 0.5);
+  const labels = [...graph.querySelectorAll("text")].filter((t) => t.textContent.trim());
+  const root = document.documentElement;
+  const seen = {
+    window: root.clientWidth,
+    graph: [box(svg).left, box(svg).right],
+    page_scrolls_sideways: root.scrollWidth > root.clientWidth,
+    graph_scrolls_sideways: graph.scrollWidth > graph.clientWidth,
+    labels: labels.length,
+    smallest_px: Math.min(...labels.map((t) =>
+      parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a)),
+    overflowing: labels.filter((t) => !inside(box(t))).map((t) => t.textContent),
+    lit: [...graph.querySelectorAll("g.state.current")].map((g) => g.dataset.state),
+    by_default: shown(),
+  };
+  at("Probe", "mouseover"); seen.hovered = shown();
+  leave(); seen.left = shown();
+  at("CheckHold", "click"); seen.clicked = shown();
+  at("Probe", "mouseover"); seen.clicked_and_hovered = shown();
+  leave(); at("CheckHold", "click"); seen.unclicked = shown();
+  const all = document.getElementById("all-errors");
+  all.checked = true; all.dispatchEvent(new Event("change"));
+  seen.all = shown().length; seen.catches = graph.querySelectorAll("g.edge.catch").length;
+  all.checked = false; all.dispatchEvent(new Event("change"));
+  at("Probe", "click");
+  const out = document.createElement("pre");
+  out.id = "measured";
+  out.textContent = JSON.stringify(seen);
+  document.body.append(out);
+})();
+</script>"#;
+
+/// An execution probing: entered `OpenCircuit` .. `Probe`, in `Probe` now.
+fn probing() -> Snapshot {
+    let passed = ["OpenCircuit", "IsCircuitOpen", "WaitBeforeProbe", "Probe"];
+    let history = passed
+        .iter()
+        .zip(1..)
+        .map(|(state, id)| HistoryEvent {
+            id,
+            at_ms: 1_000 * id,
+            kind: "TaskStateEntered".into(),
+            state: Some(state.to_string()),
+            input: None,
+            output: None,
+            error: None,
+        })
+        .collect();
+    Snapshot {
+        stack: "legible".into(),
+        executions: vec![ExecutionView {
+            arn: "arn:aws:states:us-east-1:000000000000:execution:breaker:probing".into(),
+            name: "probing".into(),
+            status: "RUNNING".into(),
+            start_ms: Some(1_000),
+            stop_ms: None,
+            current: Some("Probe".into()),
+            passed: passed.iter().map(|s| s.to_string()).collect(),
+            history,
+        }],
+        ..Snapshot::default()
+    }
+}
+
+#[test]
+#[ignore = "needs chromium; run with `cargo xtask test`"]
+fn the_graph_is_legible_in_a_1600_pixel_window() -> Result<()> {
+    let Some(chromium) = browser_or_skip() else {
+        return Ok(());
+    };
+    let html =
+        xtask::console::static_page(&probing())?.replace("</body>", &format!("{MEASURE}</body>"));
+    let page = xtask::paths::local().join("console-legible.html");
+    std::fs::create_dir_all(xtask::paths::local())?;
+    std::fs::write(&page, html)?;
+    let url = format!("file://{}", page.display());
+    let dom = browser::dump_dom(&chromium, &url)?;
+    let shot = xtask::paths::local().join("console-legible.png");
+    browser::screenshot(&chromium, &url, &shot)?;
+    eprintln!("screenshot: {}", shot.display());
+    let seen: serde_json::Value = serde_json::from_str(
+        &text_of(&dom, "measured")
+            .context("the page measured nothing")?
+            .replace("&amp;", "&"),
+    )?;
+    let strings = |key: &str| -> Vec<String> {
+        seen[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    let number = |key: &str| seen[key].as_f64().unwrap_or(f64::NAN);
+    ensure!(number("window") == f64::from(browser::WINDOW.0), "{seen}");
+    // The whole graph in the window's width: nothing scrolls sideways.
+    let (left, right) = (seen["graph"][0].as_f64(), seen["graph"][1].as_f64());
+    ensure!(
+        left.is_some_and(|l| l >= 0.0) && right.is_some_and(|r| r <= number("window")),
+        "{seen}"
+    );
+    ensure!(seen["page_scrolls_sideways"] == false, "{seen}");
+    ensure!(seen["graph_scrolls_sideways"] == false, "{seen}");
+    // Every state's name drawn at 12 px or more, inside its box.
+    ensure!(number("labels") >= 40.0, "{seen}");
+    ensure!(number("smallest_px") >= 12.0, "{seen}");
+    ensure!(strings("overflowing").is_empty(), "{seen}");
+    ensure!(strings("lit") == ["Probe"], "{seen}");
+    // Error paths: none by default; those of the state pointed at, or clicked, or all.
+    let probe = ["Probe to CircuitClosedElsewhere", "Probe to Failsafe"];
+    let check_hold = [
+        "CheckHold to CircuitClosedElsewhere",
+        "CheckHold to Failsafe",
+    ];
+    ensure!(strings("by_default").is_empty(), "{seen}");
+    ensure!(strings("hovered") == probe, "{seen}");
+    ensure!(strings("left").is_empty(), "{seen}");
+    ensure!(strings("clicked") == check_hold, "{seen}");
+    let mut both: Vec<&str> = probe.iter().chain(&check_hold).copied().collect();
+    both.sort();
+    ensure!(strings("clicked_and_hovered") == both, "{seen}");
+    ensure!(strings("unclicked").is_empty(), "{seen}");
+    ensure!(
+        number("catches") > 20.0 && number("all") == number("catches"),
+        "{seen}"
+    );
+    Ok(())
 }
 
 #[test]

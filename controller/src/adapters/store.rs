@@ -34,7 +34,7 @@ pub struct CircuitRecord {
     pub lease_until_ms: u64,
     /// The attachment the circuit was opened for (`None`: the built-in consumer), recorded
     /// with the snapshot: the failsafe and the recovery rebuild its configuration from it.
-    pub attachment: Option<CircuitAttachment>,
+    pub attachment: Option<Box<CircuitAttachment>>,
 }
 
 /// What `mapping_snapshot` holds: the snapshot, and the attachment the circuit was opened
@@ -418,7 +418,7 @@ fn record_of(item: &HashMap<String, AttributeValue>) -> CircuitRecord {
     let (snapshot, attachment) = match stored {
         Some(stored) => (
             Some(stored.snapshot.into_owned()),
-            stored.attachment.map(std::borrow::Cow::into_owned),
+            stored.attachment.map(|a| Box::new(a.into_owned())),
         ),
         None => (None, None),
     };

@@ -249,7 +249,7 @@ mod tests {
         // No queue: refused by the configuration check, with its reason.
         let err = consumer_config(&defaults(), None, Some(&orders(json!({"Id": "orders"}))))
             .expect_err("no consumer");
-        assert!(err.to_string().contains("QUEUE_ARN") || err.to_string().contains("Consumer"));
+        assert!(err.to_string().contains("(ConsumerFunctionName)"), "{err}");
         let other = orders(json!({
             "Id": "payments",
             "ConsumerFunctionName": "payments-fn",

@@ -41,7 +41,7 @@ pub async fn recover(ctx: &Context, execution: &str, status: &str) -> Result<Val
         record.owner = me.clone();
         // Its consumer as the circuit item recorded it: no read of the attachments table, so a
         // consumer detached mid-outage is given back too.
-        let ctx = ctx.for_consumer(record.attachment.as_ref()).await?;
+        let ctx = ctx.for_consumer(record.attachment.as_deref()).await?;
         let snapshot = end_open_circuit(&ctx, &me, &record, &reason).await?;
         let detail = Detail {
             mapping: snapshot.uuid.clone(),

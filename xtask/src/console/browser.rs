@@ -54,6 +54,9 @@ pub fn chromium() -> Result<PathBuf> {
     installed().context("apt-get installed chromium, yet it is not on PATH")
 }
 
+/// The browser's window, in CSS pixels: the width the graph is made to fit.
+pub const WINDOW: (u32, u32) = (1600, 1000);
+
 /// A headless run of `chromium` on `url` with `what` (`--dump-dom`, `--screenshot=...`):
 /// its standard output. No network besides the page's own server: the background services
 /// (component updates, sync, QUIC probes) are off, as this machine has no way out.
@@ -75,10 +78,10 @@ fn headless(chromium: &Path, url: &str, what: &[String]) -> Result<String> {
             "--disable-component-update",
             "--disable-sync",
             "--hide-scrollbars",
-            "--window-size=1600,1400",
             // Lets the page's scripts run (and poll once or twice) before the DOM is read.
             "--virtual-time-budget=3000",
         ])
+        .arg(format!("--window-size={},{}", WINDOW.0, WINDOW.1))
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(what)
         .arg(url)

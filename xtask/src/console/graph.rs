@@ -1,18 +1,9 @@
 //! The workflow's graph, as the Step Functions console draws it: every state of the ASL and
-//! every transition (`Next`, each Choice rule and its `Default`, each `Catch`), laid out by
-//! the `layout-rs` crate (Graphviz's layered layout) into an SVG whose state boxes carry
-//! their names, so the page can light the current state and mark the passed ones with CSS.
+//! every transition (`Next`, each Choice rule and its `Default`, each `Catch`). [`super::draw`]
+//! lays it out into SVG.
 
 use anyhow::{bail, Context, Result};
-use layout::backends::svg::SVGWriter;
-use layout::core::base::Orientation;
-use layout::core::color::Color;
-use layout::core::style::{LineStyleKind, StyleAttr};
-use layout::std_shapes::render::get_shape_size;
-use layout::std_shapes::shapes::{Arrow, Element, LineEndKind, ShapeKind};
-use layout::topo::layout::VisualGraph;
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// How one state leads to another.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +130,7 @@ impl Graph {
     }
 
     /// The states in breadth-first order from the start, then any the start does not reach.
-    fn breadth_first(&self) -> Vec<&State> {
+    pub(super) fn breadth_first(&self) -> Vec<&State> {
         let mut order: Vec<&str> = vec![self.start.as_str()];
         let mut at = 0;
         while at < order.len() {
@@ -164,7 +155,7 @@ impl Graph {
     }
 
     /// The transitions between each two states, breadth-first by their source; Next first.
-    fn merged_edges(&self) -> Vec<((&str, &str), Vec<&Via>)> {
+    pub(super) fn merged_edges(&self) -> Vec<((&str, &str), Vec<&Via>)> {
         let mut merged: Vec<((&str, &str), Vec<&Via>)> = Vec::new();
         for state in self.breadth_first() {
             let mut outgoing: Vec<&Edge> =
@@ -185,100 +176,10 @@ impl Graph {
         merged
     }
 
-    /// The graph drawn as SVG: each state a `<g class="state KIND" data-state="NAME">`, each
-    /// transition a `<g class="edge" data-from data-to data-label>`; two transitions between
-    /// the same states (a Choice rule and the Default, say) are one arrow with both labels.
-    /// Labels are not drawn on the arrows (each would take a place in its rank and make the
-    /// graph half as wide again): the page shows them on hover.
+    /// The graph drawn as SVG (see [`super::draw`]).
     pub fn svg(&self) -> String {
-        let orientation = Orientation::TopToBottom;
-        let mut graph = VisualGraph::new(orientation);
-        let mut handles = BTreeMap::new();
-        let start = ShapeKind::new_circle("start");
-        let start_size = get_shape_size(orientation, &start, 12, true);
-        let start_node = graph.add_node(Element::create_with_properties(
-            start,
-            StyleAttr::new(Color::fast("black"), 1, Some(Color::fast("white")), 0, 12),
-            orientation,
-            start_size,
-            "class=\"start\"",
-        ));
-        // Nodes and edges go in breadth-first from the start: the layout breaks each cycle
-        // at the edge that closes it, so the loops' last edges (back to `WaitBeforeProbe`,
-        // `HoldOpen`, `WaitForBacklog`) are the ones drawn upwards, as in the console.
-        for state in self.breadth_first() {
-            let shape = ShapeKind::new_box(&state.name);
-            let size = get_shape_size(orientation, &shape, 14, false);
-            let look = StyleAttr::new(Color::fast("gray"), 1, Some(Color::fast("white")), 6, 14);
-            let properties = format!(
-                "class=\"state {}\" data-state=\"{}\"",
-                escape(&state.kind.to_lowercase()),
-                escape(&state.name)
-            );
-            let node = graph.add_node(Element::create_with_properties(
-                shape,
-                look,
-                orientation,
-                size,
-                properties,
-            ));
-            handles.insert(state.name.as_str(), node);
-        }
-        if let Some(first) = handles.get(self.start.as_str()) {
-            graph.add_edge(Arrow::simple(""), start_node, *first);
-        }
-        for ((from, to), vias) in self.merged_edges() {
-            let (Some(&a), Some(&b)) = (handles.get(from), handles.get(to)) else {
-                continue;
-            };
-            let catch = vias.iter().all(|v| matches!(v, Via::Catch(_)));
-            let label: Vec<String> = vias
-                .iter()
-                .filter_map(|via| match via {
-                    Via::Next => None,
-                    Via::Choice(label) => Some(label.clone()),
-                    Via::Default => Some("Default".into()),
-                    Via::Catch(errors) => Some(format!("Catch {}", errors.join(", "))),
-                })
-                .collect();
-            let arrow = Arrow::with_properties(
-                LineEndKind::None,
-                LineEndKind::Arrow,
-                if catch {
-                    LineStyleKind::Dashed
-                } else {
-                    LineStyleKind::Normal
-                },
-                "",
-                &StyleAttr::new(Color::fast("gray"), 1, None, 0, 11),
-                format!(
-                    "class=\"edge{}\" data-from=\"{}\" data-to=\"{}\" data-label=\"{}\"",
-                    if catch { " catch" } else { "" },
-                    escape(from),
-                    escape(to),
-                    escape(&label.join(" | "))
-                ),
-                &None,
-                &None,
-            );
-            graph.add_edge(arrow, a, b);
-        }
-        let mut writer = SVGWriter::new();
-        graph.do_it(false, false, false, &mut writer);
-        let svg = writer.finalize();
-        // Inlined in HTML: the XML declaration is not wanted there.
-        match svg.find("<svg") {
-            Some(at) => svg[at..].to_string(),
-            None => svg,
-        }
+        super::draw::svg(self)
     }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -399,58 +300,6 @@ mod tests {
             "FailsafeFailed",
             Via::Catch(vec!["States.ALL".into()])
         ));
-    }
-
-    #[test]
-    fn the_svg_names_every_state_and_draws_every_transition() {
-        let (_, graph) = real();
-        let svg = graph.svg();
-        let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
-        let drawn: BTreeSet<&str> = doc
-            .descendants()
-            .filter_map(|n| n.attribute("data-state"))
-            .collect();
-        let names: BTreeSet<&str> = graph.states.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(drawn, names);
-        let arrows: BTreeSet<(&str, &str)> = doc
-            .descendants()
-            .filter_map(|n| Some((n.attribute("data-from")?, n.attribute("data-to")?)))
-            .collect();
-        let wanted: BTreeSet<(&str, &str)> = graph
-            .edges
-            .iter()
-            .map(|e| (e.from.as_str(), e.to.as_str()))
-            .collect();
-        assert_eq!(arrows, wanted);
-        let label = |from: &str, to: &str| {
-            doc.descendants()
-                .find(|n| {
-                    n.attribute("data-from") == Some(from) && n.attribute("data-to") == Some(to)
-                })
-                .and_then(|n| n.attribute("data-label"))
-                .map(str::to_string)
-        };
-        assert_eq!(
-            label("IsCircuitOpen", "WaitBeforeProbe").as_deref(),
-            Some("Opened")
-        );
-        assert_eq!(
-            label("ProbeVerdict", "UnexpectedState").as_deref(),
-            Some("IsPresent false | Default")
-        );
-        assert_eq!(
-            label("Probe", "Failsafe").as_deref(),
-            Some("Catch States.ALL")
-        );
-        // Each state's name is written in its box.
-        let text: String = doc
-            .descendants()
-            .filter(|n| n.is_text())
-            .filter_map(|n| n.text())
-            .collect();
-        for name in names {
-            assert!(text.contains(name), "{name} is not written");
-        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! the picture it leaves behind ([`static_page`]).
 
 pub mod browser;
+pub mod draw;
 pub mod graph;
 pub mod state;
 

@@ -15,6 +15,22 @@ function selected() {
   return all.find((e) => e.arn === wanted) || all[0];
 }
 
+// The graph scrolls down, not the page: when the lit state changes and is out of the
+// graph's view, the graph scrolls to it.
+let litState = null;
+function keepLitInView(execution) {
+  const name = execution ? execution.current : null;
+  if (name === litState) return;
+  litState = name;
+  const node = document.querySelector("#graph g.state.current");
+  if (!node) return;
+  const box = node.getBoundingClientRect();
+  const view = byId("graph").getBoundingClientRect();
+  if (box.top < view.top || box.bottom > view.bottom) {
+    byId("graph").scrollTop += box.top - view.top - view.height / 2;
+  }
+}
+
 function renderGraph(execution) {
   const passed = new Set(execution ? execution.passed : []);
   for (const node of document.querySelectorAll("#graph g.state")) {
@@ -33,6 +49,7 @@ function renderGraph(execution) {
   for (const edge of document.querySelectorAll("#graph g.edge")) {
     edge.classList.toggle("passed", taken.has(`${edge.dataset.from}>${edge.dataset.to}`));
   }
+  keepLitInView(execution);
   byId("selected-name").textContent = execution ? execution.name : "no execution yet";
   byId("selected-status").textContent = execution ? execution.status : "";
   byId("selected-status").className = `status ${execution ? execution.status : ""}`;
@@ -130,12 +147,38 @@ function render() {
 for (const edge of document.querySelectorAll("#graph g.edge[data-label]")) {
   if (edge.dataset.label) edge.insertAdjacentHTML("afterbegin", `<title>${text(edge.dataset.label)}</title>`);
 }
-render();
-byId("graph").addEventListener("click", () => {
-  byId("graph").classList.toggle("zoomed");
-  const current = document.querySelector("#graph g.state.current");
-  if (current) current.scrollIntoView({ block: "center", inline: "center" });
+// Error paths: the Catch transitions from and to the state under the pointer and the one
+// clicked (a second click, or one outside the states, lets it go), or all of them.
+const graph = byId("graph");
+let pointed = null;
+let chosen = null;
+const stateAt = (event) => event.target.closest("g.state")?.dataset.state ?? null;
+function showCatches() {
+  for (const edge of graph.querySelectorAll("g.edge.catch")) {
+    const ends = [edge.dataset.from, edge.dataset.to];
+    edge.classList.toggle("shown", [pointed, chosen].some((s) => s && ends.includes(s)));
+  }
+  for (const node of graph.querySelectorAll("g.state")) {
+    node.classList.toggle("selected", node.dataset.state === chosen);
+  }
+}
+graph.addEventListener("mouseover", (event) => {
+  pointed = stateAt(event);
+  showCatches();
 });
+graph.addEventListener("mouseleave", () => {
+  pointed = null;
+  showCatches();
+});
+graph.addEventListener("click", (event) => {
+  const state = stateAt(event);
+  chosen = state === chosen ? null : state;
+  showCatches();
+});
+byId("all-errors").addEventListener("change", (event) => {
+  graph.classList.toggle("all-errors", event.target.checked);
+});
+render();
 if (LIVE) {
   setInterval(async () => {
     try {
