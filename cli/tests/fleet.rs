@@ -2,7 +2,7 @@
 //! (the built-in one, each attachment, one row per consumer whose read failed), its JSON
 //! shape and exit status; `--consumer` selects one (or says which there are); `open` names
 //! the attachment in the execution's input; `close` of an attachment's circuit acts with the
-//! configuration the circuit recorded.
+//! configuration the circuit recorded; `history` of one consumer is its executions only.
 
 #[path = "../../controller/tests/support/mod.rs"]
 mod support;
@@ -532,4 +532,77 @@ async fn close_of_an_attachments_circuit_acts_with_the_configuration_it_opened_w
         ("put_metric", 1),
     ]);
     assert_eq!(ending.details().len(), 1);
+}
+
+#[tokio::test]
+async fn history_of_one_consumer_is_the_executions_whose_input_names_it() {
+    use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
+    use aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryOutput;
+    use aws_sdk_sfn::operation::list_executions::ListExecutionsOutput;
+    use aws_sdk_sfn::types::ExecutionListItem;
+    use aws_smithy_types::DateTime;
+    const PAYMENTS: &str = "arn:aws:states:us-east-1:123456789012:execution:sm:payments-alarm";
+    const BUILT: &str = "arn:aws:states:us-east-1:123456789012:execution:sm:operator-open";
+    let input = |arn: &str| match arn {
+        PAYMENTS => {
+            json!({"attachment": "payments", "event": alarm_event("payments-failing", "ALARM")})
+        }
+        _ => json!({"operator": {"reason": "r", "hold": true}}),
+    };
+    let listed = |arn: &str| {
+        ExecutionListItem::builder()
+            .execution_arn(arn)
+            .state_machine_arn("arn:sm")
+            .name(arn.rsplit(':').next().unwrap_or_default())
+            .status(ExecutionStatus::Running)
+            .start_date(DateTime::from_millis(NOW_MS as i64))
+            .build()
+            .expect("an execution")
+    };
+    let list = mock!(aws_sdk_sfn::Client::list_executions).then_output(move || {
+        ListExecutionsOutput::builder()
+            .executions(listed(PAYMENTS))
+            .executions(listed(BUILT))
+            .build()
+            .expect("a page")
+    });
+    let describe = mock!(aws_sdk_sfn::Client::describe_execution).then_compute_output(move |r| {
+        let arn = r.execution_arn().unwrap_or_default();
+        DescribeExecutionOutput::builder()
+            .execution_arn(arn)
+            .state_machine_arn("arn:sm")
+            .status(ExecutionStatus::Running)
+            .start_date(DateTime::from_millis(NOW_MS as i64))
+            .input(input(arn).to_string())
+            .build()
+            .expect("an execution")
+    });
+    let events = mock!(aws_sdk_sfn::Client::get_execution_history).then_output(|| {
+        GetExecutionHistoryOutput::builder()
+            .set_events(Some(vec![]))
+            .build()
+            .expect("a history")
+    });
+    let mocks = Mocks {
+        sfn: vec![list, describe.clone(), events],
+        ..Mocks::default()
+    };
+    let ctx = located(&mocks, true, true);
+    let of = |only: Option<&'static str>| {
+        let ctx = ctx.clone();
+        async move {
+            sqs_circuit_breaker::history::history(&ctx, "arn:sm", 0, only)
+                .await
+                .expect("read")
+                .into_iter()
+                .map(|c| c.execution)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(of(Some("payments")).await, [PAYMENTS]);
+    assert_eq!(of(Some(BUILT_IN)).await, [BUILT]);
+    assert_eq!(describe.num_calls(), 4);
+    // No filter (a deployment without attachments): every execution, no input read.
+    assert_eq!(of(None).await, [PAYMENTS, BUILT]);
+    assert_eq!(describe.num_calls(), 4);
 }
