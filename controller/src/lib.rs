@@ -6,4 +6,5 @@ pub mod circuit;
 pub mod core;
 pub mod error;
 pub mod logging;
+pub mod registration;
 pub mod steps;

@@ -5,8 +5,10 @@ use controller::adapters::signals::put_misconfigured;
 use controller::core::attachment::Defaults;
 use controller::core::deploy_check::{is_stack_status_change, misconfigured};
 use controller::core::deployment::deployment;
+use controller::core::registration::is_custom_resource_request;
 use controller::core::ConfigError;
 use controller::error::StepError;
+use controller::registration;
 use controller::steps::{self, AssumedRoles, Context, Fleet, Request};
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use serde_json::{json, Value};
@@ -19,6 +21,9 @@ async fn handle(ctx: &Context, event: LambdaEvent<Value>) -> Result<Value, StepE
             "stack deployed; configuration valid"
         );
         return Ok(json!({"configuration": "valid"}));
+    }
+    if is_custom_resource_request(&event.payload) {
+        return registration::handle(ctx, &event.payload, &responder()?).await;
     }
     let (request, retries) = Request::parse(event.payload)
         .map_err(|e| StepError::Fatal(format!("malformed step request: {e}")))?;
@@ -51,9 +56,17 @@ async fn refuse(
         tracing::error!(reason = %detail.reason, bus = %bus, "announced: Breaker Misconfigured");
         return Ok(json!({"configuration": "refused", "reason": detail.reason}));
     }
+    if is_custom_resource_request(&event.payload) {
+        let reason = format!("the breaker deployment's configuration is refused: {error}");
+        return registration::refuse(&event.payload, &reason, &responder()?).await;
+    }
     let e = StepError::Fatal(format!("the breaker's configuration is refused: {error}"));
     tracing::error!(error_type = e.name(), error = %e, "step refused");
     Err(e)
+}
+
+fn responder() -> Result<registration::HttpResponder, StepError> {
+    registration::HttpResponder::new().map_err(StepError::Fatal)
 }
 
 #[tokio::main]

@@ -10,6 +10,7 @@ mod hold;
 mod open;
 mod probe;
 mod recovery;
+mod registration;
 mod rejitter;
 mod requests;
 mod slow_start;

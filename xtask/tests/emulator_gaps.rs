@@ -1,7 +1,8 @@
 //! The emulator shows the breaker's new alarm signals (xtask/src/emulator_gaps): on a local
 //! stack with the example consumer failing, the queue's `AWS/SQS` metrics appear (zeros
 //! included), the metric-math alarms and the composite over them deploy through
-//! CloudFormation and go to ALARM with AWS's events, and every transition is delivered: when
+//! CloudFormation and go to ALARM with AWS's events, and every transition is delivered (also
+//! through a rule target's input transformer, rendered as EventBridge renders it): when
 //! an operator stops the circuit's execution mid-outage, the breaker gives the consumer back
 //! and resets the alarm to OK, and the still failing consumer puts it back in ALARM, which
 //! opens a new circuit. Healed, the composite returns to OK. A mapping CloudFormation creates
@@ -237,6 +238,44 @@ fn the_emulator_shows_the_new_alarm_signals_and_every_transition() -> Result<()>
             |seen| by_reason(seen, &error_share, FLIP) == ["ALARM", "OK"],
         )
         .await?;
+        // The same two events through the input transformer of a second rule.
+        let mut transformed = Vec::new();
+        events_until(
+            &d,
+            &alarms["TransformedQueueUrl"],
+            &mut transformed,
+            "the flip's events rendered by the input transformer",
+            Duration::from_secs(5),
+            |t| {
+                t.iter()
+                    .filter(|t| t["event"]["detail"]["state"]["reason"] == FLIP)
+                    .count()
+                    == 2
+            },
+        )
+        .await?;
+        let rendered_flip = transformed
+            .iter()
+            .filter(|t| t["event"]["detail"]["state"]["reason"] == FLIP);
+        for rendered in rendered_flip {
+            let event = seen
+                .iter()
+                .find(|e| e["id"] == rendered["event"]["id"])
+                .with_context(|| format!("{rendered} renders no delivered event"))?;
+            let state = event["detail"]["state"]["value"]
+                .as_str()
+                .unwrap_or_default();
+            let alarm = event["resources"][0].as_str().unwrap_or_default();
+            let rule = rendered["rule"].as_str().unwrap_or_default();
+            ensure!(
+                rendered["attachment"] == "orders"
+                    && rendered["state"] == state
+                    && rendered["text"] == format!("{alarm} is {state}")
+                    && rule.contains("TransformedAlarmEvents")
+                    && rendered["event"] == *event,
+                "input transformer rendered {rendered} for {event}"
+            );
+        }
 
         // An outage: every batch fails and is back 5 s later.
         d.outage(true).await?;

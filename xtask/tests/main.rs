@@ -3,6 +3,7 @@
 //! each in its own process under cargo-nextest). One binary links the AWS SDK once, not once
 //! a test file: minutes of linking and gigabytes of `target/` on a fresh clone.
 
+mod attachment;
 mod breaker;
 mod cdk;
 mod company_account;

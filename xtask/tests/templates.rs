@@ -53,6 +53,7 @@ fn template_wires_the_workflow_and_the_controller() -> Result<()> {
         "ALARM_NAME",
         "STATE_MACHINE_NAME",
         "CIRCUIT_TABLE",
+        "ATTACHMENTS_TABLE",
         "EVENT_BUS_NAME",
         "METRICS_NAMESPACE",
         "BACKOFF_BASE_SECONDS",
@@ -112,11 +113,17 @@ fn template_wires_the_workflow_and_the_controller() -> Result<()> {
     ensure!(missing.is_empty(), "required but not set: {missing:?}");
     let unknown: Vec<_> = env
         .iter()
-        .filter(|v| *v != "RUST_LOG" && !all.contains(*v))
+        .filter(|v| *v != "RUST_LOG" && *v != "ATTACHMENTS_TABLE" && !all.contains(*v))
         .collect();
     ensure!(
         unknown.is_empty(),
         "set but not read by the controller: {unknown:?}"
+    );
+    // The attachments table is the deployment's, read at cold start, not the consumer's.
+    let main = std::fs::read_to_string(paths::root().join("controller/src/main.rs"))?;
+    ensure!(
+        main.contains("env(\"ATTACHMENTS_TABLE\")"),
+        "the controller no longer reads ATTACHMENTS_TABLE"
     );
     Ok(())
 }
@@ -132,6 +139,10 @@ fn templates_pass_cfn_lint() -> Result<()> {
     ensure!(
         templates.iter().any(|t| t.ends_with("template.yaml")),
         "infra/template.yaml is missing"
+    );
+    ensure!(
+        templates.iter().any(|t| t.ends_with("attachment.yaml")),
+        "infra/attachment.yaml is missing"
     );
     let out = tools::ensure()?
         .command("cfn-lint")

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod queue_arn;
 pub mod rearm;
 pub mod receives;
+pub mod registration;
 pub mod retention;
 pub mod signal;
 pub mod slow_start;

@@ -4,6 +4,7 @@
 use super::alarm_evaluation::{
     event_time, state_timestamp, AlarmDefinition, AlarmSource, AlarmState, MetricStat,
 };
+use super::input_transformer::{self, Rule, Transformer};
 use serde_json::{json, Map, Value};
 
 /// One side of a transition: `state` or `previousState`.
@@ -187,16 +188,16 @@ pub fn random_id() -> String {
     )
 }
 
-/// What a rule target receives: its constant `Input`, the part `InputPath` selects, or the
-/// whole event. Input transformers are not bridged (`Err`).
+/// What a rule target receives: its constant `Input`, the part `InputPath` selects, its
+/// input transformer's rendering ([`input_transformer`]), or the whole event.
 pub fn target_input(
     event: &Value,
     input: Option<&str>,
     input_path: Option<&str>,
-    has_transformer: bool,
+    transformer: Option<(&Transformer, &Rule)>,
 ) -> Result<String, String> {
-    if has_transformer {
-        return Err("input transformers are not bridged".into());
+    if let Some((transformer, rule)) = transformer {
+        return input_transformer::render(event, transformer, rule);
     }
     if let Some(input) = input {
         return Ok(input.to_string());
@@ -204,16 +205,9 @@ pub fn target_input(
     let Some(path) = input_path else {
         return Ok(event.to_string());
     };
-    let rest = path
-        .strip_prefix('$')
-        .ok_or_else(|| format!("InputPath {path:?} does not start with $"))?;
-    let mut selected = event;
-    for key in rest.split('.').filter(|k| !k.is_empty()) {
-        selected = selected
-            .get(key)
-            .ok_or_else(|| format!("InputPath {path:?} selects nothing"))?;
-    }
-    Ok(selected.to_string())
+    input_transformer::select(event, path)?
+        .map(Value::to_string)
+        .ok_or_else(|| format!("InputPath {path:?} selects nothing"))
 }
 
 #[cfg(test)]
@@ -438,18 +432,30 @@ mod tests {
     fn targets_get_the_event_its_input_or_its_input_path() {
         let event = serde_json::json!({"detail": {"alarmName": "a"}});
         assert_eq!(
-            target_input(&event, None, None, false).unwrap(),
+            target_input(&event, None, None, None).unwrap(),
             event.to_string()
         );
         assert_eq!(
-            target_input(&event, Some("{\"x\":1}"), None, false).unwrap(),
+            target_input(&event, Some("{\"x\":1}"), None, None).unwrap(),
             "{\"x\":1}"
         );
         assert_eq!(
-            target_input(&event, None, Some("$.detail"), false).unwrap(),
+            target_input(&event, None, Some("$.detail"), None).unwrap(),
             r#"{"alarmName":"a"}"#
         );
-        assert!(target_input(&event, None, Some("$.nothing"), false).is_err());
-        assert!(target_input(&event, None, None, true).is_err());
+        assert!(target_input(&event, None, Some("$.nothing"), None).is_err());
+        let transformer = Transformer {
+            paths: None,
+            template: r#"{"a": <aws.events.rule-name>}"#,
+        };
+        let rule = Rule {
+            arn: "arn:aws:events:us-east-1:0:rule/r",
+            name: "r",
+            ingestion_time: "t",
+        };
+        assert_eq!(
+            target_input(&event, None, None, Some((&transformer, &rule))).unwrap(),
+            r#"{"a": "r"}"#
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! would: the emulator's PutEvents refuses `aws.*` sources, so the bridge tests each rule's
 //! deployed pattern (TestEventPattern) and calls the targets itself.
 
+use super::alarm_evaluation::event_time;
 use super::alarm_events::target_input;
+use super::input_transformer::{Rule, Transformer};
 use anyhow::Result;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use serde_json::Value;
@@ -84,7 +86,7 @@ pub async fn deliver(clients: &Clients, event: &Value) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("TestEventPattern: {}", DisplayErrorContext(e)))?
                 .result();
             if matched {
-                deliver_to_targets(clients, name, event).await?;
+                deliver_to_targets(clients, name, rule.arn().unwrap_or_default(), event).await?;
             }
         }
         token = page.next_token().map(str::to_string);
@@ -94,7 +96,12 @@ pub async fn deliver(clients: &Clients, event: &Value) -> Result<()> {
     }
 }
 
-async fn deliver_to_targets(clients: &Clients, rule: &str, event: &Value) -> Result<()> {
+async fn deliver_to_targets(
+    clients: &Clients,
+    rule: &str,
+    rule_arn: &str,
+    event: &Value,
+) -> Result<()> {
     let targets = clients
         .events
         .list_targets_by_rule()
@@ -102,13 +109,27 @@ async fn deliver_to_targets(clients: &Clients, rule: &str, event: &Value) -> Res
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("ListTargetsByRule {rule}: {}", DisplayErrorContext(e)))?;
+    let ingestion_time = event_time(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    );
+    let context = Rule {
+        arn: rule_arn,
+        name: rule,
+        ingestion_time: &ingestion_time,
+    };
     for target in targets.targets() {
         let arn = target.arn();
+        let transformer = target.input_transformer().map(|t| Transformer {
+            paths: t.input_paths_map(),
+            template: t.input_template(),
+        });
         let input = match target_input(
             event,
             target.input(),
             target.input_path(),
-            target.input_transformer().is_some(),
+            transformer.as_ref().map(|t| (t, &context)),
         ) {
             Ok(input) => input,
             Err(why) => {

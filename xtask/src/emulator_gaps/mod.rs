@@ -19,7 +19,8 @@
 //!    delivers every transition, its own, SetAlarmState's and the composites' (which the
 //!    emulator re-evaluates when a child changes), read from the alarm history
 //!    ([`alarm_history`]), as the documented event ([`alarm_events`]) to the targets of the
-//!    rules that match it ([`event_delivery`]).
+//!    rules that match it ([`event_delivery`]), shaped by each target's `Input`,
+//!    `InputPath` or input transformer ([`input_transformer`]).
 //!    The shim makes CloudFormation accept metric-math alarms (`Metrics`) and composite
 //!    alarms, PutMetricAlarm keep `Metrics`, and the history carry milliseconds and
 //!    SetAlarmState's reason data.
@@ -37,6 +38,7 @@ pub mod alarm_evaluation;
 pub mod alarm_events;
 pub mod alarm_history;
 pub mod event_delivery;
+pub mod input_transformer;
 pub mod metric_math;
 pub mod sqs_metrics;
 

@@ -1,0 +1,237 @@
+//! The attachment's registration over mocked AWS: what a custom-resource request reads and
+//! writes, and that every request is answered on its ResponseURL, refusals included. The
+//! mocked clients are strict: a call no rule matches fails the test.
+
+use crate::support::*;
+
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
+use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+use aws_sdk_dynamodb::operation::scan::ScanOutput;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_mocks::{mock, Rule};
+use controller::adapters::attachments::{item_attributes, Attachments};
+use controller::circuit::CircuitAttachment;
+use controller::core::attachment::Defaults;
+use controller::registration::{handle, Respond};
+use controller::steps::fleet::BoxFuture;
+use controller::steps::{Context, Fleet};
+use serde_json::{json, Value};
+use std::sync::Mutex;
+
+const ATTACHMENTS: &str = "breaker-attachments";
+const STACK: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/orders-attachment/1f2e";
+const URL: &str = "http://localhost:4566/_ministack/cfn-response/abc";
+
+/// The answers PUT, by URL.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(String, Value)>>);
+
+impl Respond for Recorder {
+    fn put<'a>(&'a self, url: &'a str, body: String) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let body = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            self.0.lock().unwrap().push((url.to_owned(), body));
+            Ok(())
+        })
+    }
+}
+
+fn request(kind: &str, extra: &[(&str, &str)]) -> Value {
+    let mut properties = json!({
+        "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:breaker-controller",
+        "ServiceTimeout": "300",
+        "ConsumerFunctionName": FUNCTION,
+        "QueueArn": QUEUE_ARN,
+        "AlarmArn": format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{ALARM}"),
+        "AlarmSignal": "custom",
+    });
+    for (k, v) in extra {
+        properties[*k] = json!(v);
+    }
+    let mut event = json!({
+        "RequestType": kind, "ResponseURL": URL, "StackId": STACK, "RequestId": "req-7",
+        "LogicalResourceId": "Registration", "ResourceType": "Custom::SqsCircuitBreakerAttachment",
+        "ResourceProperties": properties,
+    });
+    if kind != "Create" {
+        event["PhysicalResourceId"] = json!("orders-attachment");
+    }
+    event
+}
+
+/// A fleet-only deployment whose circuit table is the support rules'.
+fn context(mocks: &Mocks) -> Context {
+    let ctx = mocks.context(config(&[]));
+    let defaults = Defaults::from_lookup(|name| match name {
+        "STATE_MACHINE_NAME" => Some(STATE_MACHINE.into()),
+        "CIRCUIT_TABLE" => Some(TABLE.into()),
+        "EVENT_BUS_NAME" => Some(EVENT_BUS.into()),
+        "METRICS_NAMESPACE" => Some(NAMESPACE.into()),
+        _ => None,
+    });
+    Context {
+        fleet: Fleet {
+            defaults,
+            attachments: Some(Attachments {
+                dynamodb: ctx.clients.dynamodb.clone(),
+                table: ATTACHMENTS.into(),
+            }),
+            fleet_only: true,
+            roles: None,
+            own: None,
+        },
+        ..ctx
+    }
+}
+
+fn scan(items: Vec<CircuitAttachment>) -> Rule {
+    mock!(aws_sdk_dynamodb::Client::scan)
+        .match_requests(|r| r.table_name() == Some(ATTACHMENTS))
+        .then_output(move || {
+            ScanOutput::builder()
+                .set_items(Some(items.iter().map(item_attributes).collect()))
+                .build()
+        })
+}
+
+fn put_registered() -> Rule {
+    mock!(aws_sdk_dynamodb::Client::put_item)
+        .match_requests(|r| {
+            let item = r.item().cloned().unwrap_or_default();
+            let settings: Value = item
+                .get("settings")
+                .and_then(|s| s.as_s().ok())
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or_default();
+            r.table_name() == Some(ATTACHMENTS)
+                && r.condition_expression() == Some("attribute_not_exists(id)")
+                && item.get("id") == Some(&AttributeValue::S("orders-attachment".into()))
+                && settings["AlarmName"] == ALARM
+                && settings["Id"] == "orders-attachment"
+                && settings.get("ServiceToken").is_none()
+        })
+        .then_output(|| PutItemOutput::builder().build())
+}
+
+fn answered(recorder: &Recorder) -> Value {
+    let answers = recorder.0.lock().unwrap();
+    assert_eq!(answers.len(), 1, "one answer: {answers:?}");
+    assert_eq!(answers[0].0, URL);
+    answers[0].1.clone()
+}
+
+#[tokio::test]
+async fn a_create_validates_and_registers_the_stacks_attachment() {
+    let mocks = Mocks {
+        dynamodb: vec![scan(vec![]), put_registered()],
+        ..Mocks::default()
+    };
+    let recorder = Recorder::default();
+    handle(&context(&mocks), &request("Create", &[]), &recorder)
+        .await
+        .expect("answered");
+    let answer = answered(&recorder);
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(answer["PhysicalResourceId"], "orders-attachment");
+    assert_eq!(answer["RequestId"], "req-7");
+    assert_eq!(answer["StackId"], STACK);
+}
+
+#[tokio::test]
+async fn a_refused_create_writes_nothing_and_fails_with_the_checks_sentence() {
+    // No rule for any write: the strict mocks fail the test if one is made.
+    let mocks = Mocks::default();
+    let recorder = Recorder::default();
+    let event = request(
+        "Create",
+        &[("BackoffBaseSeconds", "50"), ("BackoffCapSeconds", "10")],
+    );
+    handle(&context(&mocks), &event, &recorder)
+        .await
+        .expect("answered");
+    let answer = answered(&recorder);
+    assert_eq!(answer["Status"], "FAILED");
+    assert!(
+        answer["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("BACKOFF_CAP_SECONDS=10 must be at least BACKOFF_BASE_SECONDS=50"),
+        "{answer}"
+    );
+    assert_eq!(answer["PhysicalResourceId"], "refused-req-7");
+}
+
+#[tokio::test]
+async fn a_second_attachment_of_the_same_consumer_is_refused() {
+    let other = CircuitAttachment {
+        id: "orders-first".into(),
+        settings: json!({"Id": "orders-first", "ConsumerFunctionName": FUNCTION,
+                         "QueueArn": QUEUE_ARN, "AlarmName": "another"}),
+        role_arn: None,
+    };
+    let mocks = Mocks {
+        dynamodb: vec![scan(vec![other])],
+        ..Mocks::default()
+    };
+    let recorder = Recorder::default();
+    handle(&context(&mocks), &request("Create", &[]), &recorder)
+        .await
+        .expect("answered");
+    let answer = answered(&recorder);
+    assert_eq!(answer["Status"], "FAILED");
+    assert!(
+        answer["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("already attached as \"orders-first\""),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn a_delete_with_the_circuit_closed_removes_the_item() {
+    let registered = CircuitAttachment {
+        id: "orders-attachment".into(),
+        settings: json!({"Id": "orders-attachment", "ConsumerFunctionName": FUNCTION,
+                         "QueueArn": QUEUE_ARN, "AlarmName": ALARM, "AlarmSignal": "custom"}),
+        role_arn: None,
+    };
+    let get = mock!(aws_sdk_dynamodb::Client::get_item)
+        .match_requests(|r| r.table_name() == Some(ATTACHMENTS))
+        .then_output(move || {
+            aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
+                .set_item(Some(item_attributes(&registered)))
+                .build()
+        });
+    let delete = mock!(aws_sdk_dynamodb::Client::delete_item)
+        .match_requests(|r| {
+            r.table_name() == Some(ATTACHMENTS)
+                && r.key().and_then(|k| k.get("id"))
+                    == Some(&AttributeValue::S("orders-attachment".into()))
+        })
+        .then_output(|| DeleteItemOutput::builder().build());
+    let mocks = Mocks {
+        dynamodb: vec![get, get_item(Some(item("CLOSED", EXECUTION))), delete],
+        lambda: vec![list_mappings_page(None, None, &["Enabled"])],
+        ..Mocks::default()
+    };
+    let recorder = Recorder::default();
+    handle(&context(&mocks), &request("Delete", &[]), &recorder)
+        .await
+        .expect("answered");
+    let answer = answered(&recorder);
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(mocks.dynamodb[2].num_calls(), 1, "the item is deleted");
+}
+
+#[tokio::test]
+async fn a_delete_of_a_refused_create_touches_nothing() {
+    let mocks = Mocks::default();
+    let recorder = Recorder::default();
+    let mut event = request("Delete", &[]);
+    event["PhysicalResourceId"] = json!("refused-req-1");
+    handle(&context(&mocks), &event, &recorder)
+        .await
+        .expect("answered");
+    assert_eq!(answered(&recorder)["Status"], "SUCCESS");
+}
