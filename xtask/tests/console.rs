@@ -13,7 +13,7 @@ use xtask::console::browser::{self, states_with_class, text_of};
 use xtask::console::fleet::ConsumerRow;
 use xtask::console::state::{ExecutionView, HistoryEvent, Snapshot};
 use xtask::console::Console;
-use xtask::stack::{fast_breaker, fast_example, Deployment};
+use xtask::stack::{fast_breaker, fast_example, Deployment, BREAKER_STACK};
 use xtask::wait::eventually;
 use xtask::{aws, traffic};
 
@@ -34,6 +34,31 @@ fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
         ("MaxCircuitsPerHour", "0".into()),
     ]);
     Deployment::start(&fast_example(), &breaker)
+}
+
+/// An attachment registered in the deployment's table whose consumer does not exist: the
+/// fleet list shows it, with why its circuit cannot be read.
+const SECOND: &str = "console-second";
+
+async fn register_second(d: &Deployment) -> Result<()> {
+    use controller::adapters::attachments::{Attachments, Put, PutMode};
+    let table = Attachments {
+        dynamodb: d.dynamodb.clone(),
+        table: d.breaker["AttachmentsTableName"].clone(),
+    };
+    let attachment = controller::circuit::CircuitAttachment {
+        id: SECOND.into(),
+        settings: serde_json::json!({
+            "Id": SECOND,
+            "ConsumerFunctionName": format!("{SECOND}-consumer"),
+            "QueueArn": format!("arn:aws:sqs:{}:000000000000:{SECOND}", xtask::sam::REGION),
+            "AlarmName": format!("{SECOND}-failing"),
+        }),
+        role_arn: None,
+    };
+    let put = table.put(&attachment, PutMode::Register).await?;
+    ensure!(put == Put::Written, "{put:?}");
+    Ok(())
 }
 
 /// What the page shows, read from the browser's DOM, and its screenshot saved as `name`.
@@ -398,10 +423,19 @@ fn the_console_shows_the_circuit_open_probing_and_closed_in_a_browser() -> Resul
         .await?;
         ensure!(console.address.ip().is_loopback(), "{}", console.address);
 
+        register_second(&d).await?;
         d.outage(true).await?;
         traffic::send(&d.sqs, d.queue(), "console", 10).await?;
         let execution = d.start_alarm_execution().await?;
         let page = console.execution_url(&execution);
+        // An execution for the second consumer: it reads the attachment, finds no such
+        // mapping and ends, touching nothing of the first.
+        let second = xtask::breaker::start(
+            &d.sfn,
+            &d.breaker["StateMachineArn"],
+            &serde_json::json!({"attachment": SECOND, "event": {"operator": {"by": "console test"}}}),
+        )
+        .await?;
 
         // Open: the mapping disabled, the execution running past OpenCircuit.
         eventually(
@@ -431,6 +465,46 @@ fn the_console_shows_the_circuit_open_probing_and_closed_in_a_browser() -> Resul
             "at open: {open:?}"
         );
         ensure!(open.lit.len() == 1, "one state lit at open: {open:?}");
+
+        // The fleet: the built-in consumer's circuit open, the attachment listed with why its
+        // circuit cannot be read; picking the attachment lists its execution only.
+        let fleet = console.snapshot().consumers;
+        let ids: Vec<(&str, &str, bool)> = fleet
+            .iter()
+            .map(|c| (c.id.as_str(), c.circuit.as_str(), c.open))
+            .collect();
+        ensure!(
+            ids == [(BREAKER_STACK, "OPEN", true), (SECOND, "?", false)],
+            "{fleet:?}"
+        );
+        ensure!(fleet[1].problem.is_some(), "{fleet:?}");
+        eventually("both executions listed", Duration::from_secs(30), || async {
+            let seen = console.snapshot().executions;
+            let of = |arn: &str| seen.iter().find(|e| e.arn == arn).map(|e| e.consumer.clone());
+            Ok((of(&execution).as_deref() == Some(BREAKER_STACK)
+                && of(&second).as_deref() == Some(SECOND))
+            .then_some(()))
+        })
+        .await?;
+        let chromium_path = chromium.clone();
+        let picked = format!("{}?consumer={SECOND}", console.url());
+        let dom = tokio::task::spawn_blocking(move || browser::dump_dom(&chromium_path, &picked))
+            .await??;
+        ensure!(
+            dom.contains(&format!("data-consumer=\"{BREAKER_STACK}\" class=\"open")),
+            "the open circuit's row does not stand out: {dom}"
+        );
+        // The executions listed: the rows of the table's body (the page's script, inlined,
+        // has the row's template too).
+        let listed = dom
+            .split_once("id=\"executions\">")
+            .and_then(|(_, rest)| rest.split_once("</tbody>"))
+            .map(|(rows, _)| rows.matches("<tr").count());
+        ensure!(
+            listed == Some(1)
+                && text_of(&dom, "selected-name").as_deref() == second.rsplit(':').next(),
+            "the picked consumer's one execution: {dom}"
+        );
 
         // Probing: two failed probes seen; the lit state is in the probe loop.
         eventually("two probes", Duration::from_secs(60), || async {
@@ -490,6 +564,11 @@ fn the_console_shows_the_circuit_open_probing_and_closed_in_a_browser() -> Resul
         ensure!(
             closed.passed.iter().any(|s| s == "CloseCircuit"),
             "closed: {closed:?}"
+        );
+        let fleet = console.snapshot().consumers;
+        ensure!(
+            fleet.first().is_some_and(|c| c.circuit == "CLOSED" && !c.open),
+            "closed: {fleet:?}"
         );
 
         // Read-only: the page's server answers nothing but GET.
