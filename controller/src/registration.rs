@@ -4,7 +4,7 @@
 //! item. Every request is answered on its `ResponseURL`, refusals and errors too: a custom
 //! resource that gets no answer holds its stack until `ServiceTimeout`.
 
-use crate::adapters::attachments::{Attachments, Put, PutMode};
+use crate::adapters::attachments::{self, Attachments, Put, PutMode};
 use crate::adapters::mapping;
 use crate::adapters::signals::{Detail, Transition};
 use crate::adapters::store::{GAVE_UP, OPEN};
@@ -28,7 +28,7 @@ const ANSWER_ATTEMPTS: u32 = 3;
 
 /// Where the answer goes: the live one PUTs on the pre-signed URL; tests record it.
 pub trait Respond: Send + Sync {
-    fn put<'a>(&'a self, url: &'a str, body: String) -> BoxFuture<'a, Result<(), String>>;
+    fn send<'a>(&'a self, url: &'a str, body: String) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// Handles one custom-resource request and answers it; the value is what the invocation
@@ -63,7 +63,7 @@ pub async fn handle(
 async fn answer(respond: &dyn Respond, url: &str, response: &CfnResponse) -> Result<(), StepError> {
     let mut last = String::new();
     for attempt in 1..=ANSWER_ATTEMPTS {
-        match respond.put(url, response.body()).await {
+        match respond.send(url, response.body()).await {
             Ok(()) => return Ok(()),
             Err(e) => {
                 tracing::warn!(attempt, error = %e, "answering CloudFormation failed");
@@ -124,8 +124,7 @@ async fn register(
     let alarm_arn = request.properties["AlarmArn"].as_str().unwrap_or_default();
     alarm_beside_queue(&attachment, alarm_arn)?;
 
-    let fleet: Vec<Attachment> = attachments
-        .list()
+    let fleet: Vec<Attachment> = attachments::list(attachments)
         .await
         .map_err(aws)?
         .into_iter()
@@ -323,7 +322,7 @@ impl HttpResponder {
 }
 
 impl Respond for HttpResponder {
-    fn put<'a>(&'a self, url: &'a str, body: String) -> BoxFuture<'a, Result<(), String>> {
+    fn send<'a>(&'a self, url: &'a str, body: String) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let request = hyper::Request::builder()
                 .method(hyper::Method::PUT)

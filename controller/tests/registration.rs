@@ -27,7 +27,7 @@ const URL: &str = "http://localhost:4566/_ministack/cfn-response/abc";
 struct Recorder(Mutex<Vec<(String, Value)>>);
 
 impl Respond for Recorder {
-    fn put<'a>(&'a self, url: &'a str, body: String) -> BoxFuture<'a, Result<(), String>> {
+    fn send<'a>(&'a self, url: &'a str, body: String) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let body = serde_json::from_str(&body).map_err(|e| e.to_string())?;
             self.0.lock().unwrap().push((url.to_owned(), body));

@@ -188,6 +188,12 @@ impl Attachments {
     }
 }
 
+/// [`Attachments::list`] by a path that names this module: the IAM test follows a method
+/// call by its name alone, and `list` is also the executions' (ListExecutions).
+pub async fn list(attachments: &Attachments) -> Result<Vec<CircuitAttachment>, StepError> {
+    attachments.list().await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
