@@ -287,5 +287,18 @@ fn the_attachment_creates_its_alarm_as_the_template_does() -> Result<()> {
     ] {
         assert_eq!(registration[property], env[variable], "{property}");
     }
+    // The attachment's role may re-arm that alarm, a created composite's children too, as
+    // the deployment's controller role may its own.
+    let reset = |role: &serde_json::Value| {
+        role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["Sid"] == "ResetTheAlarm"))
+            .map(|s| s["Resource"].clone())
+    };
+    let own_reset = reset(&own["ControllerRole"]).context("ControllerRole's ResetTheAlarm")?;
+    assert_eq!(
+        reset(&attachment["Resources"]["AttachmentRole"]),
+        Some(own_reset)
+    );
     Ok(())
 }
