@@ -2,10 +2,11 @@
 //! breaker deployed once with `sam`, a second consumer (a second example stack) attached to
 //! it and registered; an attachment the configuration check refuses fails its stack with the
 //! check's sentence and registers nothing; a second attachment of the same consumer is
-//! refused; deleting the attachment removes its item. The item records the attachment's own
-//! role (on the deployment's path), and the delete's give-back runs under it: the controller
-//! assumes it (its log says so). The emulator enforces no IAM here (no `AUTH=true`): the
-//! roles' grants are the IAM test's (`xtask/tests/iam.rs`).
+//! refused; deleting the attachment removes its item; an attachment with no AlarmArn creates
+//! the alarm its AlarmSignal chooses and registers it with that signal. The item records the
+//! attachment's own role (on the deployment's path), and the delete's give-back runs under
+//! it: the controller assumes it (its log says so). The emulator enforces no IAM here (no
+//! `AUTH=true`): the roles' grants are the IAM test's (`xtask/tests/iam.rs`).
 //!
 //! What the emulator really does is what is checked: CloudFormation invokes the controller
 //! with the custom-resource request, the controller answers on the ResponseURL, and the stack
@@ -180,6 +181,7 @@ fn an_attachment_registers_is_refused_with_the_checks_sentence_and_detaches() ->
             "{registered}"
         );
         ensure!(registered["AlarmName"] == alarm.as_str(), "{registered}");
+        ensure!(registered["AlarmSignal"] == "custom", "{registered}");
         ensure!(registered["BackoffCapSeconds"] == "30", "{registered}");
         // Its own role, on the deployment's path, recorded beside the settings.
         let role =
@@ -242,6 +244,43 @@ fn an_attachment_registers_is_refused_with_the_checks_sentence_and_detaches() ->
             },
         )
         .await?;
+
+        // No AlarmArn: the attachment creates the alarm AlarmSignal chooses, from the Alarm*
+        // parameters, named after its stack, and registers that alarm and its signal.
+        let mut errors = consumer.clone();
+        errors.retain(|(k, _)| *k != "AlarmArn");
+        errors.push(("AlarmSignal", "errors".into()));
+        errors.push(("AlarmThreshold", "2".into()));
+        attach(&deployed, "orders-c", &errors)?;
+        let created = "orders-c-consumer-errors";
+        let alarms = deployed
+            .cloudwatch
+            .describe_alarms()
+            .alarm_name_prefix("orders-c-")
+            .alarm_types(aws_sdk_cloudwatch::types::AlarmType::MetricAlarm)
+            .alarm_types(aws_sdk_cloudwatch::types::AlarmType::CompositeAlarm)
+            .send()
+            .await?;
+        ensure!(alarms.composite_alarms().is_empty(), "{alarms:?}");
+        let [alarm] = alarms.metric_alarms() else {
+            anyhow::bail!("one created alarm expected: {alarms:?}");
+        };
+        ensure!(alarm.alarm_name() == Some(created), "{alarm:?}");
+        ensure!(alarm.namespace() == Some("AWS/Lambda"), "{alarm:?}");
+        ensure!(alarm.metric_name() == Some("Errors"), "{alarm:?}");
+        ensure!(alarm.threshold() == Some(2.0), "{alarm:?}");
+        ensure!(
+            alarm
+                .dimensions()
+                .iter()
+                .any(|d| d.name() == Some("FunctionName") && d.value() == Some(function.as_str())),
+            "{alarm:?}"
+        );
+        let registered = item(&deployed, "orders-c")
+            .await?
+            .context("the attachment's item")?;
+        ensure!(registered["AlarmName"] == created, "{registered}");
+        ensure!(registered["AlarmSignal"] == "errors", "{registered}");
         anyhow::Ok(())
     })
 }
