@@ -105,7 +105,7 @@ pub enum SettingsError {
          (arn:<partition>:cloudwatch:<region>:<account>:alarm:<name>)"
     )]
     InvalidAlarmArn(String),
-    #[error("the Registration has no AlarmArn: attach an existing alarm")]
+    #[error("the Registration has no AlarmArn: infra/attachment.yaml always sends the alarm it watches (yours, or the one it creates)")]
     NoAlarm,
     #[error(
         "RoleArn {0:?} is not an IAM role ARN (arn:<partition>:iam::<account>:role/<path><name>)"
