@@ -14,14 +14,16 @@ pub fn test() -> Result<()> {
         anyhow::ensure!(status.success(), "{what} failed ({status})");
         Ok(())
     };
-    let tools = tools::ensure()?;
-    test_steps(&cargo, &tools, step)
+    // On a first run the toolchain's install (pip, bound by the network) runs beside fmt and
+    // clippy (bound by the cores); cfn-lint is the first step that needs it.
+    let installing = std::thread::spawn(tools::ensure);
+    test_steps(&cargo, installing, step)
 }
 
 /// Every check and test of `cargo xtask test`, in order.
 fn test_steps(
     cargo: &str,
-    tools: &tools::Tools,
+    installing: std::thread::JoinHandle<Result<tools::Tools>>,
     step: impl Fn(&str, &mut Command) -> Result<()>,
 ) -> Result<()> {
     let root = paths::root();
@@ -40,6 +42,9 @@ fn test_steps(
             "warnings",
         ]),
     )?;
+    let tools = installing
+        .join()
+        .map_err(|_| anyhow::anyhow!("installing the local AWS toolchain panicked"))??;
     let templates: Vec<_> = std::fs::read_dir(root.join("infra"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
