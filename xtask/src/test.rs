@@ -108,3 +108,42 @@ fn nextest_available(cargo: &str) -> bool {
         .output()
         .is_ok_and(|out| out.status.success())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{mpsc, Mutex};
+    use std::time::Duration;
+
+    /// The toolchain's install runs beside fmt and clippy: here it can only finish once clippy
+    /// has run, and cfn-lint, the first step that needs it, still waits for it.
+    #[test]
+    fn the_toolchain_installs_beside_fmt_and_clippy() {
+        let (clippy_ran, wait_for_clippy) = mpsc::channel::<()>();
+        let installing = std::thread::spawn(move || {
+            wait_for_clippy
+                .recv_timeout(Duration::from_secs(10))
+                .map_err(|_| anyhow::anyhow!("clippy did not run while the toolchain installed"))?;
+            Ok(tools::Tools {
+                bin: "/nonexistent/venv/bin".into(),
+            })
+        });
+        let clippy_ran = Mutex::new(Some(clippy_ran));
+        let steps = Mutex::new(Vec::new());
+        test_steps("cargo", installing, |what, _| {
+            steps.lock().unwrap().push(what.to_string());
+            if what == "cargo clippy" {
+                if let Some(tx) = clippy_ran.lock().unwrap().take() {
+                    tx.send(()).unwrap();
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+        let steps = steps.into_inner().unwrap();
+        assert_eq!(
+            steps[..3],
+            ["cargo fmt --check", "cargo clippy", "cfn-lint infra/*.yaml"]
+        );
+    }
+}
