@@ -194,7 +194,7 @@ fn probing() -> Snapshot {
             arn: "arn:aws:states:us-east-1:000000000000:execution:breaker:probing".into(),
             name: "probing".into(),
             status: "RUNNING".into(),
-            consumer: "legible".into(),
+            consumer: Some("legible".into()),
             start_ms: Some(1_000),
             stop_ms: None,
             current: Some("Probe".into()),
