@@ -11,8 +11,7 @@ use controller::error::StepError;
 use controller::steps::Context;
 use serde_json::{json, Value};
 
-/// The id `status` and `--consumer` give the consumer the controller's environment names.
-pub const BUILT_IN: &str = "built-in";
+pub use controller::core::attachment::BUILT_IN;
 
 /// One consumer the deployment guards, as its attachments table lists it.
 #[derive(Debug, Clone, PartialEq)]
