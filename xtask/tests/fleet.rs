@@ -15,7 +15,8 @@
 //!    failing on one queue's messages (a poison marker only they carry) opens only that
 //!    mapping's circuit;
 //! 5. an attachment deleted while its circuit is open: the delete gives the consumer back
-//!    (mapping `Enabled`, circuit `CLOSED` with a "detached" reason), nothing lost.
+//!    (mapping `Enabled`, circuit `CLOSED` and `Circuit Closed` with a "detached" reason),
+//!    nothing lost.
 //!
 //! "Opened" is an execution that entered `WaitBeforeProbe`: each failing attachment has
 //! exactly one. An alarm that goes back to ALARM on its outage's old datapoints after the
@@ -428,7 +429,7 @@ async fn one_function_two_queues(
 }
 
 /// Scenario 5: X's attachment is deleted while its circuit is open.
-async fn detached_while_open(d: &Deployment, x: &Consumer) -> Result<()> {
+async fn detached_while_open(d: &Deployment, x: &Consumer, closed_tap: &str) -> Result<()> {
     outage(d, x, true).await?;
     let sent = traffic::send(&d.sqs, &x.queue_url, "fleet-x", 20).await?;
     let owner = opens(d, "attach-x", &x.mapping).await?;
@@ -476,6 +477,33 @@ async fn detached_while_open(d: &Deployment, x: &Consumer) -> Result<()> {
     let end = breaker::finished(&d.sfn, &owner, Duration::from_secs(60)).await?;
     ensure!(end != ExecutionStatus::Running, "{end:?}");
     ensure!(support::item(d, "attach-x").await?.is_none());
+    // Announced: `Circuit Closed` for X's mapping, with the detach as its reason.
+    let event = eventually(
+        "X's Circuit Closed event",
+        Duration::from_secs(30),
+        || async {
+            let out = d
+                .sqs
+                .receive_message()
+                .queue_url(closed_tap)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .context("ReceiveMessage from the event tap")?;
+            Ok(out
+                .messages()
+                .iter()
+                .filter_map(|m| serde_json::from_str::<Value>(m.body().unwrap_or_default()).ok())
+                .find(|e| e["detail"]["mapping"] == x.mapping.as_str()))
+        },
+    )
+    .await?;
+    ensure!(
+        event["detail"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("detached")),
+        "{event}"
+    );
     outage(d, x, false).await?;
     processed(d, &[&x.function], &sent, &[&x.dlq_url]).await?;
     let opened = opening(d, "attach-x").await?;
@@ -491,7 +519,7 @@ fn a_fleet_s_circuits_stay_independent() -> Result<()> {
     let consumers = support::consumers(&d, &STACKS)?;
     let [a, b, h, c, dd, e, f, g, x] =
         <[Consumer; 9]>::try_from(consumers).map_err(|_| anyhow::anyhow!("nine consumers"))?;
-    let (g2, shared, second, attachments) = runtime.block_on(async {
+    let (g2, shared, second, closed_tap) = runtime.block_on(async {
         let g2 = queue(&d, "fleet-g2").await?;
         let shared = mapping(&d, &f.function, &e.queue_arn).await?;
         let second = mapping(&d, &g.function, &g2.arn).await?;
@@ -520,9 +548,11 @@ fn a_fleet_s_circuits_stay_independent() -> Result<()> {
             let alarm = failed_records_alarm(&d, queue).await?;
             attachments.push((id.into(), attachment(&g.function, queue, &alarm)));
         }
-        anyhow::Ok((g2, shared, second, attachments))
+        support::attach_all(&d, &attachments).await?;
+        let closed_tap =
+            support::event_tap(&d.sqs, &d.events, "sqscb-fleet-closed", "Circuit Closed").await?;
+        anyhow::Ok((g2, shared, second, closed_tap))
     })?;
-    support::attach_all(&d, &attachments)?;
     eprintln!(
         "==> fleet: deployed and attached in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -543,7 +573,10 @@ fn a_fleet_s_circuits_stay_independent() -> Result<()> {
                 "one function on two queues",
                 one_function_two_queues(&d, &g, &g2, &second)
             ),
-            timed("detached while open", detached_while_open(&d, &x)),
+            timed(
+                "detached while open",
+                detached_while_open(&d, &x, &closed_tap)
+            ),
         )
     });
     eprintln!("==> fleet: {:.0} s in all", started.elapsed().as_secs_f64());

@@ -128,18 +128,53 @@ pub fn attach(deployed: &Deployment, stack: &str, parameters: &Parameters) -> Re
     )
 }
 
-/// [`attach`] of several attachments at once; every deploy must succeed.
-pub fn attach_all(deployed: &Deployment, attachments: &[(String, Parameters)]) -> Result<()> {
-    std::thread::scope(|scope| {
-        let deploys: Vec<_> = attachments
+/// Creates the attachments' stacks at once with the CloudFormation API (the attachment
+/// template has no transform and no code to upload: `sam` would only add its start-up, ten
+/// times over) and waits until each is complete; a failed one fails with its reasons.
+pub async fn attach_all(deployed: &Deployment, attachments: &[(String, Parameters)]) -> Result<()> {
+    use aws_sdk_cloudformation::types::{Capability, Parameter};
+    let config = xtask::aws::config(&deployed.local.emulator).await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let body = std::fs::read_to_string(paths::root().join("infra/attachment.yaml"))?;
+    for (stack, parameters) in attachments {
+        let parameters = parameters
             .iter()
-            .map(|(stack, parameters)| scope.spawn(move || attach(deployed, stack, parameters)))
+            .map(|(key, value)| {
+                Parameter::builder()
+                    .parameter_key(*key)
+                    .parameter_value(value)
+                    .build()
+            })
             .collect();
-        deploys
-            .into_iter()
-            .map(|d| d.join().map_err(|_| anyhow::anyhow!("a deploy panicked"))?)
-            .collect::<Result<Vec<()>>>()
-    })?;
+        cfn.create_stack()
+            .stack_name(stack)
+            .template_body(&body)
+            .set_parameters(Some(parameters))
+            .capabilities(Capability::CapabilityIam)
+            .send()
+            .await
+            .with_context(|| format!("CreateStack {stack}"))?;
+    }
+    for (stack, _) in attachments {
+        xtask::wait::eventually(
+            &format!("stack {stack} to be created"),
+            std::time::Duration::from_secs(180),
+            || async {
+                let out = cfn.describe_stacks().stack_name(stack).send().await?;
+                let status = out
+                    .stacks()
+                    .first()
+                    .and_then(|s| s.stack_status())
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default();
+                if status.contains("FAILED") || status.contains("ROLLBACK") {
+                    anyhow::bail!("stack {stack} {status}: {}", failures(&cfn, stack).await?);
+                }
+                Ok((status == "CREATE_COMPLETE").then_some(()))
+            },
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -187,4 +222,58 @@ pub async fn failures(cfn: &aws_sdk_cloudformation::Client, stack: &str) -> Resu
         .filter_map(|e| e.resource_status_reason())
         .collect::<Vec<_>>()
         .join("\n"))
+}
+
+/// A queue `name` that receives the breaker's `detail_type` events from the default bus (a
+/// rule of the same name); its URL.
+pub async fn event_tap(
+    sqs: &aws_sdk_sqs::Client,
+    events: &aws_sdk_eventbridge::Client,
+    name: &str,
+    detail_type: &str,
+) -> Result<String> {
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .context("CreateQueue for the event tap")?
+        .queue_url()
+        .unwrap_or_default()
+        .to_string();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .context("GetQueueAttributes of the event tap")?
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .cloned()
+        .context("the event tap has no ARN")?;
+    let pattern = serde_json::json!({
+        "source": ["sqs-circuit-breaker"],
+        "detail-type": [detail_type],
+    });
+    events
+        .put_rule()
+        .name(name)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .context("PutRule for the event tap")?;
+    events
+        .put_targets()
+        .rule(name)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("tap")
+                .arn(arn)
+                .build()?,
+        )
+        .send()
+        .await
+        .context("PutTargets for the event tap")?;
+    Ok(url)
 }
