@@ -101,7 +101,7 @@ async fn opening(d: &Deployment, id: &str) -> Result<Vec<String>> {
 /// that its owner is an execution for attachment `id`; returns the owner.
 async fn opens(d: &Deployment, id: &str, mapping: &str) -> Result<String> {
     let table = &d.breaker["CircuitTableName"];
-    let owner = eventually(&format!("{id}'s circuit to open"), OPEN_WITHIN, || async {
+    let waited = eventually(&format!("{id}'s circuit to open"), OPEN_WITHIN, || async {
         let circuit = breaker::circuit(&d.dynamodb, table, mapping).await?;
         let state = breaker::mapping_state(&d.lambda, mapping).await?;
         Ok(match circuit {
@@ -109,7 +109,15 @@ async fn opens(d: &Deployment, id: &str, mapping: &str) -> Result<String> {
             _ => None,
         })
     })
-    .await?;
+    .await;
+    // A circuit that never opened may have opened for someone else: say whose.
+    let owner = match waited {
+        Ok(owner) => owner,
+        Err(e) => bail!(
+            "{e}; the attachments the executions name: {:?}",
+            named(d).await?
+        ),
+    };
     let owner_names = attachment_of(d, &owner).await?;
     ensure!(
         owner_names.as_deref() == Some(id),
