@@ -514,8 +514,13 @@ async fn detached_while_open(d: &Deployment, x: &Consumer, closed_tap: &str) -> 
     );
     outage(d, x, false).await?;
     processed(d, &[&x.function], &sent, &[&x.dlq_url]).await?;
+    // The detach may stop the owner before it reaches its first wait: no other execution
+    // opened a circuit for X.
     let opened = opening(d, "attach-x").await?;
-    ensure!(opened == [owner], "X: circuits opened by {opened:?}");
+    ensure!(
+        opened.iter().all(|e| *e == owner),
+        "X: circuits opened by {opened:?}, owner {owner}"
+    );
     Ok(())
 }
 
