@@ -3,6 +3,7 @@
 //! ([`end_open_circuit`]).
 
 use crate::error::OperatorError;
+use crate::fleet::open_input;
 use crate::status::circuit;
 use controller::adapters::execution;
 use controller::adapters::signals::{Detail, Transition};
@@ -17,12 +18,14 @@ use serde::Serialize;
 /// stands aside, and a close that died is taken over after it.
 const CLOSE_LEASE_MS: u64 = 180_000;
 
-/// Starts the workflow with an operator's `open` (single-flight holds: the execution takes
-/// the circuit like any other); returns the execution ARN.
+/// Starts the workflow with an operator's `open` of the built-in consumer or of
+/// `attachment` (single-flight holds: the execution takes the circuit like any other);
+/// returns the execution ARN.
 pub async fn open(
     ctx: &Context,
     state_machine_arn: &str,
     request: &OperatorOpen,
+    attachment: Option<&str>,
 ) -> Result<String, OperatorError> {
     let out = ctx
         .clients
@@ -30,7 +33,7 @@ pub async fn open(
         .start_execution()
         .state_machine_arn(state_machine_arn)
         .name(format!("operator-open-{}", ctx.now_ms()))
-        .input(request.input().to_string())
+        .input(open_input(request.input(), attachment).to_string())
         .send()
         .await
         .map_err(|e| StepError::aws("StartExecution", e))?;
@@ -46,9 +49,11 @@ pub struct CloseReport {
     pub actions: Vec<String>,
 }
 
-/// Closes the circuit now: stops the owning execution, then ends the circuit as every end
-/// does (rejitter off, consumer enabled, circuit CLOSED, alarm re-armed) and announces it.
-/// Closing a closed circuit changes nothing.
+/// Closes the circuit of `ctx`'s consumer now: stops the owning execution, then ends the
+/// circuit as every end does (rejitter off, consumer enabled, circuit CLOSED, alarm
+/// re-armed) and announces it, with the configuration the circuit opened with (an
+/// attachment's, as the circuit item recorded it, even if it was updated since). Closing a
+/// closed circuit changes nothing.
 pub async fn close(ctx: &Context, reason: &str) -> Result<CloseReport, OperatorError> {
     let (found, record) = circuit(ctx).await?;
     let Some(mut record) = record.filter(|r| r.state == OPEN || r.state == GAVE_UP) else {
@@ -60,6 +65,11 @@ pub async fn close(ctx: &Context, reason: &str) -> Result<CloseReport, OperatorE
             )],
         });
     };
+    let recorded = match record.attachment.as_deref() {
+        Some(attachment) => Some(crate::fleet::context(ctx, Some(attachment)).await?),
+        None => None,
+    };
+    let ctx = recorded.as_ref().unwrap_or(ctx);
     let was = record.state.clone();
     let mut actions = Vec::new();
     let reason = format!("closed by an operator: {reason}");

@@ -9,6 +9,9 @@ pub enum OperatorError {
     /// deleted one, ...): the controller's adapters say which.
     #[error(transparent)]
     Aws(#[from] StepError),
+    /// No consumer, or not one the deployment guards, for `--consumer`.
+    #[error(transparent)]
+    Select(#[from] crate::fleet::SelectError),
     /// The controller's `QUEUE_ARN`, as its environment holds it, is invalid.
     #[error("configuration: {0}")]
     QueueArn(#[from] QueueArnError),

@@ -1,5 +1,6 @@
 //! `history`: the circuits opened since a time, one per execution of the workflow that
-//! opened one. How each ended is decided in `controller::core::operator`.
+//! opened one (of one consumer, in a fleet). How each ended is decided in
+//! `controller::core::operator`.
 
 use crate::error::OperatorError;
 use aws_sdk_sfn::types::ExecutionStatus;
@@ -22,15 +23,23 @@ fn millis(t: &aws_smithy_types::DateTime) -> Option<u64> {
     t.to_millis().ok().map(|ms| ms.max(0) as u64)
 }
 
-/// The circuits opened since `since_ms`, newest first.
+/// The circuits opened since `since_ms`, newest first; with `only`, those of the executions
+/// whose input is for that consumer (`crate::fleet::is_for`).
 pub async fn history(
     ctx: &Context,
     state_machine_arn: &str,
     since_ms: u64,
+    only: Option<&str>,
 ) -> Result<Vec<PastCircuit>, OperatorError> {
     let sfn = &ctx.clients.sfn;
     let mut past = Vec::new();
     for listed in execution::list(sfn, state_machine_arn, Some(since_ms), None).await? {
+        if let Some(id) = only {
+            let input = execution::input(sfn, listed.execution_arn()).await?;
+            if !crate::fleet::is_for(&input, id) {
+                continue;
+            }
+        }
         let without_data = HistoryRead {
             with_data: false,
             ..HistoryRead::ALL

@@ -2,8 +2,10 @@
 //! configuration (its environment), so that this command acts exactly as the controller does.
 
 use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
-use controller::core::Config;
-use controller::steps::Context;
+use controller::adapters::attachments::Attachments;
+use controller::core::attachment::Defaults;
+use controller::core::deployment::deployment;
+use controller::steps::{Context, Fleet};
 use std::collections::HashMap;
 
 /// The outputs every breaker stack has (infra/template.yaml).
@@ -32,7 +34,8 @@ pub enum LocateError {
     Config { function: String, message: String },
 }
 
-/// A deployed breaker: its stack's outputs and a context like the controller's own.
+/// A deployed breaker: its stack's outputs and a context like the controller's own (its
+/// built-in consumer's configuration, and its attachments table in `ctx.fleet`).
 pub struct Breaker {
     pub state_machine_arn: String,
     pub ctx: Context,
@@ -131,14 +134,29 @@ pub async fn breaker(
         .and_then(|e| e.variables())
         .cloned()
         .unwrap_or_default();
-    let config = Config::from_lookup(|name| variables.get(name).cloned()).map_err(|e| {
-        LocateError::Config {
+    let lookup = |name: &str| variables.get(name).cloned();
+    let attachments_table = lookup("ATTACHMENTS_TABLE").filter(|t| !t.trim().is_empty());
+    // As the controller reads its environment at cold start: a built-in consumer, or none (a
+    // fleet-only deployment), and the attachments table, if any.
+    let found =
+        deployment(lookup, attachments_table.is_some()).map_err(|e| LocateError::Config {
             function: function.to_string(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
+    let mut ctx = Context::live(found.config, sdk);
+    ctx.fleet = Fleet {
+        defaults: Defaults::from_lookup(lookup),
+        attachments: attachments_table.map(|table| Attachments {
+            dynamodb: ctx.clients.dynamodb.clone(),
+            table,
+        }),
+        fleet_only: found.fleet_only,
+        // The operator's own credentials act on every consumer: `fleet::context`.
+        roles: None,
+        own: None,
+    };
     Ok(Breaker {
         state_machine_arn: outputs["StateMachineArn"].to_string(),
-        ctx: Context::live(config, sdk),
+        ctx,
     })
 }

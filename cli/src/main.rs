@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use controller::core::operator::{OperatorOpen, Phase};
 use sqs_circuit_breaker::watch::Watch;
-use sqs_circuit_breaker::{actions, history, locate, render, status};
+use sqs_circuit_breaker::{actions, fleet, history, locate, render, status};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -26,12 +26,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Is the circuit open, since when, why, and what happens next. Exit status: 0 closed,
-    /// 3 open (probing, held or given up), 1 error.
+    /// Is each consumer's circuit open, since when, why, and what happens next. Exit status:
+    /// 0 all closed, 3 any open (probing, held or given up), 1 error.
     Status {
         #[arg(long)]
         stack: String,
-        /// One JSON object, for scripts.
+        /// A JSON array, one object per consumer, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -40,6 +40,10 @@ enum Command {
     Watch {
         #[arg(long)]
         stack: String,
+        /// The consumer (an attachment's id, or `built-in`); needed when the deployment guards
+        /// several.
+        #[arg(long)]
+        consumer: Option<String>,
         /// Seconds between readings.
         #[arg(long, default_value_t = 2)]
         interval: u64,
@@ -49,6 +53,10 @@ enum Command {
     Open {
         #[arg(long)]
         stack: String,
+        /// The consumer (an attachment's id, or `built-in`); needed when the deployment guards
+        /// several.
+        #[arg(long)]
+        consumer: Option<String>,
         #[arg(long)]
         reason: String,
         #[arg(long)]
@@ -60,6 +68,10 @@ enum Command {
     Close {
         #[arg(long)]
         stack: String,
+        /// The consumer (an attachment's id, or `built-in`); needed when the deployment guards
+        /// several.
+        #[arg(long)]
+        consumer: Option<String>,
         #[arg(long, default_value = "closed with the operator command")]
         reason: String,
     },
@@ -67,6 +79,10 @@ enum Command {
     History {
         #[arg(long)]
         stack: String,
+        /// The consumer (an attachment's id, or `built-in`); needed when the deployment guards
+        /// several.
+        #[arg(long)]
+        consumer: Option<String>,
         /// How far back, e.g. 30m, 24h, 7d.
         #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
         since: Duration,
@@ -83,6 +99,17 @@ impl Command {
             | Command::Open { stack, .. }
             | Command::Close { stack, .. }
             | Command::History { stack, .. } => stack,
+        }
+    }
+
+    /// The consumer asked for (`status` shows them all).
+    fn consumer(&self) -> Option<&str> {
+        match self {
+            Command::Status { .. } => None,
+            Command::Watch { consumer, .. }
+            | Command::Open { consumer, .. }
+            | Command::Close { consumer, .. }
+            | Command::History { consumer, .. } => consumer.as_deref(),
         }
     }
 }
@@ -121,22 +148,36 @@ async fn run(
     breaker: &locate::Breaker,
     command: Command,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let ctx = &breaker.ctx;
+    let sm = &breaker.state_machine_arn;
+    let wanted = command.consumer().map(str::to_string);
+    let consumer = || fleet::consumer(&breaker.ctx, wanted.as_deref());
     match command {
         Command::Status { json, .. } => {
-            let status = status::status(ctx).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                print!("{}", render::status(&status, ctx.now_ms()));
+            let ctx = &breaker.ctx;
+            let rows = status::fleet(ctx).await?;
+            // A deployment with one consumer fails as a single-consumer stack always has.
+            if let [status::Row {
+                error: Some(error), ..
+            }] = rows.as_slice()
+            {
+                return Err(error.clone().into());
             }
-            Ok(ExitCode::from(status.phase.exit_code() as u8))
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", render::fleet(&rows, ctx.now_ms()));
+            }
+            Ok(ExitCode::from(status::exit_code(&rows) as u8))
         }
         Command::Watch { interval, .. } => {
+            let consumer = consumer().await?;
+            let ctx = &consumer.ctx;
             // The demo's live view: everything that changes, as it changes.
-            let mut watch = Watch::from_now(ctx, &breaker.state_machine_arn).await?;
+            let mut watch = Watch::from_now(ctx, sm)
+                .await?
+                .only(consumer.execution_filter());
             loop {
-                let (_, changes) = watch.tick(ctx, &breaker.state_machine_arn).await?;
+                let (_, changes) = watch.tick(ctx, sm).await?;
                 for change in changes {
                     println!("{} {change}", render::time(ctx.now_ms()));
                 }
@@ -144,8 +185,10 @@ async fn run(
             }
         }
         Command::Open { reason, hold, .. } => {
+            let consumer = consumer().await?;
+            let ctx = &consumer.ctx;
             let request = OperatorOpen::new(&reason, hold)?;
-            let execution = actions::open(ctx, &breaker.state_machine_arn, &request).await?;
+            let execution = actions::open(ctx, sm, &request, consumer.attachment_id()).await?;
             println!("started execution {execution}");
             // Until the execution holds the circuit, or ends without it.
             for _ in 0..120 {
@@ -171,6 +214,8 @@ async fn run(
             Err(format!("the circuit did not open within a minute; see {execution}").into())
         }
         Command::Close { reason, .. } => {
+            let consumer = consumer().await?;
+            let ctx = &consumer.ctx;
             let report = actions::close(ctx, &reason).await?;
             for action in &report.actions {
                 println!("{action}");
@@ -178,8 +223,10 @@ async fn run(
             Ok(ExitCode::SUCCESS)
         }
         Command::History { since, json, .. } => {
+            let consumer = consumer().await?;
+            let ctx = &consumer.ctx;
             let since_ms = ctx.now_ms().saturating_sub(since.as_millis() as u64);
-            let past = history::history(ctx, &breaker.state_machine_arn, since_ms).await?;
+            let past = history::history(ctx, sm, since_ms, consumer.execution_filter()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&past)?);
             } else {

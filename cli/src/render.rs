@@ -1,7 +1,9 @@
-//! Text for people: `status`, `watch` and `history` output.
+//! Text for people: `status` (one consumer, or each of a fleet's), `watch` and `history`
+//! output.
 
+use crate::fleet::BUILT_IN;
 use crate::history::PastCircuit;
-use crate::status::Status;
+use crate::status::{Row, Status};
 use controller::adapters::queue::Depth;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -87,6 +89,53 @@ pub fn status(s: &Status, now_ms: u64) -> String {
         line("dead letters", depth(dead));
     }
     out
+}
+
+/// `status` of every consumer: a deployment whose only consumer is its built-in one prints
+/// that consumer's status alone, as a single-consumer stack always has; a fleet prints one
+/// block per consumer, headed by its id, function and queue.
+pub fn fleet(rows: &[Row], now_ms: u64) -> String {
+    if let [Row {
+        id,
+        status: Some(only),
+        ..
+    }] = rows
+    {
+        if id == BUILT_IN {
+            return status(only, now_ms);
+        }
+    }
+    let blocks: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let mut block = format!(
+                "{:<13}{} (function {}, queue {})\n",
+                "consumer",
+                row.id,
+                or_unknown(&row.function),
+                or_unknown(&row.queue_arn)
+            );
+            if let Some(s) = &row.status {
+                block.push_str(&status(s, now_ms));
+            }
+            if let Some(error) = &row.error {
+                block.push_str(&format!("{:<13}{error}\n", "error"));
+            }
+            block
+        })
+        .collect();
+    if blocks.is_empty() {
+        return "no consumer is attached to this breaker deployment\n".into();
+    }
+    blocks.join("\n")
+}
+
+fn or_unknown(text: &str) -> &str {
+    if text.is_empty() {
+        "unknown"
+    } else {
+        text
+    }
 }
 
 pub fn history(past: &[PastCircuit]) -> String {

@@ -1,7 +1,9 @@
 //! `status`: the circuit, the owning execution, the mapping, the alarm and the queues, as
-//! they are now. Every read goes through the controller's adapters.
+//! they are now, for each consumer the deployment guards ([`fleet`]). Every read goes
+//! through the controller's adapters.
 
 use crate::error::OperatorError;
+use crate::fleet::{Listed, BUILT_IN};
 use aws_sdk_sfn::types::HistoryEvent;
 use controller::adapters::execution::{self, HistoryRead};
 use controller::adapters::queue::{self, Depth};
@@ -196,4 +198,99 @@ pub async fn status(ctx: &Context) -> Result<Status, OperatorError> {
         queue: depth,
         dead_letter_queue,
     })
+}
+
+/// One consumer of the deployment in `status`: which, and its status or why it could not be
+/// read (the other consumers are read all the same).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// The attachment's id, or `built-in`.
+    pub id: String,
+    /// The consumer function and its queue's ARN, as configured (blank when the attachment's
+    /// settings do not say).
+    pub function: String,
+    pub queue_arn: String,
+    #[serde(flatten)]
+    pub status: Option<Status>,
+    pub error: Option<String>,
+}
+
+impl Row {
+    fn failed(id: &str, function: String, queue_arn: String, error: impl ToString) -> Row {
+        Row {
+            id: id.to_string(),
+            function,
+            queue_arn,
+            status: None,
+            error: Some(error.to_string()),
+        }
+    }
+}
+
+/// The status of one consumer, read with its own context.
+async fn row(id: &str, ctx: &Context) -> Row {
+    let (function, queue_arn) = (
+        ctx.config.consumer_function.clone(),
+        ctx.config.queue_arn.clone(),
+    );
+    match status(ctx).await {
+        Ok(s) => Row {
+            id: id.to_string(),
+            function,
+            queue_arn,
+            status: Some(s),
+            error: None,
+        },
+        Err(e) => {
+            tracing::warn!(consumer = %id, error = %e, "status not read");
+            Row::failed(id, function, queue_arn, e)
+        }
+    }
+}
+
+/// Every consumer the deployment guards (the built-in one first, then the attachments by
+/// id), each read on its own: one that fails is that row's error.
+pub async fn fleet(ctx: &Context) -> Result<Vec<Row>, OperatorError> {
+    let mut rows = Vec::new();
+    for listed in crate::fleet::list(ctx).await? {
+        rows.push(match listed {
+            Listed::BuiltIn => row(BUILT_IN, ctx).await,
+            Listed::Attachment(attachment) => {
+                match crate::fleet::context(ctx, Some(&attachment)).await {
+                    Ok(consumer) => row(&attachment.id, &consumer).await,
+                    Err(e) => {
+                        let setting = |key: &str| {
+                            attachment.settings[key]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string()
+                        };
+                        Row::failed(
+                            &attachment.id,
+                            setting("ConsumerFunctionName"),
+                            setting("QueueArn"),
+                            e,
+                        )
+                    }
+                }
+            }
+            Listed::Unusable { id, error } => Row::failed(&id, String::new(), String::new(), error),
+        });
+    }
+    Ok(rows)
+}
+
+/// `status`'s exit status: 3 when any circuit is open in any way, else 1 when a consumer
+/// could not be read, else 0.
+pub fn exit_code(rows: &[Row]) -> i32 {
+    let most_open = rows
+        .iter()
+        .filter_map(|r| r.status.as_ref())
+        .map(|s| s.phase.exit_code())
+        .max()
+        .unwrap_or(0);
+    match most_open {
+        0 if rows.iter().any(|r| r.error.is_some()) => 1,
+        code => code,
+    }
 }

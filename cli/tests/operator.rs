@@ -3,9 +3,11 @@
 //! consumer back, the circuit released, no message lost), `close` twice, `close` after a
 //! `leave-open` give-up, `history`, `watch`,
 //! and one clear line for a missing stack, a stack that is not a breaker, and an endpoint
-//! nobody answers.
+//! nobody answers; then a fleet: two consumers attached, `status` of all three, `open`,
+//! `close` and `history` of one with `--consumer`.
 
 use anyhow::{ensure, Context, Result};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -69,23 +71,36 @@ fn refused(endpoint: &str, args: &[&str], expected: &str) -> Result<()> {
     Ok(())
 }
 
-/// `status --json`, checking that the exit status says closed (0) or open (3).
-fn status(endpoint: &str) -> Result<Value> {
+/// `status --json` (one object per consumer), checking that the exit status says all
+/// closed (0) or any open (3).
+fn fleet_status(endpoint: &str) -> Result<Vec<Value>> {
     let out = command(endpoint, &["status", "--stack", BREAKER_STACK, "--json"])?;
     let stdout = text(&out.stdout);
-    let status: Value = serde_json::from_str(&stdout).with_context(|| {
+    let rows: Vec<Value> = serde_json::from_str(&stdout).with_context(|| {
         format!(
             "status --json printed {stdout}, stderr {}",
             text(&out.stderr)
         )
     })?;
-    let expected = if status["phase"] == "CLOSED" { 0 } else { 3 };
+    let expected = if rows.iter().all(|r| r["phase"] == "CLOSED") {
+        0
+    } else {
+        3
+    };
     ensure!(
         out.status.code() == Some(expected),
-        "status exited {:?} for {status}",
+        "status exited {:?} for {rows:?}",
         out.status.code()
     );
-    Ok(status)
+    Ok(rows)
+}
+
+/// The built-in consumer's row of `status --json`.
+fn status(endpoint: &str) -> Result<Value> {
+    fleet_status(endpoint)?
+        .into_iter()
+        .find(|r| r["id"] == "built-in")
+        .context("status --json has no built-in consumer")
 }
 
 #[test]
@@ -319,5 +334,157 @@ fn the_operator_command_shows_opens_holds_and_closes_the_circuit() -> Result<()>
         printed.contains("circuit CLOSED") && printed.contains("mapping Enabled"),
         "{printed}"
     );
+
+    runtime.block_on(a_fleet(&d, e))
+}
+
+/// Two consumers attached next to the built-in one (their items written to the attachments
+/// table, as the registration writes them; each its own queue read by the example consumer,
+/// so its own mapping and circuit): `status` lists all three, `open --consumer` opens exactly
+/// that one, a command without `--consumer` names the consumers, `close --consumer` closes
+/// it, and `history --consumer` shows only that consumer's circuits.
+async fn a_fleet(d: &Deployment, e: &str) -> Result<()> {
+    let table = &d.breaker["AttachmentsTableName"];
+    for id in ["orders-b", "orders-c"] {
+        let url = d
+            .sqs
+            .create_queue()
+            .queue_name(id)
+            .send()
+            .await?
+            .queue_url()
+            .context("no queue URL")?
+            .to_string();
+        let queue_arn = d
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .context("no queue ARN")?
+            .clone();
+        d.lambda
+            .create_event_source_mapping()
+            .function_name(d.function())
+            .event_source_arn(&queue_arn)
+            .send()
+            .await?;
+        // The deployment's own alarm: the operator's open and close need one to read and
+        // re-arm, and which alarm it is does not matter to them.
+        let settings = serde_json::json!({
+            "Id": id,
+            "ConsumerFunctionName": d.function(),
+            "QueueArn": queue_arn,
+            "AlarmName": d.breaker["AlarmName"],
+        });
+        d.dynamodb
+            .put_item()
+            .table_name(table)
+            .item("id", AttributeValue::S(id.into()))
+            .item("settings", AttributeValue::S(settings.to_string()))
+            .send()
+            .await?;
+    }
+    let ids = |rows: &[Value]| -> Vec<String> {
+        rows.iter()
+            .map(|r| r["id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let rows = eventually(
+        "both new mappings Enabled",
+        Duration::from_secs(60),
+        || async {
+            let rows = fleet_status(e)?;
+            Ok(rows
+                .iter()
+                .all(|r| r["mapping_state"] == "Enabled")
+                .then_some(rows))
+        },
+    )
+    .await?;
+    ensure!(
+        ids(&rows) == ["built-in", "orders-b", "orders-c"],
+        "{rows:?}"
+    );
+
+    refused(
+        e,
+        &["close", "--stack", BREAKER_STACK],
+        "say which with --consumer (built-in, orders-b, orders-c)",
+    )?;
+    let args = |more: &[&'static str]| -> Vec<&'static str> {
+        let mut args = vec!["--stack", BREAKER_STACK, "--consumer", "orders-b"];
+        args.extend(more);
+        args
+    };
+    let mut open = vec!["open"];
+    open.extend(args(&["--reason", "orders-b maintenance", "--hold"]));
+    run(e, &open, 0)?;
+    let open_ones = eventually(
+        "orders-b to be held open",
+        Duration::from_secs(60),
+        || async {
+            let rows = fleet_status(e)?;
+            let open: Vec<Value> = rows
+                .into_iter()
+                .filter(|r| r["phase"] != "CLOSED")
+                .collect();
+            Ok(
+                (!open.is_empty() && open.iter().all(|r| r["phase"] == "HELD_OPEN"))
+                    .then_some(open),
+            )
+        },
+    )
+    .await?;
+    ensure!(
+        ids(&open_ones) == ["orders-b"] && open_ones[0]["mapping_state"] == "Disabled",
+        "exactly orders-b is open: {open_ones:?}"
+    );
+    let human = run(e, &["status", "--stack", BREAKER_STACK], 3)?;
+    ensure!(
+        human.contains("consumer     orders-b (function") && human.contains("HELD_OPEN"),
+        "{human}"
+    );
+
+    let mut close = vec!["close"];
+    close.extend(args(&["--reason", "done"]));
+    let out = run(e, &close, 0)?;
+    ensure!(
+        out.contains("stopped execution") && out.contains("marked the circuit CLOSED"),
+        "{out}"
+    );
+    let rows = fleet_status(e)?;
+    ensure!(
+        rows.iter()
+            .all(|r| r["phase"] == "CLOSED" && r["mapping_state"] == "Enabled"),
+        "{rows:?}"
+    );
+
+    // The history of orders-b is its one circuit; the built-in consumer's are its three.
+    let mut history = vec!["history"];
+    history.extend(args(&["--since", "1h", "--json"]));
+    let past: Value = serde_json::from_str(&run(e, &history, 0)?)?;
+    ensure!(
+        past.as_array().map(Vec::len) == Some(1) && past[0]["ending"] == "stopped",
+        "{past}"
+    );
+    let built_in: Value = serde_json::from_str(&run(
+        e,
+        &[
+            "history",
+            "--stack",
+            BREAKER_STACK,
+            "--consumer",
+            "built-in",
+            "--since",
+            "1h",
+            "--json",
+        ],
+        0,
+    )?)?;
+    ensure!(built_in.as_array().map(Vec::len) == Some(3), "{built_in}");
     Ok(())
 }

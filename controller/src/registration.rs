@@ -11,7 +11,8 @@ use crate::adapters::store::{GAVE_UP, OPEN};
 use crate::circuit::CircuitAttachment;
 use crate::core::attachment::Attachment;
 use crate::core::registration::{
-    admit, alarm_beside_queue, settings, CfnRequest, CfnResponse, RequestType, Status,
+    admit, alarm_beside_queue, consumer_change_allowed, consumer_changes, role_arn, settings,
+    CfnRequest, CfnResponse, RequestType, Status,
 };
 use crate::core::Config;
 use crate::error::StepError;
@@ -119,6 +120,7 @@ async fn register(
     request: &CfnRequest,
 ) -> Result<String, String> {
     let settings = settings(id, &request.properties).map_err(|e| e.to_string())?;
+    let role_arn = role_arn(&request.properties, &request.stack_id).map_err(|e| e.to_string())?;
     let attachment =
         Config::for_attachment(&ctx.fleet.defaults, &settings).map_err(|e| e.to_string())?;
     let alarm_arn = request.properties["AlarmArn"].as_str().unwrap_or_default();
@@ -151,10 +153,13 @@ async fn register(
     let item = CircuitAttachment {
         id: id.to_owned(),
         settings,
-        role_arn: None,
+        role_arn,
     };
     let mode = match request.request_type {
-        RequestType::Update => PutMode::Update,
+        RequestType::Update => {
+            consumer_stays_while_open(ctx, attachments, &item).await?;
+            PutMode::Update
+        }
         _ => PutMode::Register,
     };
     match attachments.put(&item, mode).await.map_err(aws)? {
@@ -194,6 +199,49 @@ async fn register(
         done.push_str(&warning);
     }
     Ok(done)
+}
+
+/// Refuses an update that changes the consumer of an attachment whose circuit is open. The
+/// circuit is looked up as the registered attachment's (its consumer, under its role).
+async fn consumer_stays_while_open(
+    ctx: &Context,
+    attachments: &Attachments,
+    requested: &CircuitAttachment,
+) -> Result<(), String> {
+    let id = requested.id.as_str();
+    let Some(registered) = attachments.get(id).await.map_err(aws)? else {
+        return Ok(());
+    };
+    let changes = consumer_changes(&registered.settings, &requested.settings);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let cannot = |e: StepError| {
+        format!(
+            "attachment {id:?}: {} changes, and whether its circuit is open cannot be \
+             checked ({e}): fix that and deploy again",
+            changes.join(" and ")
+        )
+    };
+    let consumer = ctx.for_consumer(Some(&registered)).await.map_err(cannot)?;
+    let open = match mapping::find(
+        &consumer.clients.lambda,
+        &consumer.config.queue_arn,
+        &consumer.config.consumer_function,
+    )
+    .await
+    {
+        Ok(found) => consumer
+            .store()
+            .get(&found.uuid)
+            .await
+            .map_err(cannot)?
+            .is_some_and(|r| r.state == OPEN || r.state == GAVE_UP),
+        // The registered consumer has no mapping any more: no circuit to strand.
+        Err(StepError::MappingNotFound { .. }) => false,
+        Err(e) => return Err(cannot(e)),
+    };
+    consumer_change_allowed(id, &changes, open)
 }
 
 /// Gives the consumer back if its circuit is open, then deletes the item. Anything that

@@ -9,18 +9,37 @@ use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
 use aws_sdk_dynamodb::operation::scan::ScanOutput;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_mocks::{mock, Rule};
-use controller::adapters::attachments::{item_attributes, Attachments};
+use controller::adapters::attachments::{item_attributes, Attachments, PutMode};
+use controller::adapters::Clients;
 use controller::circuit::CircuitAttachment;
 use controller::core::attachment::Defaults;
+use controller::error::StepError;
 use controller::registration::{handle, Respond};
 use controller::steps::fleet::BoxFuture;
-use controller::steps::{Context, Fleet};
+use controller::steps::{Context, Fleet, Roles};
 use serde_json::{json, Value};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const ATTACHMENTS: &str = "breaker-attachments";
 const STACK: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/orders-attachment/1f2e";
 const URL: &str = "http://localhost:4566/_ministack/cfn-response/abc";
+const ROLE: &str =
+    "arn:aws:iam::123456789012:role/sqs-circuit-breaker/breaker/orders-attachment-Role-1X";
+
+/// Hands out the controller's own (mocked) clients for any role, and records the roles asked.
+#[derive(Default)]
+struct TestRoles(Mutex<Vec<String>>);
+
+impl Roles for TestRoles {
+    fn clients<'a>(
+        &'a self,
+        role_arn: &'a str,
+        own: &'a Clients,
+    ) -> BoxFuture<'a, Result<Clients, StepError>> {
+        self.0.lock().unwrap().push(role_arn.to_owned());
+        Box::pin(async move { Ok(own.clone()) })
+    }
+}
 
 /// The answers PUT, by URL.
 #[derive(Default)]
@@ -95,8 +114,17 @@ fn scan(items: Vec<CircuitAttachment>) -> Rule {
 }
 
 fn put_registered() -> Rule {
+    put(PutMode::Register, None)
+}
+
+/// The item written by a create (`Register`) or an update, with `role`.
+fn put(mode: PutMode, role: Option<&'static str>) -> Rule {
+    let condition = match mode {
+        PutMode::Register => "attribute_not_exists(id)",
+        PutMode::Update => "attribute_exists(id)",
+    };
     mock!(aws_sdk_dynamodb::Client::put_item)
-        .match_requests(|r| {
+        .match_requests(move |r| {
             let item = r.item().cloned().unwrap_or_default();
             let settings: Value = item
                 .get("settings")
@@ -104,13 +132,49 @@ fn put_registered() -> Rule {
                 .and_then(|s| serde_json::from_str(s).ok())
                 .unwrap_or_default();
             r.table_name() == Some(ATTACHMENTS)
-                && r.condition_expression() == Some("attribute_not_exists(id)")
+                && r.condition_expression() == Some(condition)
                 && item.get("id") == Some(&AttributeValue::S("orders-attachment".into()))
+                && item
+                    .get("role_arn")
+                    .and_then(|r| r.as_s().ok())
+                    .map(String::as_str)
+                    == role
                 && settings["AlarmName"] == ALARM
                 && settings["Id"] == "orders-attachment"
                 && settings.get("ServiceToken").is_none()
+                && settings.get("RoleArn").is_none()
         })
         .then_output(|| PutItemOutput::builder().build())
+}
+
+/// The attachment as registered: the support rules' consumer, under `role`.
+fn registered(role: Option<&str>) -> CircuitAttachment {
+    CircuitAttachment {
+        id: "orders-attachment".into(),
+        settings: json!({"Id": "orders-attachment", "ConsumerFunctionName": FUNCTION,
+                         "QueueArn": QUEUE_ARN, "AlarmName": ALARM, "AlarmSignal": "custom"}),
+        role_arn: role.map(str::to_owned),
+    }
+}
+
+fn get_registered(attachment: CircuitAttachment) -> Rule {
+    mock!(aws_sdk_dynamodb::Client::get_item)
+        .match_requests(|r| r.table_name() == Some(ATTACHMENTS))
+        .then_output(move || {
+            aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
+                .set_item(Some(item_attributes(&attachment)))
+                .build()
+        })
+}
+
+fn with_roles(ctx: Context, roles: &Arc<TestRoles>) -> Context {
+    Context {
+        fleet: Fleet {
+            roles: Some(roles.clone()),
+            ..ctx.fleet.clone()
+        },
+        ..ctx
+    }
 }
 
 fn answered(recorder: &Recorder) -> Value {
@@ -190,19 +254,8 @@ async fn a_second_attachment_of_the_same_consumer_is_refused() {
 
 #[tokio::test]
 async fn a_delete_with_the_circuit_closed_removes_the_item() {
-    let registered = CircuitAttachment {
-        id: "orders-attachment".into(),
-        settings: json!({"Id": "orders-attachment", "ConsumerFunctionName": FUNCTION,
-                         "QueueArn": QUEUE_ARN, "AlarmName": ALARM, "AlarmSignal": "custom"}),
-        role_arn: None,
-    };
-    let get = mock!(aws_sdk_dynamodb::Client::get_item)
-        .match_requests(|r| r.table_name() == Some(ATTACHMENTS))
-        .then_output(move || {
-            aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
-                .set_item(Some(item_attributes(&registered)))
-                .build()
-        });
+    // The consumer's mapping is looked up under the attachment's role.
+    let roles = Arc::new(TestRoles::default());
     let delete = mock!(aws_sdk_dynamodb::Client::delete_item)
         .match_requests(|r| {
             r.table_name() == Some(ATTACHMENTS)
@@ -211,17 +264,26 @@ async fn a_delete_with_the_circuit_closed_removes_the_item() {
         })
         .then_output(|| DeleteItemOutput::builder().build());
     let mocks = Mocks {
-        dynamodb: vec![get, get_item(Some(item("CLOSED", EXECUTION))), delete],
+        dynamodb: vec![
+            get_registered(registered(Some(ROLE))),
+            get_item(Some(item("CLOSED", EXECUTION))),
+            delete,
+        ],
         lambda: vec![list_mappings_page(None, None, &["Enabled"])],
         ..Mocks::default()
     };
     let recorder = Recorder::default();
-    handle(&context(&mocks), &request("Delete", &[]), &recorder)
-        .await
-        .expect("answered");
+    handle(
+        &with_roles(context(&mocks), &roles),
+        &request("Delete", &[]),
+        &recorder,
+    )
+    .await
+    .expect("answered");
     let answer = answered(&recorder);
     assert_eq!(answer["Status"], "SUCCESS", "{answer}");
     assert_eq!(mocks.dynamodb[2].num_calls(), 1, "the item is deleted");
+    assert_eq!(*roles.0.lock().unwrap(), [ROLE]);
 }
 
 #[tokio::test]
@@ -234,4 +296,125 @@ async fn a_delete_of_a_refused_create_touches_nothing() {
         .await
         .expect("answered");
     assert_eq!(answered(&recorder)["Status"], "SUCCESS");
+}
+
+#[tokio::test]
+async fn a_create_records_the_attachments_role() {
+    let mocks = Mocks {
+        dynamodb: vec![scan(vec![]), put(PutMode::Register, Some(ROLE))],
+        ..Mocks::default()
+    };
+    let recorder = Recorder::default();
+    handle(
+        &context(&mocks),
+        &request("Create", &[("RoleArn", ROLE)]),
+        &recorder,
+    )
+    .await
+    .expect("answered");
+    let answer = answered(&recorder);
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(mocks.dynamodb[1].num_calls(), 1, "the item names the role");
+}
+
+#[tokio::test]
+async fn a_role_of_another_account_is_refused_and_nothing_written() {
+    let mocks = Mocks::default();
+    let recorder = Recorder::default();
+    let elsewhere = "arn:aws:iam::210987654321:role/sqs-circuit-breaker/breaker/orders";
+    handle(
+        &context(&mocks),
+        &request("Create", &[("RoleArn", elsewhere)]),
+        &recorder,
+    )
+    .await
+    .expect("answered");
+    let answer = answered(&recorder);
+    assert_eq!(answer["Status"], "FAILED");
+    let reason = answer["Reason"].as_str().unwrap();
+    assert!(
+        reason.contains("assumes only a role of its own account"),
+        "{reason}"
+    );
+    assert_eq!(answer["PhysicalResourceId"], "refused-req-7");
+}
+
+#[tokio::test]
+async fn moving_an_attachment_with_its_circuit_open_is_refused_until_it_closes() {
+    // The registered consumer's circuit is found under the registered role; no write rule:
+    // a write fails the test.
+    let roles = Arc::new(TestRoles::default());
+    let mocks = Mocks {
+        dynamodb: vec![
+            scan(vec![]),
+            get_registered(registered(Some(ROLE))),
+            get_item(Some(item("OPEN", EXECUTION))),
+        ],
+        lambda: vec![list_mappings_page(None, None, &["Disabled"])],
+        ..Mocks::default()
+    };
+    let recorder = Recorder::default();
+    let moved = request(
+        "Update",
+        &[
+            ("ConsumerFunctionName", "payments-consumer"),
+            ("RoleArn", ROLE),
+        ],
+    );
+    handle(&with_roles(context(&mocks), &roles), &moved, &recorder)
+        .await
+        .expect("answered");
+    let answer = answered(&recorder);
+    assert_eq!(answer["Status"], "FAILED", "{answer}");
+    let reason = answer["Reason"].as_str().unwrap();
+    assert!(
+        reason.contains("ConsumerFunctionName cannot change while its circuit is open")
+            && reason.contains("close the circuit first"),
+        "{reason}"
+    );
+    assert_eq!(answer["PhysicalResourceId"], "orders-attachment");
+    assert_eq!(*roles.0.lock().unwrap(), [ROLE]);
+
+    // Closed: the same update is written, with the role.
+    let mocks = Mocks {
+        dynamodb: vec![
+            scan(vec![]),
+            get_registered(registered(Some(ROLE))),
+            get_item(Some(item("CLOSED", EXECUTION))),
+            put(PutMode::Update, Some(ROLE)),
+        ],
+        lambda: vec![list_mappings_page(None, None, &["Enabled"])],
+        ..Mocks::default()
+    };
+    let recorder = Recorder::default();
+    handle(&with_roles(context(&mocks), &roles), &moved, &recorder)
+        .await
+        .expect("answered");
+    let answer = answered(&recorder);
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(mocks.dynamodb[3].num_calls(), 1, "the update is written");
+}
+
+#[tokio::test]
+async fn an_update_of_settings_only_does_not_look_for_the_circuit() {
+    // No mapping or circuit rule: looking for them fails the test.
+    let mocks = Mocks {
+        dynamodb: vec![
+            scan(vec![]),
+            get_registered(registered(None)),
+            put(PutMode::Update, None),
+        ],
+        ..Mocks::default()
+    };
+    let recorder = Recorder::default();
+    handle(
+        &context(&mocks),
+        &request("Update", &[("BackoffCapSeconds", "900")]),
+        &recorder,
+    )
+    .await
+    .expect("answered");
+    let answer = answered(&recorder);
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(mocks.dynamodb[2].num_calls(), 1);
 }

@@ -2,7 +2,11 @@
 //! breaker deployed once with `sam`, a second consumer (a second example stack) attached to
 //! it and registered; an attachment the configuration check refuses fails its stack with the
 //! check's sentence and registers nothing; a second attachment of the same consumer is
-//! refused; deleting the attachment removes its item.
+//! refused; deleting the attachment removes its item; an attachment with no AlarmArn creates
+//! the alarm its AlarmSignal chooses and registers it with that signal. The item records the
+//! attachment's own role (on the deployment's path), and the delete's give-back runs under
+//! it: the controller assumes it (its log says so). The emulator enforces no IAM here (no
+//! `AUTH=true`): the roles' grants are the IAM test's (`xtask/tests/iam.rs`).
 //!
 //! What the emulator really does is what is checked: CloudFormation invokes the controller
 //! with the custom-resource request, the controller answers on the ResponseURL, and the stack
@@ -10,10 +14,55 @@
 
 use crate::support::{self, attach, failures, item};
 use anyhow::{ensure, Context, Result};
+use aws_sdk_dynamodb::types::AttributeValue;
 use std::time::Duration;
 use xtask::stack::{self, Deployment, Parameters, BREAKER_STACK};
 
 const SECOND: &str = "sqscb-example-b";
+
+/// The role an attachment's item records.
+async fn role_of(deployed: &Deployment, id: &str) -> Result<Option<String>> {
+    let out = deployed
+        .dynamodb
+        .get_item()
+        .table_name(&deployed.breaker["AttachmentsTableName"])
+        .key("id", AttributeValue::S(id.into()))
+        .consistent_read(true)
+        .send()
+        .await?;
+    Ok(out
+        .item()
+        .and_then(|item| item.get("role_arn"))
+        .and_then(|r| r.as_s().ok())
+        .cloned())
+}
+
+/// The controller's log lines that name `needle`.
+async fn controller_logs(deployed: &Deployment, needle: &str) -> Result<Vec<String>> {
+    let group = format!("/aws/lambda/{BREAKER_STACK}-controller");
+    let mut lines = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let out = deployed
+            .logs
+            .filter_log_events()
+            .log_group_name(&group)
+            .set_next_token(token.clone())
+            .send()
+            .await?;
+        lines.extend(
+            out.events()
+                .iter()
+                .filter_map(|e| e.message())
+                .filter(|m| m.contains(needle))
+                .map(str::to_owned),
+        );
+        token = out.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(lines);
+        }
+    }
+}
 
 #[test]
 #[ignore = "needs the local toolchain and emulator; run with `cargo xtask test`"]
@@ -54,7 +103,19 @@ fn an_attachment_registers_is_refused_with_the_checks_sentence_and_detaches() ->
             "{registered}"
         );
         ensure!(registered["AlarmName"] == alarm.as_str(), "{registered}");
+        ensure!(registered["AlarmSignal"] == "custom", "{registered}");
         ensure!(registered["BackoffCapSeconds"] == "30", "{registered}");
+        // Its own role, on the deployment's path, recorded beside the settings.
+        let role =
+            xtask::aws::stack_outputs(&config, "orders-b").await?["AttachmentRoleArn"].clone();
+        ensure!(
+            role.contains(&format!(":role/sqs-circuit-breaker/{BREAKER_STACK}/")),
+            "the attachment's role is on the deployment's path: {role}"
+        );
+        ensure!(
+            role_of(&deployed, "orders-b").await?.as_deref() == Some(role.as_str()),
+            "the item records the attachment's role {role}"
+        );
 
         // Refused by the configuration check: the stack fails with its sentence.
         let mut refused = consumer.clone();
@@ -92,6 +153,56 @@ fn an_attachment_registers_is_refused_with_the_checks_sentence_and_detaches() ->
             || async { Ok(item(&deployed, "orders-b").await?.is_none().then_some(())) },
         )
         .await?;
+        // Its give-back looked for the consumer's circuit under the attachment's role.
+        xtask::wait::eventually(
+            "the controller to log the attachment's role",
+            Duration::from_secs(30),
+            || async {
+                let lines = controller_logs(&deployed, &role).await?;
+                Ok(lines
+                    .iter()
+                    .any(|l| l.contains("clients under the attachment's role"))
+                    .then_some(()))
+            },
+        )
+        .await?;
+
+        // No AlarmArn: the attachment creates the alarm AlarmSignal chooses, from the Alarm*
+        // parameters, named after its stack, and registers that alarm and its signal.
+        let mut errors = consumer.clone();
+        errors.retain(|(k, _)| *k != "AlarmArn");
+        errors.push(("AlarmSignal", "errors".into()));
+        errors.push(("AlarmThreshold", "2".into()));
+        attach(&deployed, "orders-c", &errors)?;
+        let created = "orders-c-consumer-errors";
+        let alarms = deployed
+            .cloudwatch
+            .describe_alarms()
+            .alarm_name_prefix("orders-c-")
+            .alarm_types(aws_sdk_cloudwatch::types::AlarmType::MetricAlarm)
+            .alarm_types(aws_sdk_cloudwatch::types::AlarmType::CompositeAlarm)
+            .send()
+            .await?;
+        ensure!(alarms.composite_alarms().is_empty(), "{alarms:?}");
+        let [alarm] = alarms.metric_alarms() else {
+            anyhow::bail!("one created alarm expected: {alarms:?}");
+        };
+        ensure!(alarm.alarm_name() == Some(created), "{alarm:?}");
+        ensure!(alarm.namespace() == Some("AWS/Lambda"), "{alarm:?}");
+        ensure!(alarm.metric_name() == Some("Errors"), "{alarm:?}");
+        ensure!(alarm.threshold() == Some(2.0), "{alarm:?}");
+        ensure!(
+            alarm
+                .dimensions()
+                .iter()
+                .any(|d| d.name() == Some("FunctionName") && d.value() == Some(function.as_str())),
+            "{alarm:?}"
+        );
+        let registered = item(&deployed, "orders-c")
+            .await?
+            .context("the attachment's item")?;
+        ensure!(registered["AlarmName"] == created, "{registered}");
+        ensure!(registered["AlarmSignal"] == "errors", "{registered}");
         anyhow::Ok(())
     })
 }

@@ -352,6 +352,9 @@ fn the_rejitter_spreads_the_backlog_before_the_consumer_returns() -> Result<()> 
         vec![],
         vec![
             ("RejitterEnabled", "true".into()),
+            // Shorter than the rejitter phase (two 5 s backlog checks at least): messages come
+            // back to the rejitter while it polls and take the loop prevention's path (a
+            // fresh copy 60 s later), which the exactly-once check below then covers too.
             ("MinDelaySeconds", "2".into()),
             ("MaxDelaySeconds", "10".into()),
             // Far beyond both scenarios' phases: a stalled one must end well before it.
@@ -418,11 +421,37 @@ fn the_rejitter_spreads_the_backlog_before_the_consumer_returns() -> Result<()> 
         );
         let dead = status::queue_depth(&d.sqs, &d.example["DeadLetterQueueUrl"]).await?;
         ensure!(dead.total() == 0, "nothing may reach the DLQ: {dead:?}");
+        let resent = resent_already_rejittered(&d).await?;
+        ensure!(
+            resent > 0,
+            "no record came back to the rejitter during the phase: the loop prevention went \
+             unexercised (are the delays still shorter than the phase?)"
+        );
 
         // The same stack, the backlog drained: a second outage with a rejitter that cannot
         // consume.
         a_stalled_rejitter_phase_ends_early(&d).await
     })
+}
+
+/// How many records the rejitter re-sent as already rejittered (its `invocation done` log
+/// lines' `resent_already_rejittered`, summed).
+async fn resent_already_rejittered(d: &Deployed) -> Result<u64> {
+    let group = format!("/aws/lambda/{}-rejitter", xtask::stack::BREAKER_STACK);
+    let out = d
+        .logs
+        .filter_log_events()
+        .log_group_name(&group)
+        .filter_pattern("resent_already_rejittered")
+        .send()
+        .await
+        .with_context(|| format!("FilterLogEvents on {group}"))?;
+    Ok(out
+        .events()
+        .iter()
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.message()?).ok())
+        .filter_map(|line| line["resent_already_rejittered"].as_u64())
+        .sum())
 }
 
 /// A rejitter that cannot consume: its `QUEUE_ARN` names another queue, so it leaves every

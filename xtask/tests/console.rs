@@ -1,5 +1,6 @@
 //! The console page in a real browser (headless Chromium, a 1600-pixel window): its graph
-//! legible without zooming, with its error paths on demand (no stack needed); and during a
+//! legible without zooming, with its error paths on demand, and its fleet list and consumer
+//! picker (no stack needed); and during a
 //! short outage on a local emulator, what it shows when the circuit has opened, while it
 //! probes, and after it closed (the lit state, the execution's status, the consumer mapping's
 //! state), with a screenshot of each under `.local/`.
@@ -9,9 +10,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use xtask::console::browser::{self, states_with_class, text_of};
+use xtask::console::fleet::ConsumerRow;
 use xtask::console::state::{ExecutionView, HistoryEvent, Snapshot};
 use xtask::console::Console;
-use xtask::stack::{fast_breaker, fast_example, Deployment};
+use xtask::stack::{fast_breaker, fast_example, Deployment, BREAKER_STACK};
 use xtask::wait::eventually;
 use xtask::{aws, traffic};
 
@@ -32,6 +34,31 @@ fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
         ("MaxCircuitsPerHour", "0".into()),
     ]);
     Deployment::start(&fast_example(), &breaker)
+}
+
+/// An attachment registered in the deployment's table whose consumer does not exist: the
+/// fleet list shows it, with why its circuit cannot be read.
+const SECOND: &str = "console-second";
+
+async fn register_second(d: &Deployment) -> Result<()> {
+    use controller::adapters::attachments::{Attachments, Put, PutMode};
+    let table = Attachments {
+        dynamodb: d.dynamodb.clone(),
+        table: d.breaker["AttachmentsTableName"].clone(),
+    };
+    let attachment = controller::circuit::CircuitAttachment {
+        id: SECOND.into(),
+        settings: serde_json::json!({
+            "Id": SECOND,
+            "ConsumerFunctionName": format!("{SECOND}-consumer"),
+            "QueueArn": format!("arn:aws:sqs:{}:000000000000:{SECOND}", xtask::sam::REGION),
+            "AlarmName": format!("{SECOND}-failing"),
+        }),
+        role_arn: None,
+    };
+    let put = table.put(&attachment, PutMode::Register).await?;
+    ensure!(put == Put::Written, "{put:?}");
+    Ok(())
 }
 
 /// What the page shows, read from the browser's DOM, and its screenshot saved as `name`.
@@ -166,6 +193,7 @@ fn probing() -> Snapshot {
             arn: "arn:aws:states:us-east-1:000000000000:execution:breaker:probing".into(),
             name: "probing".into(),
             status: "RUNNING".into(),
+            consumer: "legible".into(),
             start_ms: Some(1_000),
             stop_ms: None,
             current: Some("Probe".into()),
@@ -176,27 +204,39 @@ fn probing() -> Snapshot {
     }
 }
 
+/// Writes `snapshot`'s saved page, with `script` before its end, as `.local/<name>.html`;
+/// its `file://` URL.
+fn saved_page(snapshot: &Snapshot, script: &str, name: &str) -> Result<String> {
+    let html =
+        xtask::console::static_page(snapshot)?.replace("</body>", &format!("{script}</body>"));
+    let page = xtask::paths::local().join(format!("{name}.html"));
+    std::fs::create_dir_all(xtask::paths::local())?;
+    std::fs::write(&page, html)?;
+    Ok(format!("file://{}", page.display()))
+}
+
+/// The JSON a page's script wrote in its `<pre id="measured">`.
+fn measured(dom: &str) -> Result<serde_json::Value> {
+    Ok(serde_json::from_str(
+        &text_of(dom, "measured")
+            .context("the page measured nothing")?
+            .replace("&amp;", "&")
+            .replace("&quot;", "\""),
+    )?)
+}
+
 #[test]
 #[ignore = "needs chromium; run with `cargo xtask test`"]
 fn the_graph_is_legible_in_a_1600_pixel_window() -> Result<()> {
     let Some(chromium) = browser_or_skip() else {
         return Ok(());
     };
-    let html =
-        xtask::console::static_page(&probing())?.replace("</body>", &format!("{MEASURE}</body>"));
-    let page = xtask::paths::local().join("console-legible.html");
-    std::fs::create_dir_all(xtask::paths::local())?;
-    std::fs::write(&page, html)?;
-    let url = format!("file://{}", page.display());
+    let url = saved_page(&probing(), MEASURE, "console-legible")?;
     let dom = browser::dump_dom(&chromium, &url)?;
     let shot = xtask::paths::local().join("console-legible.png");
     browser::screenshot(&chromium, &url, &shot)?;
     eprintln!("screenshot: {}", shot.display());
-    let seen: serde_json::Value = serde_json::from_str(
-        &text_of(&dom, "measured")
-            .context("the page measured nothing")?
-            .replace("&amp;", "&"),
-    )?;
+    let seen = measured(&dom)?;
     let strings = |key: &str| -> Vec<String> {
         seen[key]
             .as_array()
@@ -241,6 +281,130 @@ fn the_graph_is_legible_in_a_1600_pixel_window() -> Result<()> {
     Ok(())
 }
 
+/// Reads the fleet list and the executions listed as the page first shows them, then picks
+/// the consumer `orders` in the picker as a user would and reads them again, with the URL;
+/// writes it all as JSON in a `<pre>` of id `measured`.
+const PICK: &str = r#"<script>
+(() => {
+  const rows = (id) => [...document.querySelectorAll(`#${id} tr[data-consumer]`)];
+  const look = () => ({
+    fleet: rows("fleet").map((r) => r.dataset.consumer),
+    open: rows("fleet").filter((r) => r.classList.contains("open")).map((r) => r.dataset.consumer),
+    open_background: rows("fleet").map((r) => getComputedStyle(r).backgroundColor),
+    executions: rows("executions").map((r) => r.dataset.consumer),
+    graph_of: document.getElementById("selected-name").textContent,
+    picker: document.getElementById("consumer").value,
+    search: location.search,
+  });
+  const seen = { first: look() };
+  const picker = document.getElementById("consumer");
+  picker.value = "orders";
+  picker.dispatchEvent(new Event("change"));
+  seen.picked = look();
+  const out = document.createElement("pre");
+  out.id = "measured";
+  out.textContent = JSON.stringify(seen);
+  document.body.append(out);
+})();
+</script>"#;
+
+/// A deployment guarding two consumers: its built-in one (`team-breaker`, closed, with two
+/// executions) and the attachment `orders` (open, with one).
+fn two_consumers() -> Snapshot {
+    let row = |id: &str, builtin: bool, circuit: &str| ConsumerRow {
+        id: id.into(),
+        builtin,
+        function: format!("{id}-consumer"),
+        queue: format!("{id}-queue"),
+        circuit: circuit.into(),
+        circuit_reason: String::new(),
+        open: circuit == "OPEN",
+        alarm: Some(if builtin { "OK" } else { "ALARM" }.into()),
+        depth: None,
+        problem: None,
+    };
+    let execution = |name: &str, input: &str, at: i64| {
+        let arn = format!("arn:aws:states:us-east-1:000000000000:execution:breaker:{name}");
+        let started = HistoryEvent {
+            id: 1,
+            at_ms: at,
+            kind: "ExecutionStarted".into(),
+            state: None,
+            input: Some(input.into()),
+            output: None,
+            error: None,
+        };
+        ExecutionView::from_history(&arn, "SUCCEEDED", "team-breaker", vec![started])
+    };
+    let alarm = r#"{"source": "aws.cloudwatch"}"#;
+    let mut snapshot = Snapshot {
+        stack: "team-breaker".into(),
+        consumers: vec![
+            row("team-breaker", true, "CLOSED"),
+            row("orders", false, "OPEN"),
+        ],
+        ..Snapshot::default()
+    };
+    snapshot.upsert(execution("builtin-old", alarm, 1_000));
+    snapshot.upsert(execution(
+        "orders-1",
+        &format!(r#"{{"attachment": "orders", "event": {alarm}}}"#),
+        2_000,
+    ));
+    snapshot.upsert(execution("builtin-new", alarm, 3_000));
+    snapshot
+}
+
+#[test]
+#[ignore = "needs chromium; run with `cargo xtask test`"]
+fn the_fleet_is_listed_and_picking_a_consumer_filters_its_executions() -> Result<()> {
+    let Some(chromium) = browser_or_skip() else {
+        return Ok(());
+    };
+    let url = saved_page(&two_consumers(), PICK, "console-fleet")?;
+    let seen = measured(&browser::dump_dom(&chromium, &url)?)?;
+    let first = &seen["first"];
+    ensure!(
+        first["fleet"] == serde_json::json!(["team-breaker", "orders"]),
+        "{seen}"
+    );
+    ensure!(first["open"] == serde_json::json!(["orders"]), "{seen}");
+    // The open circuit's row stands out: a background of its own.
+    ensure!(
+        first["open_background"][0] != first["open_background"][1],
+        "{seen}"
+    );
+    ensure!(
+        first["executions"] == serde_json::json!(["team-breaker", "orders", "team-breaker"]),
+        "{seen}"
+    );
+    ensure!(first["graph_of"] == "builtin-new", "{seen}");
+    let picked = &seen["picked"];
+    ensure!(
+        picked["executions"] == serde_json::json!(["orders"]),
+        "{seen}"
+    );
+    ensure!(picked["graph_of"] == "orders-1", "{seen}");
+    ensure!(picked["search"] == "?consumer=orders", "{seen}");
+
+    // A reload keeps the choice: the page opened with it in its URL shows it.
+    let reloaded = measured(&browser::dump_dom(
+        &chromium,
+        &format!("{url}?consumer=orders"),
+    )?)?;
+    let first = &reloaded["first"];
+    ensure!(first["picker"] == "orders", "{reloaded}");
+    ensure!(
+        first["executions"] == serde_json::json!(["orders"]),
+        "{reloaded}"
+    );
+    ensure!(first["graph_of"] == "orders-1", "{reloaded}");
+    let shot = xtask::paths::local().join("console-fleet.png");
+    browser::screenshot(&chromium, &format!("{url}?consumer=orders"), &shot)?;
+    eprintln!("screenshot: {}", shot.display());
+    Ok(())
+}
+
 #[test]
 #[ignore = "needs the local AWS stack; run with `cargo xtask test`"]
 fn the_console_shows_the_circuit_open_probing_and_closed_in_a_browser() -> Result<()> {
@@ -259,10 +423,19 @@ fn the_console_shows_the_circuit_open_probing_and_closed_in_a_browser() -> Resul
         .await?;
         ensure!(console.address.ip().is_loopback(), "{}", console.address);
 
+        register_second(&d).await?;
         d.outage(true).await?;
         traffic::send(&d.sqs, d.queue(), "console", 10).await?;
         let execution = d.start_alarm_execution().await?;
         let page = console.execution_url(&execution);
+        // An execution for the second consumer: it reads the attachment, finds no such
+        // mapping and ends, touching nothing of the first.
+        let second = xtask::breaker::start(
+            &d.sfn,
+            &d.breaker["StateMachineArn"],
+            &serde_json::json!({"attachment": SECOND, "event": {"operator": {"by": "console test"}}}),
+        )
+        .await?;
 
         // Open: the mapping disabled, the execution running past OpenCircuit.
         eventually(
@@ -292,6 +465,46 @@ fn the_console_shows_the_circuit_open_probing_and_closed_in_a_browser() -> Resul
             "at open: {open:?}"
         );
         ensure!(open.lit.len() == 1, "one state lit at open: {open:?}");
+
+        // The fleet: the built-in consumer's circuit open, the attachment listed with why its
+        // circuit cannot be read; picking the attachment lists its execution only.
+        let fleet = console.snapshot().consumers;
+        let ids: Vec<(&str, &str, bool)> = fleet
+            .iter()
+            .map(|c| (c.id.as_str(), c.circuit.as_str(), c.open))
+            .collect();
+        ensure!(
+            ids == [(BREAKER_STACK, "OPEN", true), (SECOND, "?", false)],
+            "{fleet:?}"
+        );
+        ensure!(fleet[1].problem.is_some(), "{fleet:?}");
+        eventually("both executions listed", Duration::from_secs(30), || async {
+            let seen = console.snapshot().executions;
+            let of = |arn: &str| seen.iter().find(|e| e.arn == arn).map(|e| e.consumer.clone());
+            Ok((of(&execution).as_deref() == Some(BREAKER_STACK)
+                && of(&second).as_deref() == Some(SECOND))
+            .then_some(()))
+        })
+        .await?;
+        let chromium_path = chromium.clone();
+        let picked = format!("{}?consumer={SECOND}", console.url());
+        let dom = tokio::task::spawn_blocking(move || browser::dump_dom(&chromium_path, &picked))
+            .await??;
+        ensure!(
+            dom.contains(&format!("data-consumer=\"{BREAKER_STACK}\" class=\"open")),
+            "the open circuit's row does not stand out: {dom}"
+        );
+        // The executions listed: the rows of the table's body (the page's script, inlined,
+        // has the row's template too).
+        let listed = dom
+            .split_once("id=\"executions\">")
+            .and_then(|(_, rest)| rest.split_once("</tbody>"))
+            .map(|(rows, _)| rows.matches("<tr").count());
+        ensure!(
+            listed == Some(1)
+                && text_of(&dom, "selected-name").as_deref() == second.rsplit(':').next(),
+            "the picked consumer's one execution: {dom}"
+        );
 
         // Probing: two failed probes seen; the lit state is in the probe loop.
         eventually("two probes", Duration::from_secs(60), || async {
@@ -351,6 +564,11 @@ fn the_console_shows_the_circuit_open_probing_and_closed_in_a_browser() -> Resul
         ensure!(
             closed.passed.iter().any(|s| s == "CloseCircuit"),
             "closed: {closed:?}"
+        );
+        let fleet = console.snapshot().consumers;
+        ensure!(
+            fleet.first().is_some_and(|c| c.circuit == "CLOSED" && !c.open),
+            "closed: {fleet:?}"
         );
 
         // Read-only: the page's server answers nothing but GET.

@@ -15,10 +15,11 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use xtask::checks::aws_calls;
 use xtask::checks::iam_policy::{
-    allowed_actions, compare, iam_findings, opaque_policies, statements, statements_with_sid,
+    allowed_actions, calls_under_role, clients_under_assumed_role, compare, iam_findings,
+    mirror_differences, opaque_policies, statements, statements_with_sid,
 };
 use xtask::checks::intrinsics::{possible_strings, strings};
-use xtask::checks::template;
+use xtask::checks::template::{self, Depth};
 use xtask::{asl, paths};
 
 /// Actions a role needs that no code of ours calls: AWS performs them with the role.
@@ -31,6 +32,14 @@ const MAPPING_POLLS: [&str; 3] = [
     "sqs:DeleteMessage",
     "sqs:GetQueueAttributes",
 ];
+
+/// aws-config's provider assumes an attachment's role with the controller's own.
+const ASSUMES_ROLES: [&str; 1] = ["sts:AssumeRole"];
+/// Where the controller builds the clients an attachment's role's credentials go to.
+const ROLES_SOURCE: &str = "controller/src/steps/fleet.rs";
+/// The breaker's events and metrics are sent with the controller's own clients
+/// (`Context::signals`), also in an attachment's circuit.
+const OWN_CLIENTS: [&str; 1] = ["controller/src/adapters/signals.rs"];
 
 /// One program: the folders whose code it is built from, and its entry point.
 struct Program {
@@ -154,7 +163,15 @@ fn granted(template: &Value, resource: &str, property: &str) -> Result<BTreeSet<
 fn each_role_grants_what_its_program_calls_and_nothing_else() -> Result<()> {
     let template = template::raw()?;
     let mut problems = Vec::new();
-    let controller_implied: Vec<&str> = LOGS.iter().chain(&QUEUE_KEY).copied().collect();
+    let assumes =
+        clients_under_assumed_role(&std::fs::read_to_string(paths::root().join(ROLES_SOURCE))?)
+            .is_some();
+    let controller_implied: Vec<&str> = LOGS
+        .iter()
+        .chain(&QUEUE_KEY)
+        .chain(if assumes { &ASSUMES_ROLES[..] } else { &[] })
+        .copied()
+        .collect();
     problems.extend(compare(
         "ControllerRole",
         &granted(&template, "ControllerRole", "Policies")?,
@@ -279,6 +296,131 @@ fn an_encrypted_queue_gets_exactly_its_keys_two_actions() -> Result<()> {
     ensure!(
         conditional == 2,
         "each key grant is conditional on HasQueueKey"
+    );
+    Ok(())
+}
+
+/// What the controller calls under an attachment's role: its calls in the services whose
+/// clients are built with the role's credentials, but the breaker's own events and metrics.
+fn calls_on_a_consumer() -> Result<BTreeMap<String, String>> {
+    let source = std::fs::read_to_string(paths::root().join(ROLES_SOURCE))?;
+    let services = clients_under_assumed_role(&source)
+        .with_context(|| format!("{ROLES_SOURCE} assumes no role"))?;
+    let operations = aws_calls::sdk_operations()?;
+    let functions = aws_calls::functions(&operations, CONTROLLER.dirs)?;
+    let called = aws_calls::reachable(&functions, CONTROLLER.entry)?;
+    Ok(calls_under_role(
+        &called,
+        &services,
+        &functions,
+        &OWN_CLIENTS,
+    ))
+}
+
+#[test]
+#[ignore = "needs the local toolchain (venv with cfn-lint); run with `cargo xtask test`"]
+fn an_attachments_role_grants_what_the_controller_calls_on_its_consumer_and_nothing_else(
+) -> Result<()> {
+    let attachment = template::load(&paths::root().join("infra/attachment.yaml"), Depth::Raw)?.raw;
+    let deployment = template::raw()?;
+    let mut problems = Vec::new();
+
+    // Exactly the consumer's calls (and the queue's key, which SQS uses with the role).
+    let on_consumer = calls_on_a_consumer()?;
+    for action in [
+        "lambda:UpdateEventSourceMapping",
+        "lambda:InvokeFunction",
+        "sqs:ReceiveMessage",
+        "cloudwatch:SetAlarmState",
+    ] {
+        ensure!(
+            on_consumer.contains_key(action),
+            "the calls on a consumer miss {action}: {on_consumer:#?}"
+        );
+    }
+    for action in [
+        "cloudwatch:PutMetricData",
+        "dynamodb:GetItem",
+        "events:PutEvents",
+    ] {
+        ensure!(
+            !on_consumer.contains_key(action),
+            "{action} is the deployment's, not made under the attachment's role"
+        );
+    }
+    problems.extend(compare(
+        "AttachmentRole",
+        &granted(&attachment, "AttachmentRole", "Policies")?,
+        &on_consumer,
+        &QUEUE_KEY,
+    ));
+    // Statement for statement the deployment's grants on its own consumer: same Sids,
+    // actions and conditions.
+    problems.extend(
+        mirror_differences(
+            &deployment["Resources"]["ControllerRole"]["Properties"]["Policies"],
+            &attachment["Resources"]["AttachmentRole"]["Properties"]["Policies"],
+        )
+        .into_iter()
+        .map(|p| format!("AttachmentRole: {p}")),
+    );
+    problems.extend(iam_findings(&attachment));
+    problems.extend(opaque_policies(&attachment));
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // Its mapping update is scoped to its consumer, as the deployment's is.
+    let role = &attachment["Resources"]["AttachmentRole"]["Properties"];
+    let update = statements_with_sid(&role["Policies"], "DisableAndEnableTheConsumersMapping");
+    ensure!(update.len() == 1, "one mapping update: {update:?}");
+    let arns = possible_strings(&update[0]["Condition"]["ArnLike"]["lambda:FunctionArn"]);
+    ensure!(
+        arns == [
+            "arn:aws:lambda:us-east-1:123456789012:function:ConsumerFunctionName",
+            "arn:aws:lambda:us-east-1:123456789012:function:ConsumerFunctionName:*",
+        ],
+        "the mapping update is scoped to the consumer's mappings: {arns:?}"
+    );
+
+    // On the deployment's path, trusted by its controller's role and nobody else.
+    ensure!(
+        role["Path"] == json!({"Fn::Sub": "/sqs-circuit-breaker/${Breaker}/"}),
+        "AttachmentRole's path: {}",
+        role["Path"]
+    );
+    let trust = statements(&role["AssumeRolePolicyDocument"]);
+    ensure!(
+        trust.len() == 1
+            && trust[0].1["Effect"] == "Allow"
+            && trust[0].1["Action"] == "sts:AssumeRole"
+            && trust[0].1["Principal"]
+                == json!({"AWS": {"Fn::ImportValue": {"Fn::Sub": "${Breaker}-ControllerRoleArn"}}})
+            && trust[0].1.get("Condition").is_none(),
+        "AttachmentRole trusts the deployment's controller role only: {trust:?}"
+    );
+    let export = &deployment["Outputs"]["ControllerRoleArn"];
+    ensure!(
+        export["Value"] == json!({"Fn::GetAtt": ["ControllerRole", "Arn"]})
+            && export["Export"]["Name"]
+                == json!({"Fn::Sub": "${AWS::StackName}-ControllerRoleArn"}),
+        "the deployment exports its controller's role: {export}"
+    );
+
+    // The deployment's controller may assume roles on its own path only.
+    let assume: Vec<Value> = statements(&deployment["Resources"]["ControllerRole"])
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.get("Resource").is_some())
+        .filter(|s| {
+            strings(s.get("Action"))
+                .iter()
+                .any(|a| a == "sts:AssumeRole")
+        })
+        .collect();
+    ensure!(
+        assume.len() == 1
+            && possible_strings(&assume[0]["Resource"])
+                == ["arn:aws:iam::123456789012:role/sqs-circuit-breaker/AWS::StackName/*"],
+        "ControllerRole assumes roles on the deployment's path only: {assume:?}"
     );
     Ok(())
 }

@@ -27,6 +27,8 @@ pub async fn steps(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<Vec<Ste
 pub struct Watch {
     /// Executions not to show (ended before the watch began).
     ignore: HashSet<String>,
+    /// Show only the executions for this consumer (`None`: every execution).
+    only: Option<String>,
     mapping: Option<String>,
     queue_url: Option<String>,
     pub seen: Seen,
@@ -54,9 +56,19 @@ impl Watch {
     pub fn new(ignore: HashSet<String>) -> Watch {
         Watch {
             ignore,
+            only: None,
             mapping: None,
             queue_url: None,
             seen: Seen::default(),
+        }
+    }
+
+    /// This watch, showing only the executions whose input is for consumer `id`
+    /// (`crate::fleet::is_for`), each input read once.
+    pub fn only(self, id: Option<&str>) -> Watch {
+        Watch {
+            only: id.map(str::to_string),
+            ..self
         }
     }
 
@@ -117,6 +129,14 @@ impl Watch {
         for (arn, status) in newest_executions(ctx, state_machine_arn).await? {
             if self.ignore.contains(&arn) {
                 continue;
+            }
+            if let Some(id) = &self.only {
+                if !self.seen.statuses().contains_key(&arn)
+                    && !crate::fleet::is_for(&execution::input(&ctx.clients.sfn, &arn).await?, id)
+                {
+                    self.ignore.insert(arn);
+                    continue;
+                }
             }
             // An execution that ended and was read after it ended has nothing new to say.
             let known = self.seen.statuses().get(&arn);

@@ -124,6 +124,16 @@ impl Attachments {
     /// Every registered attachment (a Scan, every page). An unusable item fails the listing:
     /// it names the item, which someone must fix.
     pub async fn list(&self) -> Result<Vec<CircuitAttachment>, StepError> {
+        self.list_each()
+            .await?
+            .into_iter()
+            .map(|item| item.map_err(unusable))
+            .collect()
+    }
+
+    /// Every item (a Scan, every page), each usable or not: the operator's `status` shows an
+    /// unusable item as that consumer's error, next to the others.
+    pub async fn list_each(&self) -> Result<Vec<Result<CircuitAttachment, ItemError>>, StepError> {
         let mut found = Vec::new();
         let mut pages = self
             .dynamodb
@@ -134,9 +144,7 @@ impl Attachments {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| StepError::aws("Scan", e))?;
-            for item in page.items() {
-                found.push(attachment_of(item).map_err(unusable)?);
-            }
+            found.extend(page.items().iter().map(attachment_of));
         }
         Ok(found)
     }

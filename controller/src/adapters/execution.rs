@@ -19,6 +19,24 @@ pub async fn is_running(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<bo
     }
 }
 
+/// The input an execution was started with (`DescribeExecution`): an input that is not JSON
+/// is `Value::Null`.
+pub async fn input(
+    sfn: &aws_sdk_sfn::Client,
+    execution: &str,
+) -> Result<serde_json::Value, StepError> {
+    let out = sfn
+        .describe_execution()
+        .execution_arn(execution)
+        .send()
+        .await
+        .map_err(|e| StepError::aws("DescribeExecution", e))?;
+    Ok(out
+        .input()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or(serde_json::Value::Null))
+}
+
 /// Which of an execution's history events to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryRead {

@@ -12,6 +12,13 @@ use crate::core::attachment::{is_attachment_id, overlaps, Attachment, Overlap};
 /// CloudFormation's own properties of a custom resource: not settings.
 const SERVICE_PROPERTIES: &[&str] = &["ServiceToken", "ServiceTimeout"];
 
+/// The property naming the attachment's role (`AttachmentRole`): the item's `role_arn`, not
+/// a setting.
+pub const ROLE_PROPERTY: &str = "RoleArn";
+
+/// The settings naming the consumer, which one circuit belongs to.
+const CONSUMER_SETTINGS: [&str; 2] = ["ConsumerFunctionName", "QueueArn"];
+
 /// CloudFormation refuses a response body past 4,096 bytes; the reason is the only long part.
 const MAX_REASON_BYTES: usize = 2048;
 
@@ -98,8 +105,24 @@ pub enum SettingsError {
          (arn:<partition>:cloudwatch:<region>:<account>:alarm:<name>)"
     )]
     InvalidAlarmArn(String),
-    #[error("the Registration has no AlarmArn: attach an existing alarm")]
+    #[error("the Registration has no AlarmArn: infra/attachment.yaml always sends the alarm it watches (yours, or the one it creates)")]
     NoAlarm,
+    #[error(
+        "RoleArn {0:?} is not an IAM role ARN (arn:<partition>:iam::<account>:role/<path><name>)"
+    )]
+    InvalidRoleArn(String),
+    #[error(
+        "RoleArn {role} is in account {account} ({partition}), the attachment's stack in \
+         account {stack_account} ({stack_partition}): the breaker assumes only a role of its \
+         own account"
+    )]
+    RoleElsewhere {
+        role: String,
+        partition: String,
+        account: String,
+        stack_partition: String,
+        stack_account: String,
+    },
 }
 
 /// The settings an item stores (what `Config::for_attachment` takes) from the custom
@@ -112,7 +135,7 @@ pub fn settings(id: &str, properties: &Value) -> Result<Value, SettingsError> {
     let mut alarm = None;
     for (key, value) in fields {
         // The id is the stack's name, whatever a property says.
-        if SERVICE_PROPERTIES.contains(&key.as_str()) || key == "Id" {
+        if SERVICE_PROPERTIES.contains(&key.as_str()) || key == "Id" || key == ROLE_PROPERTY {
             continue;
         }
         if key == "AlarmArn" {
@@ -125,6 +148,79 @@ pub fn settings(id: &str, properties: &Value) -> Result<Value, SettingsError> {
     let alarm = AlarmArn::parse(&arn).ok_or(SettingsError::InvalidAlarmArn(arn))?;
     settings.insert("AlarmName".into(), Value::String(alarm.name));
     Ok(Value::Object(settings))
+}
+
+/// The role the attachment's calls on its consumer run under, from the `RoleArn` property:
+/// `None` when there is none (the controller's own role), else an IAM role ARN in the
+/// partition and account of the attachment's stack (`stack_id`), or a refusal.
+pub fn role_arn(properties: &Value, stack_id: &str) -> Result<Option<String>, SettingsError> {
+    let role = match properties.get(ROLE_PROPERTY) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(role)) => role.trim().to_owned(),
+        Some(other) => return Err(SettingsError::InvalidRoleArn(other.to_string())),
+    };
+    let invalid = || SettingsError::InvalidRoleArn(role.clone());
+    let parts: Vec<&str> = role.splitn(6, ':').collect();
+    let ["arn", partition, "iam", "", account, resource] = parts.as_slice() else {
+        return Err(invalid());
+    };
+    let name = resource.strip_prefix("role/").ok_or_else(invalid)?;
+    let well_formed = partition.starts_with("aws")
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !name.is_empty()
+        && !name.ends_with('/')
+        && !name.starts_with('/')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/+=,.@_-".contains(&b));
+    if !well_formed {
+        return Err(invalid());
+    }
+    let stack: Vec<&str> = stack_id.splitn(6, ':').collect();
+    let (stack_partition, stack_account) = match stack.as_slice() {
+        ["arn", partition, "cloudformation", _, account, _] => (*partition, *account),
+        _ => ("", ""),
+    };
+    if (*partition, *account) != (stack_partition, stack_account) {
+        return Err(SettingsError::RoleElsewhere {
+            role: role.clone(),
+            partition: (*partition).to_owned(),
+            account: (*account).to_owned(),
+            stack_partition: stack_partition.to_owned(),
+            stack_account: stack_account.to_owned(),
+        });
+    }
+    Ok(Some(role))
+}
+
+/// The consumer settings (`ConsumerFunctionName`, `QueueArn`) an update changes, from the
+/// registered settings to the requested ones.
+pub fn consumer_changes(registered: &Value, requested: &Value) -> Vec<&'static str> {
+    let text = |settings: &Value, key: &str| {
+        settings
+            .get(key)
+            .and_then(Value::as_str)
+            .map(|s| s.trim().to_owned())
+    };
+    CONSUMER_SETTINGS
+        .into_iter()
+        .filter(|key| text(registered, key) != text(requested, key))
+        .collect()
+}
+
+/// An update may not move an attachment to another consumer while its circuit is open
+/// (`open`): the circuit, its mapping and its execution are the registered consumer's, and
+/// only closing it gives that consumer back.
+pub fn consumer_change_allowed(id: &str, changes: &[&str], open: bool) -> Result<(), String> {
+    if changes.is_empty() || !open {
+        return Ok(());
+    }
+    Err(format!(
+        "attachment {id:?}: {} cannot change while its circuit is open (the open circuit is \
+         the registered consumer's): close the circuit first, then deploy again",
+        changes.join(" and ")
+    ))
 }
 
 /// The parts of a CloudWatch alarm ARN.
@@ -289,6 +385,7 @@ fn truncated(mut reason: String) -> String {
 mod tests {
     use super::*;
     use crate::core::attachment::Defaults;
+    use crate::core::signal::Signal;
     use crate::core::Config;
     use serde_json::json;
 
@@ -399,6 +496,68 @@ mod tests {
     }
 
     #[test]
+    fn the_role_is_an_iam_role_of_the_stacks_account_and_not_a_setting() {
+        let role = "arn:aws:iam::123456789012:role/sqs-circuit-breaker/team/orders-Role-1AB";
+        let properties = json!({"RoleArn": role, "AlarmArn":
+            "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:a"});
+        assert_eq!(role_arn(&properties, STACK), Ok(Some(role.to_owned())));
+        assert!(settings("o", &properties)
+            .expect("settings")
+            .get("RoleArn")
+            .is_none());
+        assert_eq!(role_arn(&json!({}), STACK), Ok(None));
+        assert_eq!(role_arn(&json!({"RoleArn": null}), STACK), Ok(None));
+        for bad in [
+            json!(""),
+            json!(7),
+            json!("orders-role"),
+            json!("arn:aws:iam::123456789012:user/orders"),
+            json!("arn:aws:iam::123456789012:role/"),
+            json!("arn:aws:iam::123456789012:role/path/"),
+            json!("arn:aws:iam::12345:role/orders"),
+            json!("arn:aws:iam:eu-west-1:123456789012:role/orders"),
+            json!("arn:aws:sts::123456789012:assumed-role/orders/s"),
+            json!("arn:aws:iam::123456789012:role/or ders"),
+        ] {
+            assert!(
+                matches!(
+                    role_arn(&json!({"RoleArn": bad}), STACK),
+                    Err(SettingsError::InvalidRoleArn(_))
+                ),
+                "{bad}"
+            );
+        }
+        for elsewhere in [
+            "arn:aws:iam::210987654321:role/orders",
+            "arn:aws-cn:iam::123456789012:role/orders",
+        ] {
+            let err = role_arn(&json!({"RoleArn": elsewhere}), STACK).expect_err(elsewhere);
+            assert!(matches!(err, SettingsError::RoleElsewhere { .. }), "{err}");
+            assert!(err.to_string().contains("of its own account"), "{err}");
+        }
+    }
+
+    #[test]
+    fn moving_an_attachment_to_another_consumer_waits_for_its_circuit_to_close() {
+        let registered = json!({"ConsumerFunctionName": "orders", "QueueArn": "q1",
+                                "BackoffCapSeconds": "60"});
+        let settings_only = json!({"ConsumerFunctionName": " orders", "QueueArn": "q1",
+                                   "BackoffCapSeconds": "600"});
+        assert!(consumer_changes(&registered, &settings_only).is_empty());
+        let moved = json!({"ConsumerFunctionName": "payments", "QueueArn": "q2"});
+        let changes = consumer_changes(&registered, &moved);
+        assert_eq!(changes, ["ConsumerFunctionName", "QueueArn"]);
+        assert_eq!(consumer_change_allowed("orders", &changes, false), Ok(()));
+        assert_eq!(consumer_change_allowed("orders", &[], true), Ok(()));
+        let err = consumer_change_allowed("orders", &changes, true).expect_err("open");
+        assert!(
+            err.contains("ConsumerFunctionName and QueueArn cannot change")
+                && err.contains("close the circuit first"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn an_alarm_elsewhere_than_its_queue_is_refused() {
         let a = attachment("orders", "orders", "orders", "custom");
         assert!(
@@ -407,6 +566,49 @@ mod tests {
         let err = alarm_beside_queue(&a, "arn:aws:cloudwatch:us-east-1:123456789012:alarm:x")
             .expect_err("other region");
         assert!(err.contains("region us-east-1"), "{err}");
+    }
+
+    /// What `infra/attachment.yaml` sends for an alarm it creates: the created alarm's ARN,
+    /// the real signal and the signal's settings, so the circuit re-arms that alarm (the
+    /// composite's children too) and the slow start judges by its thresholds.
+    #[test]
+    fn a_created_alarm_registers_its_name_signal_and_settings() {
+        let defaults = Defaults::from_lookup(|k| match k {
+            "STATE_MACHINE_NAME" => Some("b-circuit-breaker".into()),
+            "CIRCUIT_TABLE" => Some("t".into()),
+            "ALARM_SIGNAL" => Some("errors".into()),
+            _ => None,
+        });
+        let created = |signal: &str, alarm: &str| {
+            let properties = json!({
+                "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:b-controller",
+                "ConsumerFunctionName": "orders-consumer",
+                "QueueArn": "arn:aws:sqs:eu-west-1:123456789012:orders",
+                "AlarmArn": format!("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{alarm}"),
+                "AlarmSignal": signal,
+                "AlarmFailurePercent": "30",
+                "AlarmPeriodSeconds": "60",
+                "AlarmHangPeriods": "4"
+            });
+            let settings = settings("orders-attachment", &properties).expect("settings");
+            Config::for_attachment(&defaults, &settings)
+                .expect("valid")
+                .config
+        };
+        let any = created("any", "orders-attachment-consumer-failing");
+        assert_eq!(any.alarm_name, "orders-attachment-consumer-failing");
+        assert_eq!(any.signal.signal, Signal::Any);
+        assert!(any.signal.signal.may_be_composite());
+        assert_eq!(any.signal.failure_percent, 30);
+        assert_eq!(any.signal.hang_seconds, 240);
+        let errors = created("errors", "orders-attachment-consumer-errors");
+        assert_eq!(errors.alarm_name, "orders-attachment-consumer-errors");
+        assert_eq!(errors.signal.signal, Signal::Errors);
+        // An existing alarm is custom whatever the deployment's own signal.
+        assert_eq!(
+            created("custom", "orders-failing").signal.signal,
+            Signal::Custom
+        );
     }
 
     #[test]

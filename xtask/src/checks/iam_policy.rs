@@ -2,6 +2,7 @@
 //! too broad a resource, policies it cannot see into, and how a set of granted actions
 //! compares with the actions a program calls.
 
+use super::aws_calls::{Function, SERVICES};
 use super::intrinsics::{possible_strings, strings};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -240,6 +241,114 @@ pub fn compare(
     for action in granted {
         if !called.contains_key(action) && !implied.contains(&action.as_str()) {
             problems.push(format!("{who} grants {action}, which nobody calls"));
+        }
+    }
+    problems
+}
+
+/// What a program does under a role it assumes with aws-config's `AssumeRoleProvider`
+/// (which calls `sts:AssumeRole` with the program's own role): the IAM prefixes of the SDK
+/// clients built with the assumed credentials (`aws_sdk_<service>::Client::new`), read from
+/// `source`, the code that builds them. `None`: `source` assumes no role.
+pub fn clients_under_assumed_role(source: &str) -> Option<BTreeSet<&'static str>> {
+    let start = source.find("AssumeRoleProvider::builder")?;
+    // The clients built after the provider, up to the end of that item.
+    let rest = &source[start..];
+    let end = rest.find("\n}\n").unwrap_or(rest.len());
+    let body = &rest[..end];
+    Some(
+        SERVICES
+            .iter()
+            .filter(|(krate, _)| {
+                body.contains(&format!("{}::Client::new(", krate.replace('-', "_")))
+            })
+            .map(|(_, prefix)| *prefix)
+            .collect(),
+    )
+}
+
+/// The calls a program makes under an assumed role: those of `called` (action -> the chain
+/// of calls that reaches it) in `services` (IAM prefixes, `clients_under_assumed_role`),
+/// except the actions that only functions of `own_files` call: those use the program's own
+/// clients of the same service.
+pub fn calls_under_role(
+    called: &BTreeMap<String, String>,
+    services: &BTreeSet<&str>,
+    functions: &[Function],
+    own_files: &[&str],
+) -> BTreeMap<String, String> {
+    called
+        .iter()
+        .filter(|(action, _)| {
+            action
+                .split_once(':')
+                .is_some_and(|(prefix, _)| services.contains(prefix))
+        })
+        .filter(|(action, _)| {
+            functions
+                .iter()
+                .filter(|f| f.calls.contains(*action))
+                .any(|f| !own_files.contains(&f.file.as_str()))
+        })
+        .map(|(action, chain)| (action.clone(), chain.clone()))
+        .collect()
+}
+
+/// Why a role's statements are not a subset of another role's, mirrored: each statement of
+/// `copy` must have a `Sid` that `original` has, with the same actions, effect and condition
+/// operators and keys (the values, the resources, name the role's own consumer), one line
+/// each.
+pub fn mirror_differences(original: &Value, copy: &Value) -> Vec<String> {
+    // Every statement, also one inside a condition's Fn::If.
+    fn walk<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
+        match value {
+            Value::Object(map) if map.contains_key("Effect") => out.push(value),
+            Value::Object(map) => map.values().for_each(|v| walk(v, out)),
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let all = |policies: &'_ Value| {
+        let mut out = Vec::new();
+        walk(policies, &mut out);
+        out.into_iter().cloned().collect::<Vec<Value>>()
+    };
+    let by_sid = |policies: &Value| -> BTreeMap<String, Value> {
+        all(policies)
+            .into_iter()
+            .filter_map(|s| Some((s.get("Sid")?.as_str()?.to_owned(), s)))
+            .collect()
+    };
+    let shape = |statement: &Value| {
+        let conditions: BTreeSet<(String, String)> = statement
+            .get("Condition")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .flat_map(|(operator, keys)| {
+                keys.as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(move |(key, _)| (operator.clone(), key.clone()))
+            })
+            .collect();
+        let actions: BTreeSet<String> = strings(statement.get("Action")).into_iter().collect();
+        (statement.get("Effect").cloned(), actions, conditions)
+    };
+    let originals = by_sid(original);
+    let mut problems = Vec::new();
+    for statement in all(copy) {
+        let Some(sid) = statement.get("Sid").and_then(Value::as_str) else {
+            problems.push(format!("a statement without a Sid: {statement}"));
+            continue;
+        };
+        match originals.get(sid) {
+            None => problems.push(format!("Sid {sid} is not one of the original's")),
+            Some(o) if shape(o) != shape(&statement) => problems.push(format!(
+                "Sid {sid} differs from the original's in its effect, actions or \
+                 conditions: {statement} vs {o}"
+            )),
+            Some(_) => {}
         }
     }
     problems

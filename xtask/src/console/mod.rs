@@ -12,6 +12,7 @@
 
 pub mod browser;
 pub mod draw;
+pub mod fleet;
 pub mod graph;
 pub mod state;
 

@@ -3,16 +3,48 @@
 "use strict";
 
 let snapshot = SNAPSHOT;
-const wanted = new URLSearchParams(location.search).get("execution");
+const query = new URLSearchParams(location.search);
+let wanted = query.get("execution");
+// The consumer picked (an attachment's id, or the stack's name for the built-in consumer),
+// kept in the URL so that a reload keeps it; empty: all of them.
+let picked = query.get("consumer") || "";
 
 const byId = (id) => document.getElementById(id);
 const text = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
 const clock = (ms) => (ms ? new Date(ms).toISOString().slice(11, 19) : "-");
 const seconds = (from, to) => (from ? `${((to - from) / 1000).toFixed(1)} s` : "-");
 
+// The executions of the consumer picked, newest first.
+function shown() {
+  return (snapshot.executions || []).filter((e) => !picked || e.consumer === picked);
+}
+
 function selected() {
-  const all = snapshot.executions || [];
+  const all = shown();
   return all.find((e) => e.arn === wanted) || all[0];
+}
+
+// A link to this page with `changes` to its query (null removes a parameter).
+function linkTo(changes) {
+  const next = new URLSearchParams(location.search);
+  for (const [key, value] of Object.entries(changes)) {
+    if (value) next.set(key, value);
+    else next.delete(key);
+  }
+  const search = next.toString();
+  return search ? `?${search}` : location.pathname;
+}
+
+function pick(consumer) {
+  picked = consumer;
+  // The execution shown may be another consumer's: then the newest of this one's is.
+  if (!shown().some((e) => e.arn === wanted)) wanted = null;
+  try {
+    history.replaceState(null, "", linkTo({ consumer: picked, execution: wanted }));
+  } catch {
+    // A saved page opened from disk may refuse it: the choice holds until a reload.
+  }
+  render();
 }
 
 // The graph scrolls down, not the page: when the lit state changes and is out of the
@@ -56,11 +88,38 @@ function renderGraph(execution) {
   byId("current-state").textContent = execution ? execution.current || "" : "";
 }
 
+function renderFleet() {
+  const rows = snapshot.consumers || [];
+  const depth = (d) => (d ? `${d.visible} visible, ${d.in_flight} in flight, ${d.delayed} delayed` : "-");
+  byId("fleet").innerHTML = rows.length
+    ? rows
+        .map((c) => `<tr data-consumer="${text(c.id)}" class="${c.open ? "open" : ""} ${c.id === picked ? "picked" : ""}">
+      <td>${text(c.id)}${c.builtin ? " (built-in)" : ""}</td><td>${text(c.function)}</td>
+      <td>${text(c.queue)}</td><td class="circuit" title="${text(c.circuit_reason)}">${text(c.circuit)}</td>
+      <td>${text(c.alarm || "-")}</td><td>${depth(c.depth)}${c.problem ? ` <span class="problem">${text(c.problem)}</span>` : ""}</td></tr>`)
+        .join("")
+    : `<tr><td colspan="6" class="none">no consumer read yet</td></tr>`;
+  // The picker offers every consumer listed, and any other an execution was for (one
+  // detached since, say).
+  const ids = [...new Set([...rows.map((c) => c.id), ...(snapshot.executions || []).map((e) => e.consumer), picked])]
+    .filter(Boolean);
+  const select = byId("consumer");
+  const options = ["", ...ids];
+  if ([...select.options].map((o) => o.value).join("\n") !== options.join("\n")) {
+    select.innerHTML = options
+      .map((id) => `<option value="${text(id)}">${id ? text(id) : "all consumers"}</option>`)
+      .join("");
+  }
+  select.value = picked;
+}
+
 function renderExecutions(current) {
   const now = snapshot.updated_ms;
-  byId("executions").innerHTML = (snapshot.executions || [])
-    .map((e) => `<tr class="${e === current ? "selected" : ""}">
-      <td><a href="?execution=${encodeURIComponent(e.arn)}">${text(e.name)}</a></td>
+  byId("executions-of").textContent = picked ? `of ${picked}` : "";
+  byId("executions").innerHTML = shown()
+    .map((e) => `<tr class="${e === current ? "selected" : ""}" data-consumer="${text(e.consumer)}">
+      <td><a href="${text(linkTo({ execution: e.arn }))}">${text(e.name)}</a></td>
+      <td>${text(e.consumer)}</td>
       <td class="status ${text(e.status)}">${text(e.status)}</td>
       <td>${clock(e.start_ms)}</td><td>${seconds(e.start_ms, e.stop_ms || now)}</td></tr>`)
     .join("");
@@ -137,6 +196,7 @@ function render() {
   byId("stack").textContent = `${snapshot.stack} ${LIVE ? "(live)" : "(snapshot)"}`;
   byId("updated").textContent = `read ${clock(snapshot.updated_ms)} UTC`;
   byId("error").textContent = snapshot.error || "";
+  renderFleet();
   renderGraph(execution);
   renderExecutions(execution);
   renderHistory(execution);
@@ -174,6 +234,11 @@ graph.addEventListener("click", (event) => {
   const state = stateAt(event);
   chosen = state === chosen ? null : state;
   showCatches();
+});
+byId("consumer").addEventListener("change", (event) => pick(event.target.value));
+byId("fleet").addEventListener("click", (event) => {
+  const row = event.target.closest("tr[data-consumer]");
+  if (row) pick(row.dataset.consumer === picked ? "" : row.dataset.consumer);
 });
 byId("all-errors").addEventListener("change", (event) => {
   graph.classList.toggle("all-errors", event.target.checked);

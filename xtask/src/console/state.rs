@@ -1,9 +1,11 @@
-//! What the console page shows, as one JSON snapshot: the state machine's executions (each
-//! with its event history, current state and passed states) and the breaker's panel (circuit,
+//! What the console page shows, as one JSON snapshot: the fleet (one row per guarded
+//! consumer), the state machine's executions (each with its consumer, event history, current
+//! state and passed states) and the breaker's panel for its built-in consumer (circuit,
 //! consumer mapping, alarm, queue depth over time, events). [`follow`] keeps it current with
 //! the operator command's live view (`sqs_circuit_breaker::watch`), reading nothing it does
 //! not show and changing nothing.
 
+use super::fleet::{self, ConsumerRow};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sqs_circuit_breaker::locate::Breaker;
@@ -21,6 +23,8 @@ pub struct Snapshot {
     pub updated_ms: i64,
     /// Why the last reading failed, until one succeeds.
     pub error: Option<String>,
+    /// Every consumer the breaker guards: the built-in one first, then the attachments.
+    pub consumers: Vec<ConsumerRow>,
     /// Newest first, as the console lists them.
     pub executions: Vec<ExecutionView>,
     pub circuit: Option<Labelled>,
@@ -65,6 +69,9 @@ pub struct ExecutionView {
     pub arn: String,
     pub name: String,
     pub status: String,
+    /// The consumer it is for: the attachment its input names, or the built-in consumer's
+    /// id (the stack's name).
+    pub consumer: String,
     pub start_ms: Option<i64>,
     pub stop_ms: Option<i64>,
     /// The state it is in (running), or ended in.
@@ -89,8 +96,13 @@ pub struct HistoryEvent {
 }
 
 impl ExecutionView {
-    /// An execution as its history tells it.
-    pub fn from_history(arn: &str, status: &str, history: Vec<HistoryEvent>) -> ExecutionView {
+    /// An execution as its history tells it; `builtin` is the built-in consumer's id.
+    pub fn from_history(
+        arn: &str,
+        status: &str,
+        builtin: &str,
+        history: Vec<HistoryEvent>,
+    ) -> ExecutionView {
         let mut passed: Vec<String> = Vec::new();
         let mut current = None;
         for event in &history {
@@ -109,10 +121,15 @@ impl ExecutionView {
                 "ExecutionSucceeded" | "ExecutionFailed" | "ExecutionAborted" | "ExecutionTimedOut"
             )
         };
+        let input = history
+            .iter()
+            .find(|e| e.kind == "ExecutionStarted")
+            .and_then(|e| e.input.as_deref());
         ExecutionView {
             arn: arn.to_string(),
             name: arn.rsplit(':').next().unwrap_or(arn).to_string(),
             status: status.to_string(),
+            consumer: fleet::consumer_of(input, builtin),
             start_ms: history.first().map(|e| e.at_ms),
             stop_ms: history.iter().find(ended).map(|e| e.at_ms),
             current,
@@ -201,6 +218,7 @@ async fn maximum_concurrency(lambda: &aws_sdk_lambda::Client, uuid: &str) -> Res
 /// found new, running or just ended. `uuid` keeps the consumer mapping's, once found.
 async fn read_once(
     breaker: &Breaker,
+    stack: &str,
     watch: &mut Watch,
     uuid: &mut Option<String>,
     shared: &Shared,
@@ -213,9 +231,11 @@ async fn read_once(
         executions.push(ExecutionView::from_history(
             &execution.arn,
             &execution.status,
+            stack,
             events,
         ));
     }
+    let consumers = fleet::read(ctx, stack).await.map_err(anyhow::Error::msg)?;
     if uuid.is_none() {
         *uuid = controller::adapters::mapping::find(
             &ctx.clients.lambda,
@@ -240,6 +260,7 @@ async fn read_once(
     let now = crate::breaker::now_ms();
     snapshot.updated_ms = now;
     snapshot.error = None;
+    snapshot.consumers = consumers;
     for execution in executions {
         snapshot.upsert(execution);
     }
@@ -270,8 +291,9 @@ async fn read_once(
 pub async fn follow(breaker: Breaker, shared: Shared, every: Duration) {
     let mut watch = Watch::new(Default::default());
     let mut uuid = None;
+    let stack = shared.lock().map(|s| s.stack.clone()).unwrap_or_default();
     loop {
-        if let Err(e) = read_once(&breaker, &mut watch, &mut uuid, &shared).await {
+        if let Err(e) = read_once(&breaker, &stack, &mut watch, &mut uuid, &shared).await {
             if let Ok(mut snapshot) = shared.lock() {
                 snapshot.error = Some(format!("{e:#}"));
             }
@@ -309,22 +331,44 @@ mod tests {
             event(8, "WaitStateEntered", Some("WaitBeforeProbe")),
         ];
         let arn = "arn:aws:states:us-east-1:0:execution:sm:abc";
-        let running = ExecutionView::from_history(arn, "RUNNING", history.clone());
+        let running = ExecutionView::from_history(arn, "RUNNING", "breaker", history.clone());
         assert_eq!(running.name, "abc");
         assert_eq!(running.current.as_deref(), Some("WaitBeforeProbe"));
         assert_eq!(running.passed, ["OpenCircuit", "WaitBeforeProbe", "Probe"]);
         assert_eq!((running.start_ms, running.stop_ms), (Some(1000), None));
         let mut ended = history;
         ended.push(event(9, "ExecutionSucceeded", None));
-        let ended = ExecutionView::from_history(arn, "SUCCEEDED", ended);
+        let ended = ExecutionView::from_history(arn, "SUCCEEDED", "breaker", ended);
         assert_eq!(ended.stop_ms, Some(9000));
+    }
+
+    #[test]
+    fn an_execution_is_for_the_consumer_its_started_input_names() {
+        let started = |input: &str| {
+            let mut e = event(1, "ExecutionStarted", None);
+            e.input = Some(input.into());
+            vec![e, event(2, "TaskStateEntered", Some("OpenCircuit"))]
+        };
+        let arn = "arn:aws:states:us-east-1:0:execution:sm:abc";
+        let of =
+            |input: &str| ExecutionView::from_history(arn, "RUNNING", "breaker", started(input));
+        let attached = of(r#"{"attachment": "orders", "event": {"source": "aws.cloudwatch"}}"#);
+        assert_eq!(attached.consumer, "orders");
+        assert_eq!(of(r#"{"source": "aws.cloudwatch"}"#).consumer, "breaker");
+        let no_input = ExecutionView::from_history(arn, "RUNNING", "breaker", vec![]);
+        assert_eq!(no_input.consumer, "breaker");
     }
 
     #[test]
     fn executions_stay_newest_first_and_depth_is_bounded() {
         let mut snapshot = Snapshot::default();
         let view = |arn: &str, at: i64| {
-            ExecutionView::from_history(arn, "RUNNING", vec![event(at, "ExecutionStarted", None)])
+            ExecutionView::from_history(
+                arn,
+                "RUNNING",
+                "breaker",
+                vec![event(at, "ExecutionStarted", None)],
+            )
         };
         snapshot.upsert(view("a", 1));
         snapshot.upsert(view("b", 2));

@@ -163,3 +163,109 @@ fn too_broad_explains_each_kind_of_wildcard() {
         None
     );
 }
+
+#[test]
+fn assuming_roles_on_a_path_is_scoped_and_on_every_role_is_not() {
+    assert_eq!(
+        too_broad(
+            "arn:aws:iam::123456789012:role/sqs-circuit-breaker/team/*",
+            false
+        ),
+        None
+    );
+    assert_eq!(
+        too_broad("arn:aws:iam::123456789012:role/*", false),
+        Some("every resource of a type, without a condition")
+    );
+}
+
+#[test]
+fn the_clients_under_an_assumed_role_are_read_from_the_code_that_builds_them() {
+    let source = r#"
+impl Roles for AssumedRoles {
+    fn clients(&self) {
+        let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn).build();
+        let clients = Clients {
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            lambda: aws_sdk_lambda::Client::new(&sdk),
+            ..own.clone()
+        };
+    }
+}
+fn elsewhere() { aws_sdk_dynamodb::Client::new(&sdk); }
+"#;
+    assert_eq!(
+        clients_under_assumed_role(source),
+        Some(BTreeSet::from(["sqs", "lambda"]))
+    );
+    assert_eq!(
+        clients_under_assumed_role("fn f() { aws_sdk_sqs::Client::new(&c); }"),
+        None
+    );
+}
+
+#[test]
+fn the_calls_under_a_role_are_its_services_but_not_the_programs_own_clients() {
+    let function = |file: &str, calls: &[&str]| Function {
+        file: file.into(),
+        module: "m".into(),
+        name: "f".into(),
+        calls: calls.iter().map(|c| c.to_string()).collect(),
+        callees: BTreeSet::new(),
+    };
+    let functions = [
+        function(
+            "consumer.rs",
+            &["lambda:InvokeFunction", "cloudwatch:DescribeAlarms"],
+        ),
+        function(
+            "signals.rs",
+            &["cloudwatch:PutMetricData", "events:PutEvents"],
+        ),
+        function("store.rs", &["dynamodb:GetItem"]),
+    ];
+    let called: BTreeMap<String, String> = functions
+        .iter()
+        .flat_map(|f| f.calls.iter().map(|c| (c.clone(), f.file.clone())))
+        .collect();
+    let under = calls_under_role(
+        &called,
+        &BTreeSet::from(["lambda", "cloudwatch"]),
+        &functions,
+        &["signals.rs"],
+    );
+    assert_eq!(
+        under.keys().collect::<Vec<_>>(),
+        ["cloudwatch:DescribeAlarms", "lambda:InvokeFunction"]
+    );
+}
+
+#[test]
+fn a_mirrored_role_keeps_the_originals_sids_actions_and_conditions() {
+    let original = json!([{"PolicyDocument": {"Statement": [
+        {"Sid": "Update", "Effect": "Allow", "Action": "lambda:UpdateEventSourceMapping",
+         "Resource": "arn:aws:lambda:r:1:event-source-mapping:*",
+         "Condition": {"ArnLike": {"lambda:FunctionArn": ["a"]}}},
+        {"Fn::If": ["K", {"Sid": "Key", "Effect": "Allow", "Action": ["kms:Decrypt"],
+                          "Resource": "k"}, {"Ref": "AWS::NoValue"}]},
+    ]}}]);
+    let same = json!([{"PolicyDocument": {"Statement": [
+        {"Sid": "Update", "Effect": "Allow", "Action": "lambda:UpdateEventSourceMapping",
+         "Resource": "arn:aws:lambda:r:1:event-source-mapping:*",
+         "Condition": {"ArnLike": {"lambda:FunctionArn": ["b"]}}},
+        {"Fn::If": ["K", {"Sid": "Key", "Effect": "Allow", "Action": ["kms:Decrypt"],
+                          "Resource": "other"}, {"Ref": "AWS::NoValue"}]},
+    ]}}]);
+    assert_eq!(mirror_differences(&original, &same), Vec::<String>::new());
+    let unscoped = json!([{"PolicyDocument": {"Statement": [
+        {"Sid": "Update", "Effect": "Allow", "Action": "lambda:UpdateEventSourceMapping",
+         "Resource": "arn:aws:lambda:r:1:event-source-mapping:*"},
+        {"Sid": "Extra", "Effect": "Allow", "Action": "sqs:PurgeQueue", "Resource": "q"},
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "q"},
+    ]}}]);
+    let problems = mirror_differences(&original, &unscoped);
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems[0].contains("Sid Update differs"), "{problems:?}");
+    assert!(problems[1].contains("Sid Extra is not one of the original's"));
+    assert!(problems[2].contains("without a Sid"));
+}
