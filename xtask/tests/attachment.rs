@@ -12,46 +12,13 @@
 //! with the custom-resource request, the controller answers on the ResponseURL, and the stack
 //! succeeds or fails with the answer's reason; the imports resolve the deployment's exports.
 
+use crate::support::{self, attach, failures, item};
 use anyhow::{ensure, Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde_json::Value;
-use std::path::PathBuf;
 use std::time::Duration;
 use xtask::stack::{self, Deployment, Parameters, BREAKER_STACK};
-use xtask::{paths, sam};
 
 const SECOND: &str = "sqscb-example-b";
-
-fn attach(deployed: &Deployment, stack: &str, parameters: &Parameters) -> Result<()> {
-    let template: PathBuf = paths::root().join("infra/attachment.yaml");
-    sam::deploy(
-        &deployed.local.tools,
-        &deployed.local.emulator,
-        &template,
-        stack,
-        parameters,
-    )
-}
-
-async fn item(deployed: &Deployment, id: &str) -> Result<Option<Value>> {
-    let out = deployed
-        .dynamodb
-        .get_item()
-        .table_name(&deployed.breaker["AttachmentsTableName"])
-        .key("id", AttributeValue::S(id.into()))
-        .consistent_read(true)
-        .send()
-        .await?;
-    out.item()
-        .map(|item| {
-            let settings = item
-                .get("settings")
-                .and_then(|s| s.as_s().ok())
-                .context("an item without settings")?;
-            Ok(serde_json::from_str(settings)?)
-        })
-        .transpose()
-}
 
 /// The role an attachment's item records.
 async fn role_of(deployed: &Deployment, id: &str) -> Result<Option<String>> {
@@ -97,70 +64,25 @@ async fn controller_logs(deployed: &Deployment, needle: &str) -> Result<Vec<Stri
     }
 }
 
-/// The reasons CloudFormation recorded for the stack's failed resources.
-async fn failures(cfn: &aws_sdk_cloudformation::Client, stack: &str) -> Result<String> {
-    let events = cfn.describe_stack_events().stack_name(stack).send().await?;
-    Ok(events
-        .stack_events()
-        .iter()
-        .filter(|e| {
-            e.resource_status()
-                .is_some_and(|s| s.as_str().ends_with("FAILED"))
-        })
-        .filter_map(|e| e.resource_status_reason())
-        .collect::<Vec<_>>()
-        .join("\n"))
-}
-
 #[test]
 #[ignore = "needs the local toolchain and emulator; run with `cargo xtask test`"]
 fn an_attachment_registers_is_refused_with_the_checks_sentence_and_detaches() -> Result<()> {
     let (runtime, deployed) = Deployment::start(&stack::fast_example(), &stack::fast_breaker())?;
     // The second consumer: another example stack (function, queue, mapping) and an alarm of
     // its own, as a team brings them.
-    let built = sam::build(&deployed.local.tools, "example")?;
-    sam::deploy(
-        &deployed.local.tools,
-        &deployed.local.emulator,
-        &built,
-        SECOND,
-        &stack::fast_example(),
-    )?;
+    let [second] = <[support::Consumer; 1]>::try_from(support::consumers(&deployed, &[SECOND])?)
+        .map_err(|_| anyhow::anyhow!("one consumer"))?;
     runtime.block_on(async {
         let config = xtask::aws::config(&deployed.local.emulator).await;
         let cfn = aws_sdk_cloudformation::Client::new(&config);
-        let second = xtask::aws::stack_outputs(&config, SECOND).await?;
-        let function = second["ConsumerFunctionName"].clone();
+        let function = second.function.clone();
         let alarm = format!("{function}-failing");
-        deployed
-            .cloudwatch
-            .put_metric_alarm()
-            .alarm_name(&alarm)
-            .namespace("AWS/Lambda")
-            .metric_name("Errors")
-            .dimensions(
-                aws_sdk_cloudwatch::types::Dimension::builder()
-                    .name("FunctionName")
-                    .value(&function)
-                    .build(),
-            )
-            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
-            .period(60)
-            .evaluation_periods(1)
-            .threshold(1.0)
-            .comparison_operator(
-                aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
-            )
-            .send()
-            .await?;
-        let alarm_arn = format!(
-            "arn:aws:cloudwatch:{}:000000000000:alarm:{alarm}",
-            sam::REGION
-        );
+        let alarm_arn = support::errors_alarm(&deployed.cloudwatch, &function, 60).await?;
+        ensure!(alarm_arn.ends_with(&alarm));
         let consumer: Parameters = vec![
             ("Breaker", BREAKER_STACK.into()),
             ("ConsumerFunctionName", function.clone()),
-            ("QueueArn", second["QueueArn"].clone()),
+            ("QueueArn", second.queue_arn.clone()),
             ("AlarmArn", alarm_arn),
         ];
 
@@ -177,7 +99,7 @@ fn an_attachment_registers_is_refused_with_the_checks_sentence_and_detaches() ->
             "{registered}"
         );
         ensure!(
-            registered["QueueArn"] == second["QueueArn"].as_str(),
+            registered["QueueArn"] == second.queue_arn.as_str(),
             "{registered}"
         );
         ensure!(registered["AlarmName"] == alarm.as_str(), "{registered}");

@@ -462,7 +462,13 @@ async fn resent_already_rejittered(d: &Deployed) -> Result<u64> {
 /// minutes of the heal, and it gets every message.
 async fn a_stalled_rejitter_phase_ends_early(d: &Deployed) -> Result<()> {
     let began = Instant::now();
-    let tap = event_tap(d, "Rejitter Stalled").await?;
+    let tap = crate::support::event_tap(
+        &d.sqs,
+        &d.events,
+        "sqscb-test-event-tap",
+        "Rejitter Stalled",
+    )
+    .await?;
     let rejitter = format!("{}-rejitter", xtask::stack::BREAKER_STACK);
     let elsewhere = format!("{}-elsewhere", d.example["QueueArn"]);
     xtask::consumer::configure(&d.lambda, &rejitter, &[("QUEUE_ARN", elsewhere)], None).await?;
@@ -544,54 +550,4 @@ async fn a_stalled_rejitter_phase_ends_early(d: &Deployed) -> Result<()> {
         began.elapsed()
     );
     Ok(())
-}
-
-/// A queue that receives the breaker's `detail_type` events from the default bus; its URL.
-async fn event_tap(d: &Deployed, detail_type: &str) -> Result<String> {
-    let url = d
-        .sqs
-        .create_queue()
-        .queue_name("sqscb-test-event-tap")
-        .send()
-        .await
-        .context("CreateQueue for the event tap")?
-        .queue_url()
-        .unwrap_or_default()
-        .to_string();
-    let arn = d
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .context("GetQueueAttributes of the event tap")?
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-        .cloned()
-        .context("the event tap has no ARN")?;
-    let pattern = serde_json::json!({
-        "source": ["sqs-circuit-breaker"],
-        "detail-type": [detail_type],
-    });
-    d.events
-        .put_rule()
-        .name("sqscb-test-event-tap")
-        .event_pattern(pattern.to_string())
-        .send()
-        .await
-        .context("PutRule for the event tap")?;
-    d.events
-        .put_targets()
-        .rule("sqscb-test-event-tap")
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("tap")
-                .arn(arn)
-                .build()?,
-        )
-        .send()
-        .await
-        .context("PutTargets for the event tap")?;
-    Ok(url)
 }
