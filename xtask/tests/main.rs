@@ -21,4 +21,5 @@ mod retrip;
 mod signals;
 mod slow_start;
 mod templates;
+mod upgrade;
 mod workflow;
