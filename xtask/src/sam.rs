@@ -2,7 +2,7 @@
 
 use crate::{emulator::Emulator, paths, run, tools::Tools};
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -37,18 +37,34 @@ pub fn turn() -> Result<Turn> {
 /// without the fat LTO kept for the packages users deploy. Call it holding a [`turn`].
 pub fn build(tools: &Tools, template: &str) -> Result<PathBuf> {
     let source = paths::root().join("infra").join(format!("{template}.yaml"));
-    let build_dir = paths::local().join("sam").join(template);
+    build_from(&source, template, local_profile(&mut tools.command("sam")))
+}
+
+/// Builds the template at `source` (of this checkout or another tree of the project) into
+/// `.local/sam/<name>` with `sam`, a command already set up for it; returns the built
+/// template's path. Its Makefile runs in `source`'s tree.
+pub fn build_from(source: &Path, name: &str, sam: &mut Command) -> Result<PathBuf> {
+    let build_dir = paths::local().join("sam").join(name);
     run::logged(
-        &format!("sam build {template} (make lambdas)"),
-        local_profile(&mut tools.command("sam"))
-            .current_dir(paths::root())
+        &format!("sam build {name} (make lambdas)"),
+        sam.current_dir(paths::root())
             .args(["build", "--template-file"])
-            .arg(&source)
+            .arg(source)
             .arg("--build-dir")
             .arg(&build_dir),
-        &paths::local().join(format!("logs/sam-build-{template}.log")),
+        &paths::local().join(format!("logs/sam-build-{name}.log")),
     )?;
     Ok(build_dir.join("template.yaml"))
+}
+
+/// The target folder `make lambdas` builds in: `CARGO_TARGET_DIR` when set (relative to the
+/// checkout), else the checkout's `target/`. Another tree's build pointed at it reuses the
+/// compiled dependencies.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => paths::root().join(dir),
+        None => paths::root().join("target"),
+    }
 }
 
 static OPTIMISED: AtomicBool = AtomicBool::new(false);

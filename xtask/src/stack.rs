@@ -167,22 +167,26 @@ impl Deployment {
             breaker.insert(0, ("AlarmSignal", "errors".into()));
         }
         runtime.block_on(deploy_breaker(&local.tools, &local.emulator, &breaker))?;
-        let deployed = runtime.block_on(async {
-            let config = crate::aws::config(&local.emulator).await;
-            anyhow::Ok(Deployment {
-                example: crate::aws::stack_outputs(&config, EXAMPLE_STACK).await?,
-                breaker: crate::aws::stack_outputs(&config, BREAKER_STACK).await?,
-                sqs: aws_sdk_sqs::Client::new(&config),
-                lambda: aws_sdk_lambda::Client::new(&config),
-                sfn: aws_sdk_sfn::Client::new(&config),
-                logs: aws_sdk_cloudwatchlogs::Client::new(&config),
-                cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-                dynamodb: aws_sdk_dynamodb::Client::new(&config),
-                events: aws_sdk_eventbridge::Client::new(&config),
-                local,
-            })
-        })?;
+        let deployed = runtime.block_on(Deployment::connect(local))?;
         Ok((runtime, deployed))
+    }
+
+    /// Clients for `local`'s emulator and the outputs of the example stack and the breaker,
+    /// both already deployed there (by a test that deploys the breaker its own way).
+    pub async fn connect(local: TestStack) -> Result<Deployment> {
+        let config = crate::aws::config(&local.emulator).await;
+        Ok(Deployment {
+            example: crate::aws::stack_outputs(&config, EXAMPLE_STACK).await?,
+            breaker: crate::aws::stack_outputs(&config, BREAKER_STACK).await?,
+            sqs: aws_sdk_sqs::Client::new(&config),
+            lambda: aws_sdk_lambda::Client::new(&config),
+            sfn: aws_sdk_sfn::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            events: aws_sdk_eventbridge::Client::new(&config),
+            local,
+        })
     }
 
     pub fn queue(&self) -> &str {

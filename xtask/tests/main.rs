@@ -23,4 +23,5 @@ mod signals;
 mod slow_start;
 mod support;
 mod templates;
+mod upgrade;
 mod workflow;
