@@ -22,8 +22,13 @@ pub struct Steady {
 
 impl Steady {
     pub fn start(d: &Deployment, prefix: &str, rate: usize) -> Steady {
+        Steady::on(&d.sqs, d.queue(), prefix, rate)
+    }
+
+    /// Sends `rate` messages a second to the queue `queue_url` until stopped.
+    pub fn on(sqs: &aws_sdk_sqs::Client, queue_url: &str, prefix: &str, rate: usize) -> Steady {
         let stop = Arc::new(AtomicBool::new(false));
-        let (sqs, queue, flag) = (d.sqs.clone(), d.queue().to_string(), stop.clone());
+        let (sqs, queue, flag) = (sqs.clone(), queue_url.to_string(), stop.clone());
         let prefix = prefix.to_string();
         let task = tokio::spawn(async move {
             let mut sent = Vec::new();

@@ -1,0 +1,596 @@
+//! `cargo xtask bench fleet`: figures, not pass/fail. One breaker deployment guards a fleet
+//! of example consumers, each on its own queue with its own attachment and alarm (on its
+//! function's `Errors`, 10 s periods). Under steady traffic to all, a few fail at overlapping
+//! times; measured are each failing one's time from outage start to circuit open (mapping
+//! `Disabled`) and from heal to close (mapping `Enabled`), the messages sent, processed, lost
+//! and dead-lettered per consumer, whether the healthy ones' mappings stayed as they were and
+//! no execution named them, and how long one more attachment takes to deploy meanwhile.
+//!
+//! The consumers are the example stack's (visibility 5 s, timeout 3 s, 5 receives before
+//! the DLQ), several to a generated stack ([`crate::fleet`]).
+
+use crate::fleet::{self, Consumer, Shape};
+use crate::shapes::Steady;
+use crate::stack::{fast_breaker, fast_example, Deployment};
+use crate::traffic::Sent;
+use anyhow::{ensure, Context, Result};
+use aws_sdk_lambda::operation::get_event_source_mapping::GetEventSourceMappingOutput;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// The consumers' alarms' period (high resolution; 60 s on AWS).
+const PERIOD_S: i32 = 10;
+const SHAPE: Shape = Shape {
+    visibility_timeout_s: 5,
+    timeout_s: 3,
+    max_receive_count: 5,
+};
+/// Consumers per generated stack: three or four stacks deploy at once.
+const PER_STACK: usize = 7;
+/// Traffic before the first outage.
+const WARM_UP: Duration = Duration::from_secs(10);
+/// When, from the first outage, the extra attachment's deploy starts.
+const EXTRA_AT: Duration = Duration::from_secs(30);
+/// After a heal, how long to wait for the close (or, never opened, for a late open).
+const CLOSE_WITHIN: Duration = Duration::from_secs(150);
+const LATE_OPEN: Duration = Duration::from_secs(30);
+/// After the traffic stops, how long to wait for every message to be processed or
+/// dead-lettered before the rest counts as lost.
+const DRAIN_WITHIN: Duration = Duration::from_secs(180);
+
+/// The GetEventSourceMapping fields that change without anyone changing the mapping.
+pub const VOLATILE: [&str; 1] = ["LastProcessingResult"];
+
+/// When the outages happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    pub stagger: Duration,
+    pub outage: Duration,
+}
+
+/// Which consumers fail: `failing` of `consumers`, spread evenly.
+pub fn failing_indices(consumers: usize, failing: usize) -> Vec<usize> {
+    (0..failing.min(consumers))
+        .map(|k| k * consumers / failing.max(1))
+        .collect()
+}
+
+/// One failing consumer's outage and circuit, as times from the first outage's start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeline {
+    pub failed_at: Option<Duration>,
+    pub healed_at: Option<Duration>,
+    pub opened_at: Option<Duration>,
+    pub closed_at: Option<Duration>,
+}
+
+impl Timeline {
+    /// Takes the mapping's `state` seen at `at`: the first `Disabled` after the outage
+    /// started opens, the first `Enabled` after that and after the heal closes.
+    pub fn observe(&mut self, state: &str, at: Duration) {
+        if self.failed_at.is_some() && self.opened_at.is_none() && state == "Disabled" {
+            self.opened_at = Some(at);
+        }
+        if self.opened_at.is_some()
+            && self.healed_at.is_some()
+            && self.closed_at.is_none()
+            && state == "Enabled"
+        {
+            self.closed_at = Some(at);
+        }
+    }
+
+    pub fn to_open(&self) -> Option<Duration> {
+        Some(self.opened_at?.saturating_sub(self.failed_at?))
+    }
+
+    pub fn to_close(&self) -> Option<Duration> {
+        Some(self.closed_at?.saturating_sub(self.healed_at?))
+    }
+
+    /// Nothing more to wait for at `at`: closed, or healed long enough ago.
+    pub fn done(&self, at: Duration) -> bool {
+        let Some(healed) = self.healed_at else {
+            return false;
+        };
+        let since = at.saturating_sub(healed);
+        self.closed_at.is_some()
+            || (self.opened_at.is_none() && since >= LATE_OPEN)
+            || since >= CLOSE_WITHIN
+    }
+}
+
+/// A mapping's configuration as GetEventSourceMapping answers it, field by field (Debug
+/// renderings), without the [`VOLATILE`] fields.
+pub type MappingConfig = BTreeMap<&'static str, String>;
+
+pub fn mapping_config(m: &GetEventSourceMappingOutput) -> MappingConfig {
+    let fields: [(&'static str, String); 19] = [
+        ("UUID", format!("{:?}", m.uuid())),
+        ("EventSourceArn", format!("{:?}", m.event_source_arn())),
+        ("FunctionArn", format!("{:?}", m.function_arn())),
+        ("State", format!("{:?}", m.state())),
+        (
+            "StateTransitionReason",
+            format!("{:?}", m.state_transition_reason()),
+        ),
+        ("LastModified", format!("{:?}", m.last_modified())),
+        ("BatchSize", format!("{:?}", m.batch_size())),
+        (
+            "MaximumBatchingWindowInSeconds",
+            format!("{:?}", m.maximum_batching_window_in_seconds()),
+        ),
+        (
+            "FunctionResponseTypes",
+            format!("{:?}", m.function_response_types()),
+        ),
+        ("ScalingConfig", format!("{:?}", m.scaling_config())),
+        ("FilterCriteria", format!("{:?}", m.filter_criteria())),
+        ("DestinationConfig", format!("{:?}", m.destination_config())),
+        ("KMSKeyArn", format!("{:?}", m.kms_key_arn())),
+        ("MetricsConfig", format!("{:?}", m.metrics_config())),
+        ("LoggingConfig", format!("{:?}", m.logging_config())),
+        (
+            "ProvisionedPollerConfig",
+            format!("{:?}", m.provisioned_poller_config()),
+        ),
+        (
+            "MaximumRetryAttempts",
+            format!("{:?}", m.maximum_retry_attempts()),
+        ),
+        (
+            "EventSourceMappingArn",
+            format!("{:?}", m.event_source_mapping_arn()),
+        ),
+        (
+            "ParallelizationFactor",
+            format!("{:?}", m.parallelization_factor()),
+        ),
+    ];
+    fields.into_iter().collect()
+}
+
+/// The fields that differ between two readings of a mapping.
+pub fn changed(before: &MappingConfig, after: &MappingConfig) -> Vec<&'static str> {
+    before
+        .keys()
+        .chain(after.keys())
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| before.get(k) != after.get(k))
+        .collect()
+}
+
+async fn read_mapping(lambda: &aws_sdk_lambda::Client, uuid: &str) -> Result<MappingConfig> {
+    let m = lambda
+        .get_event_source_mapping()
+        .uuid(uuid)
+        .send()
+        .await
+        .context("GetEventSourceMapping")?;
+    Ok(mapping_config(&m))
+}
+
+/// A consumer's messages at the end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub sent: usize,
+    pub processed: usize,
+    pub dead: usize,
+    pub lost: usize,
+}
+
+/// Counts over message ids: processed and dead-lettered count only messages sent; lost is
+/// what is in neither.
+pub fn counts(sent: &[Sent], processed: &HashSet<String>, dead: &HashSet<String>) -> Counts {
+    let ids: HashSet<&str> = sent.iter().map(|s| s.message_id.as_str()).collect();
+    let is_processed = |id: &str| processed.contains(id);
+    let is_dead = |id: &str| dead.contains(id);
+    Counts {
+        sent: ids.len(),
+        processed: ids.iter().filter(|id| is_processed(id)).count(),
+        dead: ids.iter().filter(|id| is_dead(id)).count(),
+        lost: ids
+            .iter()
+            .filter(|id| !is_processed(id) && !is_dead(id))
+            .count(),
+    }
+}
+
+/// What the run measured about one consumer.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub name: String,
+    pub timeline: Option<Timeline>,
+    pub counts: Counts,
+    /// Fields of the mapping that changed (the healthy ones; failing ones: `None`).
+    pub changed: Option<Vec<&'static str>>,
+    pub executions: usize,
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("never".into(), |d| format!("{:.0} s", d.as_secs_f64()))
+}
+
+/// The table, one row per consumer.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| consumer | outage (from the first's start) | open after | closed after heal | sent | processed | lost | in DLQ | mapping | executions naming it |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n",
+    );
+    for r in rows {
+        let (outage, open, close) = match r.timeline {
+            Some(t) => (
+                format!(
+                    "{} to {}",
+                    secs(t.failed_at).trim_end_matches(" s"),
+                    secs(t.healed_at)
+                ),
+                secs(t.to_open()),
+                secs(t.to_close()),
+            ),
+            None => ("healthy".into(), "".into(), "".into()),
+        };
+        let mapping = match &r.changed {
+            None => "disabled, enabled".to_string(),
+            Some(c) if c.is_empty() => "unchanged".to_string(),
+            Some(c) => format!("changed: {}", c.join(", ")),
+        };
+        let c = r.counts;
+        out.push_str(&format!(
+            "| {} | {outage} | {open} | {close} | {} | {} | {} | {} | {mapping} | {} |\n",
+            r.name, c.sent, c.processed, c.lost, c.dead, r.executions
+        ));
+    }
+    out
+}
+
+pub fn run(consumers: usize, failing: usize, rate: usize) -> Result<()> {
+    ensure!(consumers >= 1, "--consumers must be at least 1");
+    ensure!(
+        failing <= consumers,
+        "--failing {failing} is more than --consumers {consumers}"
+    );
+    let schedule = Schedule {
+        stagger: Duration::from_secs(20),
+        outage: Duration::from_secs(60),
+    };
+    println!(
+        "fleet: one breaker deployment, {consumers} attached consumers on their own queues \
+         ({rate} messages a second each), {failing} failing {} s apart for {} s each; \
+         alarms on each function's Errors, {PERIOD_S} s periods; one local stack",
+        schedule.stagger.as_secs(),
+        schedule.outage.as_secs()
+    );
+    let started = Instant::now();
+    let (runtime, d) = Deployment::start(&fast_example(), &fast_breaker())?;
+    eprintln!("==> breaker deployed after {:.0?}", started.elapsed());
+    let t = Instant::now();
+    // One more than the fleet: the extra attachment's consumer is there before it attaches.
+    let all = fleet::deploy_consumers(&d, "fleet", consumers + 1, PER_STACK, SHAPE)?;
+    let consumers_deploy = t.elapsed();
+    eprintln!("==> {} consumers deployed in {consumers_deploy:.0?}", all.len());
+    let (fleet_consumers, extra) = all.split_at(consumers);
+    let report = runtime.block_on(measure(&d, fleet_consumers, &extra[0], failing, rate, schedule))?;
+    println!();
+    println!(
+        "Setup: {} consumers in {} generated stacks deployed at once in {:.0} s; {consumers} \
+         attachments created at once, all complete after {:.0} s (each {:.0} to {:.0} s from \
+         its CreateStack)",
+        all.len(),
+        all.len().div_ceil(PER_STACK),
+        consumers_deploy.as_secs_f64(),
+        report.attach_all.as_secs_f64(),
+        report.attach_each.0.as_secs_f64(),
+        report.attach_each.1.as_secs_f64(),
+    );
+    println!();
+    print!("{}", table(&report.rows));
+    println!();
+    println!(
+        "Mappings compared: GetEventSourceMapping before the traffic and after the drain, every \
+         field but {} (it changes with each poll).",
+        VOLATILE.join(", ")
+    );
+    println!(
+        "One more attachment (the {}th), deployed {} s after the first outage began, with the \
+         fleet running: {:.1} s from CreateStack to CREATE_COMPLETE.",
+        consumers + 1,
+        EXTRA_AT.as_secs(),
+        report.extra_attach.as_secs_f64()
+    );
+    Ok(())
+}
+
+struct Report {
+    attach_all: Duration,
+    attach_each: (Duration, Duration),
+    rows: Vec<Row>,
+    extra_attach: Duration,
+}
+
+async fn measure(
+    d: &Deployment,
+    consumers: &[Consumer],
+    extra: &Consumer,
+    failing: usize,
+    rate: usize,
+    schedule: Schedule,
+) -> Result<Report> {
+    let config = crate::aws::config(&d.local.emulator).await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let mut attachments = Vec::new();
+    for c in consumers.iter().chain([extra]) {
+        let alarm = fleet::errors_alarm(&d.cloudwatch, &c.function, PERIOD_S).await?;
+        attachments.push((
+            c.function.clone(),
+            fleet::attachment(&c.function, &c.queue_arn, &alarm),
+        ));
+    }
+    let extra_attachment = attachments.pop().context("the extra attachment")?;
+    let t = Instant::now();
+    let each = fleet::attach_all(&cfn, &attachments).await?;
+    let attach_all = t.elapsed();
+    let attach_each = (
+        each.iter().min().copied().unwrap_or_default(),
+        each.iter().max().copied().unwrap_or_default(),
+    );
+    eprintln!("==> {} attachments created in {attach_all:.0?}", each.len());
+
+    let mut before = Vec::new();
+    for c in consumers {
+        before.push(read_mapping(&d.lambda, &c.mapping).await?);
+    }
+    let failing_idx = failing_indices(consumers.len(), failing);
+    let senders: Vec<Steady> = consumers
+        .iter()
+        .map(|c| Steady::on(&d.sqs, &c.queue_url, &c.function, rate))
+        .collect();
+    tokio::time::sleep(WARM_UP).await;
+
+    let t0 = Instant::now();
+    let extra_deploy = {
+        let cfn = cfn.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(EXTRA_AT).await;
+            let each = fleet::attach_all(&cfn, &[extra_attachment]).await?;
+            each.first().copied().context("no deploy time")
+        })
+    };
+    let mut timelines = vec![Timeline::default(); failing_idx.len()];
+    loop {
+        for (k, &i) in failing_idx.iter().enumerate() {
+            let c = &consumers[i];
+            let tl = &mut timelines[k];
+            let at = t0.elapsed();
+            if tl.failed_at.is_none() && at >= schedule.stagger * k as u32 {
+                crate::consumer::set_should_error(&d.lambda, &c.function, true).await?;
+                tl.failed_at = Some(t0.elapsed());
+                eprintln!("==> {} failing at {:.0?}", c.function, t0.elapsed());
+            }
+            if let (Some(failed), None) = (tl.failed_at, tl.healed_at) {
+                if at >= failed + schedule.outage {
+                    crate::consumer::set_should_error(&d.lambda, &c.function, false).await?;
+                    tl.healed_at = Some(t0.elapsed());
+                    eprintln!("==> {} healed at {:.0?}", c.function, t0.elapsed());
+                }
+            }
+            let state = crate::breaker::mapping_state(&d.lambda, &c.mapping).await?;
+            let was = *tl;
+            tl.observe(&state, t0.elapsed());
+            if was != *tl {
+                eprintln!("==> {} {state} at {:.0?}", c.function, t0.elapsed());
+            }
+        }
+        if timelines.iter().all(|t| t.done(t0.elapsed())) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let extra_attach = extra_deploy.await??;
+
+    let mut sent = Vec::new();
+    for s in senders {
+        sent.push(s.stop().await?);
+    }
+    eprintln!("==> traffic stopped at {:.0?}; draining", t0.elapsed());
+    let mut dead: Vec<HashSet<String>> = vec![HashSet::new(); consumers.len()];
+    let mut processed: Vec<HashSet<String>> = vec![HashSet::new(); consumers.len()];
+    let drain = Instant::now();
+    loop {
+        for (i, c) in consumers.iter().enumerate() {
+            processed[i] = crate::traffic::processed_ids(&d.logs, &c.function).await?;
+            dead[i].extend(take_dead_letters(&d.sqs, &c.dlq_url).await?);
+        }
+        let accounted = (0..consumers.len())
+            .all(|i| counts(&sent[i], &processed[i], &dead[i]).lost == 0);
+        if accounted || drain.elapsed() >= DRAIN_WITHIN {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+
+    let named = fleet::executions_by_attachment(d).await?;
+    let mut rows = Vec::new();
+    for (i, c) in consumers.iter().enumerate() {
+        let failing_k = failing_idx.iter().position(|&f| f == i);
+        let changed = match failing_k {
+            Some(_) => None,
+            None => Some(changed(&before[i], &read_mapping(&d.lambda, &c.mapping).await?)),
+        };
+        rows.push(Row {
+            name: c.function.clone(),
+            timeline: failing_k.map(|k| timelines[k]),
+            counts: counts(&sent[i], &processed[i], &dead[i]),
+            changed,
+            executions: named
+                .iter()
+                .filter(|(_, a)| a.as_deref() == Some(c.function.as_str()))
+                .count(),
+        });
+    }
+    Ok(Report {
+        attach_all,
+        attach_each,
+        rows,
+        extra_attach,
+    })
+}
+
+/// Receives (and hides for the rest of the run) what the dead-letter queue holds; the
+/// message ids, which SQS keeps when it moves a message there.
+async fn take_dead_letters(sqs: &aws_sdk_sqs::Client, dlq_url: &str) -> Result<HashSet<String>> {
+    let mut ids = HashSet::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(dlq_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(3600)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .context("ReceiveMessage from the DLQ")?;
+        let got = out.messages();
+        if got.is_empty() {
+            return Ok(ids);
+        }
+        ids.extend(got.iter().filter_map(|m| m.message_id().map(str::to_string)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn the_failing_consumers_are_spread_over_the_fleet() {
+        assert_eq!(failing_indices(20, 3), vec![0, 6, 13]);
+        assert_eq!(failing_indices(3, 3), vec![0, 1, 2]);
+        assert_eq!(failing_indices(5, 0), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_timeline_opens_on_disabled_after_the_outage_and_closes_on_enabled_after_the_heal() {
+        let mut t = Timeline::default();
+        t.observe("Disabled", S(1));
+        assert_eq!(t.opened_at, None, "before the outage nothing opens");
+        t.failed_at = Some(S(2));
+        t.observe("Enabled", S(5));
+        t.observe("Disabled", S(20));
+        t.observe("Disabled", S(21));
+        assert_eq!(t.to_open(), Some(S(18)));
+        t.observe("Enabled", S(30));
+        assert_eq!(t.closed_at, None, "not healed yet: a re-enable is not the close");
+        t.healed_at = Some(S(62));
+        assert!(!t.done(S(63)));
+        t.observe("Enabling", S(64));
+        t.observe("Enabled", S(70));
+        assert_eq!(t.to_close(), Some(S(8)));
+        assert!(t.done(S(70)));
+    }
+
+    #[test]
+    fn a_timeline_that_never_opened_is_done_soon_after_the_heal() {
+        let t = Timeline {
+            failed_at: Some(S(0)),
+            healed_at: Some(S(60)),
+            ..Timeline::default()
+        };
+        assert!(!t.done(S(60)));
+        assert!(t.done(S(60) + LATE_OPEN));
+        assert_eq!(t.to_open(), None);
+    }
+
+    #[test]
+    fn only_the_fields_that_differ_are_changed() {
+        let before: MappingConfig = [("State", "Enabled".into()), ("BatchSize", "10".into())]
+            .into_iter()
+            .collect();
+        let mut after = before.clone();
+        assert!(changed(&before, &after).is_empty());
+        after.insert("BatchSize", "5".into());
+        after.insert("ScalingConfig", "Some(..)".into());
+        assert_eq!(changed(&before, &after), vec!["BatchSize", "ScalingConfig"]);
+    }
+
+    #[test]
+    fn the_volatile_field_is_not_compared() {
+        let m = |result: &str| {
+            GetEventSourceMappingOutput::builder()
+                .uuid("u")
+                .state("Enabled")
+                .batch_size(10)
+                .last_processing_result(result)
+                .build()
+        };
+        let (a, b) = (mapping_config(&m("OK")), mapping_config(&m("No records processed")));
+        assert!(changed(&a, &b).is_empty());
+        let disabled = GetEventSourceMappingOutput::builder()
+            .uuid("u")
+            .state("Disabled")
+            .batch_size(10)
+            .build();
+        assert_eq!(changed(&a, &mapping_config(&disabled)), vec!["State"]);
+    }
+
+    #[test]
+    fn lost_is_what_was_neither_processed_nor_dead_lettered() {
+        let sent: Vec<Sent> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|id| Sent {
+                message_id: id.to_string(),
+                fingerprint: String::new(),
+            })
+            .collect();
+        let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
+        let c = counts(&sent, &set(&["a", "b", "zz"]), &set(&["c"]));
+        assert_eq!(
+            c,
+            Counts {
+                sent: 4,
+                processed: 2,
+                dead: 1,
+                lost: 1
+            }
+        );
+    }
+
+    #[test]
+    fn the_table_shows_a_failing_and_a_healthy_consumer() {
+        let rows = [
+            Row {
+                name: "fleet-00".into(),
+                timeline: Some(Timeline {
+                    failed_at: Some(S(0)),
+                    healed_at: Some(S(60)),
+                    opened_at: Some(S(25)),
+                    closed_at: Some(S(66)),
+                }),
+                counts: Counts {
+                    sent: 90,
+                    processed: 88,
+                    dead: 2,
+                    lost: 0,
+                },
+                changed: None,
+                executions: 1,
+            },
+            Row {
+                name: "fleet-01".into(),
+                changed: Some(vec![]),
+                ..Row::default()
+            },
+        ];
+        let t = table(&rows);
+        assert!(
+            t.contains("| fleet-00 | 0 to 60 s | 25 s | 6 s | 90 | 88 | 0 | 2 | disabled, enabled | 1 |"),
+            "{t}"
+        );
+        assert!(t.contains("| fleet-01 | healthy |  |  | 0 | 0 | 0 | 0 | unchanged | 0 |"), "{t}");
+    }
+}
