@@ -85,9 +85,18 @@ pub fn consumers_template(names: &[String], code: &Path, shape: Shape) -> Value 
         for (key, value) in [
             ("FunctionName", json!({"Ref": format!("Function{n}")})),
             ("QueueUrl", json!({"Ref": format!("Queue{n}")})),
-            ("QueueArn", json!({"Fn::GetAtt": [format!("Queue{n}"), "Arn"]})),
-            ("DeadLetterQueueUrl", json!({"Ref": format!("DeadLetterQueue{n}")})),
-            ("MappingId", json!({"Ref": format!("Function{n}QueueEvents")})),
+            (
+                "QueueArn",
+                json!({"Fn::GetAtt": [format!("Queue{n}"), "Arn"]}),
+            ),
+            (
+                "DeadLetterQueueUrl",
+                json!({"Ref": format!("DeadLetterQueue{n}")}),
+            ),
+            (
+                "MappingId",
+                json!({"Ref": format!("Function{n}QueueEvents")}),
+            ),
         ] {
             outputs.insert(format!("{key}{n}"), json!({ "Value": value }));
         }
@@ -147,9 +156,8 @@ pub fn deploy_consumers(
         let deploys: Vec<_> = stacks
             .iter()
             .map(|(stack, path, _)| {
-                scope.spawn(move || {
-                    sam::deploy(&d.local.tools, &d.local.emulator, path, stack, &vec![])
-                })
+                scope
+                    .spawn(move || sam::deploy(&d.local.tools, &d.local.emulator, path, stack, &[]))
             })
             .collect();
         deploys
@@ -311,17 +319,8 @@ pub async fn failures(cfn: &aws_sdk_cloudformation::Client, stack: &str) -> Resu
         .join("\n"))
 }
 
-/// The attachment an execution's input names (`None`: the built-in consumer's, or an
-/// operator's without one).
-pub fn attachment_of_input(input: &str) -> Option<String> {
-    let input: Value = serde_json::from_str(input).ok()?;
-    input
-        .get("attachment")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-}
-
-/// Every execution of the deployment's state machine with the attachment its input names.
+/// Every execution of the deployment's state machine with the attachment its input names
+/// (`None`: the built-in consumer's), as the console tells them apart.
 pub async fn executions_by_attachment(d: &Deployment) -> Result<Vec<(String, Option<String>)>> {
     let mut all = Vec::new();
     for e in crate::breaker::executions(&d.sfn, &d.breaker["StateMachineArn"]).await? {
@@ -332,7 +331,8 @@ pub async fn executions_by_attachment(d: &Deployment) -> Result<Vec<(String, Opt
             .send()
             .await
             .context("DescribeExecution")?;
-        all.push((e.arn, attachment_of_input(out.input().unwrap_or("{}"))));
+        let consumer = crate::console::fleet::consumer_of(out.input(), "");
+        all.push((e.arn, Some(consumer).filter(|c| !c.is_empty())));
     }
     Ok(all)
 }
@@ -389,13 +389,5 @@ mod tests {
         outputs.remove("QueueUrl1");
         let err = consumers_of(&outputs, 2).unwrap_err();
         assert!(err.to_string().contains("QueueUrl1"), "{err}");
-    }
-
-    #[test]
-    fn an_execution_is_named_by_its_inputs_attachment_only() {
-        let event = r#"{"attachment": "fleet-03", "event": {"source": "aws.cloudwatch"}}"#;
-        assert_eq!(attachment_of_input(event).as_deref(), Some("fleet-03"));
-        assert_eq!(attachment_of_input(r#"{"source": "aws.cloudwatch"}"#), None);
-        assert_eq!(attachment_of_input("not json"), None);
     }
 }

@@ -15,7 +15,6 @@ use crate::stack::{fast_breaker, fast_example, Deployment};
 use crate::traffic::Sent;
 use anyhow::{ensure, Context, Result};
 use aws_sdk_lambda::operation::get_event_source_mapping::GetEventSourceMappingOutput;
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -182,10 +181,11 @@ pub struct Counts {
     pub lost: usize,
 }
 
-/// Counts over message ids: processed and dead-lettered count only messages sent; lost is
-/// what is in neither.
+/// Counts over content fingerprints (a probe gives back a message about to spend its last
+/// receive as a fresh copy, with a new id): processed and dead-lettered count only messages
+/// sent; lost is what is in neither.
 pub fn counts(sent: &[Sent], processed: &HashSet<String>, dead: &HashSet<String>) -> Counts {
-    let ids: HashSet<&str> = sent.iter().map(|s| s.message_id.as_str()).collect();
+    let ids: HashSet<&str> = sent.iter().map(|s| s.fingerprint.as_str()).collect();
     let is_processed = |id: &str| processed.contains(id);
     let is_dead = |id: &str| dead.contains(id);
     Counts {
@@ -208,6 +208,9 @@ pub struct Row {
     /// Fields of the mapping that changed (the healthy ones; failing ones: `None`).
     pub changed: Option<Vec<&'static str>>,
     pub executions: usize,
+    /// Of those, the ones that opened a circuit (entered `WaitBeforeProbe`); the others
+    /// stood aside (an alarm's echo of the outage after the close).
+    pub opened: usize,
 }
 
 fn secs(d: Option<Duration>) -> String {
@@ -217,7 +220,7 @@ fn secs(d: Option<Duration>) -> String {
 /// The table, one row per consumer.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| consumer | outage (from the first's start) | open after | closed after heal | sent | processed | lost | in DLQ | mapping | executions naming it |\n\
+        "| consumer | outage (from the first's start) | open after | closed after heal | sent | processed | lost | in DLQ | mapping | executions naming it (opening a circuit) |\n\
          | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n",
     );
     for r in rows {
@@ -240,8 +243,8 @@ pub fn table(rows: &[Row]) -> String {
         };
         let c = r.counts;
         out.push_str(&format!(
-            "| {} | {outage} | {open} | {close} | {} | {} | {} | {} | {mapping} | {} |\n",
-            r.name, c.sent, c.processed, c.lost, c.dead, r.executions
+            "| {} | {outage} | {open} | {close} | {} | {} | {} | {} | {mapping} | {} ({}) |\n",
+            r.name, c.sent, c.processed, c.lost, c.dead, r.executions, r.opened
         ));
     }
     out
@@ -259,7 +262,7 @@ pub fn run(consumers: usize, failing: usize, rate: usize) -> Result<()> {
     };
     println!(
         "fleet: one breaker deployment, {consumers} attached consumers on their own queues \
-         ({rate} messages a second each), {failing} failing {} s apart for {} s each; \
+         (each sent {rate} message(s) a second), {failing} failing {} s apart for {} s each; \
          alarms on each function's Errors, {PERIOD_S} s periods; one local stack",
         schedule.stagger.as_secs(),
         schedule.outage.as_secs()
@@ -271,9 +274,19 @@ pub fn run(consumers: usize, failing: usize, rate: usize) -> Result<()> {
     // One more than the fleet: the extra attachment's consumer is there before it attaches.
     let all = fleet::deploy_consumers(&d, "fleet", consumers + 1, PER_STACK, SHAPE)?;
     let consumers_deploy = t.elapsed();
-    eprintln!("==> {} consumers deployed in {consumers_deploy:.0?}", all.len());
+    eprintln!(
+        "==> {} consumers deployed in {consumers_deploy:.0?}",
+        all.len()
+    );
     let (fleet_consumers, extra) = all.split_at(consumers);
-    let report = runtime.block_on(measure(&d, fleet_consumers, &extra[0], failing, rate, schedule))?;
+    let report = runtime.block_on(measure(
+        &d,
+        fleet_consumers,
+        &extra[0],
+        failing,
+        rate,
+        schedule,
+    ))?;
     println!();
     println!(
         "Setup: {} consumers in {} generated stacks deployed at once in {:.0} s; {consumers} \
@@ -295,8 +308,8 @@ pub fn run(consumers: usize, failing: usize, rate: usize) -> Result<()> {
         VOLATILE.join(", ")
     );
     println!(
-        "One more attachment (the {}th), deployed {} s after the first outage began, with the \
-         fleet running: {:.1} s from CreateStack to CREATE_COMPLETE.",
+        "One more attachment (consumer {}), deployed {} s after the first outage began, with \
+         the fleet running: {:.1} s from CreateStack to CREATE_COMPLETE.",
         consumers + 1,
         EXTRA_AT.as_secs(),
         report.extra_attach.as_secs_f64()
@@ -401,11 +414,14 @@ async fn measure(
     let drain = Instant::now();
     loop {
         for (i, c) in consumers.iter().enumerate() {
-            processed[i] = crate::traffic::processed_ids(&d.logs, &c.function).await?;
+            processed[i] = crate::traffic::processed_fingerprints(&d.logs, &c.function)
+                .await?
+                .into_iter()
+                .collect();
             dead[i].extend(take_dead_letters(&d.sqs, &c.dlq_url).await?);
         }
-        let accounted = (0..consumers.len())
-            .all(|i| counts(&sent[i], &processed[i], &dead[i]).lost == 0);
+        let accounted =
+            (0..consumers.len()).all(|i| counts(&sent[i], &processed[i], &dead[i]).lost == 0);
         if accounted || drain.elapsed() >= DRAIN_WITHIN {
             break;
         }
@@ -416,19 +432,30 @@ async fn measure(
     let mut rows = Vec::new();
     for (i, c) in consumers.iter().enumerate() {
         let failing_k = failing_idx.iter().position(|&f| f == i);
+        let naming: Vec<&String> = named
+            .iter()
+            .filter(|(_, a)| a.as_deref() == Some(c.function.as_str()))
+            .map(|(arn, _)| arn)
+            .collect();
+        let mut opened = 0;
+        for arn in &naming {
+            let states = crate::breaker::visited_states(&d.sfn, arn).await?;
+            opened += usize::from(states.iter().any(|s| s == "WaitBeforeProbe"));
+        }
         let changed = match failing_k {
             Some(_) => None,
-            None => Some(changed(&before[i], &read_mapping(&d.lambda, &c.mapping).await?)),
+            None => Some(changed(
+                &before[i],
+                &read_mapping(&d.lambda, &c.mapping).await?,
+            )),
         };
         rows.push(Row {
             name: c.function.clone(),
             timeline: failing_k.map(|k| timelines[k]),
             counts: counts(&sent[i], &processed[i], &dead[i]),
             changed,
-            executions: named
-                .iter()
-                .filter(|(_, a)| a.as_deref() == Some(c.function.as_str()))
-                .count(),
+            executions: naming.len(),
+            opened,
         });
     }
     Ok(Report {
@@ -440,7 +467,7 @@ async fn measure(
 }
 
 /// Receives (and hides for the rest of the run) what the dead-letter queue holds; the
-/// message ids, which SQS keeps when it moves a message there.
+/// messages' fingerprints.
 async fn take_dead_letters(sqs: &aws_sdk_sqs::Client, dlq_url: &str) -> Result<HashSet<String>> {
     let mut ids = HashSet::new();
     loop {
@@ -449,7 +476,7 @@ async fn take_dead_letters(sqs: &aws_sdk_sqs::Client, dlq_url: &str) -> Result<H
             .queue_url(dlq_url)
             .max_number_of_messages(10)
             .visibility_timeout(3600)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("All")
             .send()
             .await
             .context("ReceiveMessage from the DLQ")?;
@@ -457,7 +484,7 @@ async fn take_dead_letters(sqs: &aws_sdk_sqs::Client, dlq_url: &str) -> Result<H
         if got.is_empty() {
             return Ok(ids);
         }
-        ids.extend(got.iter().filter_map(|m| m.message_id().map(str::to_string)));
+        ids.extend(got.iter().map(crate::traffic::received_fingerprint));
     }
 }
 
@@ -485,7 +512,10 @@ mod tests {
         t.observe("Disabled", S(21));
         assert_eq!(t.to_open(), Some(S(18)));
         t.observe("Enabled", S(30));
-        assert_eq!(t.closed_at, None, "not healed yet: a re-enable is not the close");
+        assert_eq!(
+            t.closed_at, None,
+            "not healed yet: a re-enable is not the close"
+        );
         t.healed_at = Some(S(62));
         assert!(!t.done(S(63)));
         t.observe("Enabling", S(64));
@@ -528,7 +558,10 @@ mod tests {
                 .last_processing_result(result)
                 .build()
         };
-        let (a, b) = (mapping_config(&m("OK")), mapping_config(&m("No records processed")));
+        let (a, b) = (
+            mapping_config(&m("OK")),
+            mapping_config(&m("No records processed")),
+        );
         assert!(changed(&a, &b).is_empty());
         let disabled = GetEventSourceMappingOutput::builder()
             .uuid("u")
@@ -542,9 +575,9 @@ mod tests {
     fn lost_is_what_was_neither_processed_nor_dead_lettered() {
         let sent: Vec<Sent> = ["a", "b", "c", "d"]
             .iter()
-            .map(|id| Sent {
-                message_id: id.to_string(),
-                fingerprint: String::new(),
+            .map(|fp| Sent {
+                message_id: String::new(),
+                fingerprint: fp.to_string(),
             })
             .collect();
         let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
@@ -578,7 +611,8 @@ mod tests {
                     lost: 0,
                 },
                 changed: None,
-                executions: 1,
+                executions: 2,
+                opened: 1,
             },
             Row {
                 name: "fleet-01".into(),
@@ -588,9 +622,12 @@ mod tests {
         ];
         let t = table(&rows);
         assert!(
-            t.contains("| fleet-00 | 0 to 60 s | 25 s | 6 s | 90 | 88 | 0 | 2 | disabled, enabled | 1 |"),
+            t.contains("| fleet-00 | 0 to 60 s | 25 s | 6 s | 90 | 88 | 0 | 2 | disabled, enabled | 2 (1) |"),
             "{t}"
         );
-        assert!(t.contains("| fleet-01 | healthy |  |  | 0 | 0 | 0 | 0 | unchanged | 0 |"), "{t}");
+        assert!(
+            t.contains("| fleet-01 | healthy |  |  | 0 | 0 | 0 | 0 | unchanged | 0 (0) |"),
+            "{t}"
+        );
     }
 }
