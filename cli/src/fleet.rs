@@ -11,8 +11,7 @@ use controller::error::StepError;
 use controller::steps::Context;
 use serde_json::{json, Value};
 
-/// The id `status` and `--consumer` give the consumer the controller's environment names.
-pub const BUILT_IN: &str = "built-in";
+pub use controller::core::attachment::BUILT_IN;
 
 /// One consumer the deployment guards, as its attachments table lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,14 +104,18 @@ pub fn select<'a>(ids: &'a [String], wanted: Option<&str>) -> Result<&'a str, Se
     }
 }
 
-/// Whether an execution's input is for consumer `id` (an attachment's names it; any other
-/// input is the built-in consumer's). An input no controller would route is nobody's.
-pub fn is_for(input: &Value, id: &str) -> bool {
-    match route(input).map(|r| r.target) {
-        Ok(Target::BuiltIn) => id == BUILT_IN,
-        Ok(Target::Attachment(attachment)) => attachment == id,
-        Err(_) => false,
+/// The consumer an execution's input is for: the attachment it names, or [`BUILT_IN`] for
+/// any other input. An input no controller would route is nobody's (`None`).
+pub fn consumer_of(input: &Value) -> Option<&str> {
+    match route(input).ok()?.target {
+        Target::BuiltIn => Some(BUILT_IN),
+        Target::Attachment(attachment) => Some(attachment),
     }
+}
+
+/// Whether an execution's input is for consumer `id` ([`consumer_of`]).
+pub fn is_for(input: &Value, id: &str) -> bool {
+    consumer_of(input) == Some(id)
 }
 
 /// The input of an operator's `open` for `attachment` (`None`: the built-in consumer), as
@@ -255,5 +258,10 @@ mod tests {
         ));
         assert!(!is_for(&json!({"attachment": "bad id"}), "bad id"));
         assert!(!is_for(&json!({"attachment": "orders"}), "orders"));
+        assert_eq!(consumer_of(&attached), Some("orders"));
+        assert_eq!(consumer_of(&operator), Some(BUILT_IN));
+        // An input that is not JSON reads as null: the built-in consumer's, as it always was.
+        assert_eq!(consumer_of(&Value::Null), Some(BUILT_IN));
+        assert_eq!(consumer_of(&json!({"attachment": 7, "event": {}})), None);
     }
 }

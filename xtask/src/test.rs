@@ -14,14 +14,16 @@ pub fn test() -> Result<()> {
         anyhow::ensure!(status.success(), "{what} failed ({status})");
         Ok(())
     };
-    let tools = tools::ensure()?;
-    test_steps(&cargo, &tools, step)
+    // On a first run the toolchain's install (pip, bound by the network) runs beside fmt and
+    // clippy (bound by the cores); cfn-lint is the first step that needs it.
+    let installing = std::thread::spawn(tools::ensure);
+    test_steps(&cargo, installing, step)
 }
 
 /// Every check and test of `cargo xtask test`, in order.
 fn test_steps(
     cargo: &str,
-    tools: &tools::Tools,
+    installing: std::thread::JoinHandle<Result<tools::Tools>>,
     step: impl Fn(&str, &mut Command) -> Result<()>,
 ) -> Result<()> {
     let root = paths::root();
@@ -40,6 +42,9 @@ fn test_steps(
             "warnings",
         ]),
     )?;
+    let tools = installing
+        .join()
+        .map_err(|_| anyhow::anyhow!("installing the local AWS toolchain panicked"))??;
     let templates: Vec<_> = std::fs::read_dir(root.join("infra"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
@@ -102,4 +107,43 @@ fn nextest_available(cargo: &str) -> bool {
         .args(["nextest", "--version"])
         .output()
         .is_ok_and(|out| out.status.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{mpsc, Mutex};
+    use std::time::Duration;
+
+    /// The toolchain's install runs beside fmt and clippy: here it can only finish once clippy
+    /// has run, and cfn-lint, the first step that needs it, still waits for it.
+    #[test]
+    fn the_toolchain_installs_beside_fmt_and_clippy() {
+        let (clippy_ran, wait_for_clippy) = mpsc::channel::<()>();
+        let installing = std::thread::spawn(move || {
+            wait_for_clippy
+                .recv_timeout(Duration::from_secs(10))
+                .map_err(|_| anyhow::anyhow!("clippy did not run while the toolchain installed"))?;
+            Ok(tools::Tools {
+                bin: "/nonexistent/venv/bin".into(),
+            })
+        });
+        let clippy_ran = Mutex::new(Some(clippy_ran));
+        let steps = Mutex::new(Vec::new());
+        test_steps("cargo", installing, |what, _| {
+            steps.lock().unwrap().push(what.to_string());
+            if what == "cargo clippy" {
+                if let Some(tx) = clippy_ran.lock().unwrap().take() {
+                    tx.send(()).unwrap();
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+        let steps = steps.into_inner().unwrap();
+        assert_eq!(
+            steps[..3],
+            ["cargo fmt --check", "cargo clippy", "cfn-lint infra/*.yaml"]
+        );
+    }
 }

@@ -2,55 +2,23 @@
 //! breaker deployed once with `sam`, a second consumer (a second example stack) attached to
 //! it and registered; an attachment the configuration check refuses fails its stack with the
 //! check's sentence and registers nothing; a second attachment of the same consumer is
-//! refused; deleting the attachment removes its item. The item records the attachment's own
-//! role (on the deployment's path), and the delete's give-back runs under it: the controller
-//! assumes it (its log says so). The emulator enforces no IAM here (no `AUTH=true`): the
-//! roles' grants are the IAM test's (`xtask/tests/iam.rs`).
+//! refused; deleting the attachment removes its item; an attachment with no AlarmArn creates
+//! the alarm its AlarmSignal chooses and registers it with that signal. The item records the
+//! attachment's own role (on the deployment's path), and the delete's give-back runs under
+//! it: the controller assumes it (its log says so). The emulator enforces no IAM here (no
+//! `AUTH=true`): the roles' grants are the IAM test's (`xtask/tests/iam.rs`).
 //!
 //! What the emulator really does is what is checked: CloudFormation invokes the controller
 //! with the custom-resource request, the controller answers on the ResponseURL, and the stack
 //! succeeds or fails with the answer's reason; the imports resolve the deployment's exports.
 
+use crate::support::{self, attach, failures, item};
 use anyhow::{ensure, Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde_json::Value;
-use std::path::PathBuf;
 use std::time::Duration;
 use xtask::stack::{self, Deployment, Parameters, BREAKER_STACK};
-use xtask::{paths, sam};
 
 const SECOND: &str = "sqscb-example-b";
-
-fn attach(deployed: &Deployment, stack: &str, parameters: &Parameters) -> Result<()> {
-    let template: PathBuf = paths::root().join("infra/attachment.yaml");
-    sam::deploy(
-        &deployed.local.tools,
-        &deployed.local.emulator,
-        &template,
-        stack,
-        parameters,
-    )
-}
-
-async fn item(deployed: &Deployment, id: &str) -> Result<Option<Value>> {
-    let out = deployed
-        .dynamodb
-        .get_item()
-        .table_name(&deployed.breaker["AttachmentsTableName"])
-        .key("id", AttributeValue::S(id.into()))
-        .consistent_read(true)
-        .send()
-        .await?;
-    out.item()
-        .map(|item| {
-            let settings = item
-                .get("settings")
-                .and_then(|s| s.as_s().ok())
-                .context("an item without settings")?;
-            Ok(serde_json::from_str(settings)?)
-        })
-        .transpose()
-}
 
 /// The role an attachment's item records.
 async fn role_of(deployed: &Deployment, id: &str) -> Result<Option<String>> {
@@ -96,70 +64,25 @@ async fn controller_logs(deployed: &Deployment, needle: &str) -> Result<Vec<Stri
     }
 }
 
-/// The reasons CloudFormation recorded for the stack's failed resources.
-async fn failures(cfn: &aws_sdk_cloudformation::Client, stack: &str) -> Result<String> {
-    let events = cfn.describe_stack_events().stack_name(stack).send().await?;
-    Ok(events
-        .stack_events()
-        .iter()
-        .filter(|e| {
-            e.resource_status()
-                .is_some_and(|s| s.as_str().ends_with("FAILED"))
-        })
-        .filter_map(|e| e.resource_status_reason())
-        .collect::<Vec<_>>()
-        .join("\n"))
-}
-
 #[test]
 #[ignore = "needs the local toolchain and emulator; run with `cargo xtask test`"]
 fn an_attachment_registers_is_refused_with_the_checks_sentence_and_detaches() -> Result<()> {
     let (runtime, deployed) = Deployment::start(&stack::fast_example(), &stack::fast_breaker())?;
     // The second consumer: another example stack (function, queue, mapping) and an alarm of
     // its own, as a team brings them.
-    let built = sam::build(&deployed.local.tools, "example")?;
-    sam::deploy(
-        &deployed.local.tools,
-        &deployed.local.emulator,
-        &built,
-        SECOND,
-        &stack::fast_example(),
-    )?;
+    let [second] = <[support::Consumer; 1]>::try_from(support::consumers(&deployed, &[SECOND])?)
+        .map_err(|_| anyhow::anyhow!("one consumer"))?;
     runtime.block_on(async {
         let config = xtask::aws::config(&deployed.local.emulator).await;
         let cfn = aws_sdk_cloudformation::Client::new(&config);
-        let second = xtask::aws::stack_outputs(&config, SECOND).await?;
-        let function = second["ConsumerFunctionName"].clone();
+        let function = second.function.clone();
         let alarm = format!("{function}-failing");
-        deployed
-            .cloudwatch
-            .put_metric_alarm()
-            .alarm_name(&alarm)
-            .namespace("AWS/Lambda")
-            .metric_name("Errors")
-            .dimensions(
-                aws_sdk_cloudwatch::types::Dimension::builder()
-                    .name("FunctionName")
-                    .value(&function)
-                    .build(),
-            )
-            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
-            .period(60)
-            .evaluation_periods(1)
-            .threshold(1.0)
-            .comparison_operator(
-                aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
-            )
-            .send()
-            .await?;
-        let alarm_arn = format!(
-            "arn:aws:cloudwatch:{}:000000000000:alarm:{alarm}",
-            sam::REGION
-        );
+        let alarm_arn = support::errors_alarm(&deployed.cloudwatch, &function, 60).await?;
+        ensure!(alarm_arn.ends_with(&alarm));
         let consumer: Parameters = vec![
             ("Breaker", BREAKER_STACK.into()),
             ("ConsumerFunctionName", function.clone()),
-            ("QueueArn", second["QueueArn"].clone()),
+            ("QueueArn", second.queue_arn.clone()),
             ("AlarmArn", alarm_arn),
         ];
 
@@ -176,10 +99,11 @@ fn an_attachment_registers_is_refused_with_the_checks_sentence_and_detaches() ->
             "{registered}"
         );
         ensure!(
-            registered["QueueArn"] == second["QueueArn"].as_str(),
+            registered["QueueArn"] == second.queue_arn.as_str(),
             "{registered}"
         );
         ensure!(registered["AlarmName"] == alarm.as_str(), "{registered}");
+        ensure!(registered["AlarmSignal"] == "custom", "{registered}");
         ensure!(registered["BackoffCapSeconds"] == "30", "{registered}");
         // Its own role, on the deployment's path, recorded beside the settings.
         let role =
@@ -242,6 +166,43 @@ fn an_attachment_registers_is_refused_with_the_checks_sentence_and_detaches() ->
             },
         )
         .await?;
+
+        // No AlarmArn: the attachment creates the alarm AlarmSignal chooses, from the Alarm*
+        // parameters, named after its stack, and registers that alarm and its signal.
+        let mut errors = consumer.clone();
+        errors.retain(|(k, _)| *k != "AlarmArn");
+        errors.push(("AlarmSignal", "errors".into()));
+        errors.push(("AlarmThreshold", "2".into()));
+        attach(&deployed, "orders-c", &errors)?;
+        let created = "orders-c-consumer-errors";
+        let alarms = deployed
+            .cloudwatch
+            .describe_alarms()
+            .alarm_name_prefix("orders-c-")
+            .alarm_types(aws_sdk_cloudwatch::types::AlarmType::MetricAlarm)
+            .alarm_types(aws_sdk_cloudwatch::types::AlarmType::CompositeAlarm)
+            .send()
+            .await?;
+        ensure!(alarms.composite_alarms().is_empty(), "{alarms:?}");
+        let [alarm] = alarms.metric_alarms() else {
+            anyhow::bail!("one created alarm expected: {alarms:?}");
+        };
+        ensure!(alarm.alarm_name() == Some(created), "{alarm:?}");
+        ensure!(alarm.namespace() == Some("AWS/Lambda"), "{alarm:?}");
+        ensure!(alarm.metric_name() == Some("Errors"), "{alarm:?}");
+        ensure!(alarm.threshold() == Some(2.0), "{alarm:?}");
+        ensure!(
+            alarm
+                .dimensions()
+                .iter()
+                .any(|d| d.name() == Some("FunctionName") && d.value() == Some(function.as_str())),
+            "{alarm:?}"
+        );
+        let registered = item(&deployed, "orders-c")
+            .await?
+            .context("the attachment's item")?;
+        ensure!(registered["AlarmName"] == created, "{registered}");
+        ensure!(registered["AlarmSignal"] == "errors", "{registered}");
         anyhow::Ok(())
     })
 }

@@ -352,6 +352,9 @@ fn the_rejitter_spreads_the_backlog_before_the_consumer_returns() -> Result<()> 
         vec![],
         vec![
             ("RejitterEnabled", "true".into()),
+            // Shorter than the rejitter phase (two 5 s backlog checks at least): messages come
+            // back to the rejitter while it polls and take the loop prevention's path (a
+            // fresh copy 60 s later), which the exactly-once check below then covers too.
             ("MinDelaySeconds", "2".into()),
             ("MaxDelaySeconds", "10".into()),
             // Far beyond both scenarios' phases: a stalled one must end well before it.
@@ -418,11 +421,37 @@ fn the_rejitter_spreads_the_backlog_before_the_consumer_returns() -> Result<()> 
         );
         let dead = status::queue_depth(&d.sqs, &d.example["DeadLetterQueueUrl"]).await?;
         ensure!(dead.total() == 0, "nothing may reach the DLQ: {dead:?}");
+        let resent = resent_already_rejittered(&d).await?;
+        ensure!(
+            resent > 0,
+            "no record came back to the rejitter during the phase: the loop prevention went \
+             unexercised (are the delays still shorter than the phase?)"
+        );
 
         // The same stack, the backlog drained: a second outage with a rejitter that cannot
         // consume.
         a_stalled_rejitter_phase_ends_early(&d).await
     })
+}
+
+/// How many records the rejitter re-sent as already rejittered (its `invocation done` log
+/// lines' `resent_already_rejittered`, summed).
+async fn resent_already_rejittered(d: &Deployed) -> Result<u64> {
+    let group = format!("/aws/lambda/{}-rejitter", xtask::stack::BREAKER_STACK);
+    let out = d
+        .logs
+        .filter_log_events()
+        .log_group_name(&group)
+        .filter_pattern("resent_already_rejittered")
+        .send()
+        .await
+        .with_context(|| format!("FilterLogEvents on {group}"))?;
+    Ok(out
+        .events()
+        .iter()
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.message()?).ok())
+        .filter_map(|line| line["resent_already_rejittered"].as_u64())
+        .sum())
 }
 
 /// A rejitter that cannot consume: its `QUEUE_ARN` names another queue, so it leaves every
@@ -433,7 +462,13 @@ fn the_rejitter_spreads_the_backlog_before_the_consumer_returns() -> Result<()> 
 /// minutes of the heal, and it gets every message.
 async fn a_stalled_rejitter_phase_ends_early(d: &Deployed) -> Result<()> {
     let began = Instant::now();
-    let tap = event_tap(d, "Rejitter Stalled").await?;
+    let tap = crate::support::event_tap(
+        &d.sqs,
+        &d.events,
+        "sqscb-test-event-tap",
+        "Rejitter Stalled",
+    )
+    .await?;
     let rejitter = format!("{}-rejitter", xtask::stack::BREAKER_STACK);
     let elsewhere = format!("{}-elsewhere", d.example["QueueArn"]);
     xtask::consumer::configure(&d.lambda, &rejitter, &[("QUEUE_ARN", elsewhere)], None).await?;
@@ -515,54 +550,4 @@ async fn a_stalled_rejitter_phase_ends_early(d: &Deployed) -> Result<()> {
         began.elapsed()
     );
     Ok(())
-}
-
-/// A queue that receives the breaker's `detail_type` events from the default bus; its URL.
-async fn event_tap(d: &Deployed, detail_type: &str) -> Result<String> {
-    let url = d
-        .sqs
-        .create_queue()
-        .queue_name("sqscb-test-event-tap")
-        .send()
-        .await
-        .context("CreateQueue for the event tap")?
-        .queue_url()
-        .unwrap_or_default()
-        .to_string();
-    let arn = d
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .context("GetQueueAttributes of the event tap")?
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-        .cloned()
-        .context("the event tap has no ARN")?;
-    let pattern = serde_json::json!({
-        "source": ["sqs-circuit-breaker"],
-        "detail-type": [detail_type],
-    });
-    d.events
-        .put_rule()
-        .name("sqscb-test-event-tap")
-        .event_pattern(pattern.to_string())
-        .send()
-        .await
-        .context("PutRule for the event tap")?;
-    d.events
-        .put_targets()
-        .rule("sqscb-test-event-tap")
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("tap")
-                .arn(arn)
-                .build()?,
-        )
-        .send()
-        .await
-        .context("PutTargets for the event tap")?;
-    Ok(url)
 }

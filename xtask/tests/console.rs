@@ -6,6 +6,7 @@
 //! state), with a screenshot of each under `.local/`.
 
 use anyhow::{ensure, Context, Result};
+use sqs_circuit_breaker::fleet::BUILT_IN;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -193,7 +194,7 @@ fn probing() -> Snapshot {
             arn: "arn:aws:states:us-east-1:000000000000:execution:breaker:probing".into(),
             name: "probing".into(),
             status: "RUNNING".into(),
-            consumer: "legible".into(),
+            consumer: Some("legible".into()),
             start_ms: Some(1_000),
             stop_ms: None,
             current: Some("Probe".into()),
@@ -308,18 +309,17 @@ const PICK: &str = r#"<script>
 })();
 </script>"#;
 
-/// A deployment guarding two consumers: its built-in one (`team-breaker`, closed, with two
+/// A deployment guarding two consumers: its built-in one (`built-in`, closed, with two
 /// executions) and the attachment `orders` (open, with one).
 fn two_consumers() -> Snapshot {
-    let row = |id: &str, builtin: bool, circuit: &str| ConsumerRow {
+    let row = |id: &str, circuit: &str| ConsumerRow {
         id: id.into(),
-        builtin,
         function: format!("{id}-consumer"),
         queue: format!("{id}-queue"),
         circuit: circuit.into(),
         circuit_reason: String::new(),
         open: circuit == "OPEN",
-        alarm: Some(if builtin { "OK" } else { "ALARM" }.into()),
+        alarm: Some(if circuit == "OPEN" { "ALARM" } else { "OK" }.into()),
         depth: None,
         problem: None,
     };
@@ -334,15 +334,12 @@ fn two_consumers() -> Snapshot {
             output: None,
             error: None,
         };
-        ExecutionView::from_history(&arn, "SUCCEEDED", "team-breaker", vec![started])
+        ExecutionView::from_history(&arn, "SUCCEEDED", vec![started])
     };
     let alarm = r#"{"source": "aws.cloudwatch"}"#;
     let mut snapshot = Snapshot {
         stack: "team-breaker".into(),
-        consumers: vec![
-            row("team-breaker", true, "CLOSED"),
-            row("orders", false, "OPEN"),
-        ],
+        consumers: vec![row(BUILT_IN, "CLOSED"), row("orders", "OPEN")],
         ..Snapshot::default()
     };
     snapshot.upsert(execution("builtin-old", alarm, 1_000));
@@ -365,7 +362,7 @@ fn the_fleet_is_listed_and_picking_a_consumer_filters_its_executions() -> Result
     let seen = measured(&browser::dump_dom(&chromium, &url)?)?;
     let first = &seen["first"];
     ensure!(
-        first["fleet"] == serde_json::json!(["team-breaker", "orders"]),
+        first["fleet"] == serde_json::json!([BUILT_IN, "orders"]),
         "{seen}"
     );
     ensure!(first["open"] == serde_json::json!(["orders"]), "{seen}");
@@ -375,7 +372,7 @@ fn the_fleet_is_listed_and_picking_a_consumer_filters_its_executions() -> Result
         "{seen}"
     );
     ensure!(
-        first["executions"] == serde_json::json!(["team-breaker", "orders", "team-breaker"]),
+        first["executions"] == serde_json::json!([BUILT_IN, "orders", BUILT_IN]),
         "{seen}"
     );
     ensure!(first["graph_of"] == "builtin-new", "{seen}");
@@ -417,7 +414,7 @@ fn the_console_shows_the_circuit_open_probing_and_closed_in_a_browser() -> Resul
         let console = Console::start(
             &config,
             &d.local.emulator.endpoint(),
-            xtask::stack::BREAKER_STACK,
+            BREAKER_STACK,
             0,
         )
         .await?;
@@ -474,14 +471,14 @@ fn the_console_shows_the_circuit_open_probing_and_closed_in_a_browser() -> Resul
             .map(|c| (c.id.as_str(), c.circuit.as_str(), c.open))
             .collect();
         ensure!(
-            ids == [(BREAKER_STACK, "OPEN", true), (SECOND, "?", false)],
+            ids == [(BUILT_IN, "OPEN", true), (SECOND, "?", false)],
             "{fleet:?}"
         );
         ensure!(fleet[1].problem.is_some(), "{fleet:?}");
         eventually("both executions listed", Duration::from_secs(30), || async {
             let seen = console.snapshot().executions;
-            let of = |arn: &str| seen.iter().find(|e| e.arn == arn).map(|e| e.consumer.clone());
-            Ok((of(&execution).as_deref() == Some(BREAKER_STACK)
+            let of = |arn: &str| seen.iter().find(|e| e.arn == arn).and_then(|e| e.consumer.clone());
+            Ok((of(&execution).as_deref() == Some(BUILT_IN)
                 && of(&second).as_deref() == Some(SECOND))
             .then_some(()))
         })
@@ -491,7 +488,7 @@ fn the_console_shows_the_circuit_open_probing_and_closed_in_a_browser() -> Resul
         let dom = tokio::task::spawn_blocking(move || browser::dump_dom(&chromium_path, &picked))
             .await??;
         ensure!(
-            dom.contains(&format!("data-consumer=\"{BREAKER_STACK}\" class=\"open")),
+            dom.contains(&format!("data-consumer=\"{BUILT_IN}\" class=\"open")),
             "the open circuit's row does not stand out: {dom}"
         );
         // The executions listed: the rows of the table's body (the page's script, inlined,

@@ -18,8 +18,11 @@ fn an_outage_opens_the_circuit_probes_spreads_the_backlog_and_closes_without_los
         alarm_period_s: 10,
         backoff_base_s: 1,
         backoff_cap_s: 4,
-        min_delay_s: 5,
-        max_delay_s: 20,
+        // Longer than the rejitter phase (two 5 s backlog checks, about 12 s): a message
+        // delayed less comes back to the rejitter while it still polls and is re-sent with
+        // 60 s more (rejitter::marker::RESEND_DELAY_SECONDS), which the drain then waits out.
+        min_delay_s: 20,
+        max_delay_s: 25,
         slow_start_s: 9,
         timeout: Duration::from_secs(480),
         out_dir: xtask::paths::local().join(format!("e2e-{}", local.emulator.port)),

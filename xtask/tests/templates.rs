@@ -1,12 +1,14 @@
 //! The SAM template (`infra/template.yaml`) as a whole: cfn-lint passes on every template of
-//! `infra/`, and the template wires the workflow (its substitutions) and the controller (its
-//! environment) as they expect. Both need the venv (cfn-lint) and are `#[ignore]`d like the
-//! other toolchain tests. The template's IAM is checked in `iam.rs`, its refusals in
+//! `infra/`, the template wires the workflow (its substitutions) and the controller (its
+//! environment) as they expect, and the attachment (`infra/attachment.yaml`) carries the
+//! template's alarm section unchanged and registers its alarm as the template wires its own.
+//! They need the venv (cfn-lint) and are `#[ignore]`d like the other toolchain tests. The template's IAM is checked in `iam.rs`, its refusals in
 //! `refusals.rs`, its company-account options in `company_account.rs`.
 
 use anyhow::{ensure, Context, Result};
 use std::collections::BTreeSet;
-use xtask::checks::template;
+use xtask::checks::shared_section::{self, Section};
+use xtask::checks::template::{self, Depth};
 use xtask::{asl, paths, tools};
 
 #[test]
@@ -155,6 +157,148 @@ fn templates_pass_cfn_lint() -> Result<()> {
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// The conditions of the alarm section: which alarm is created, if any.
+const ALARM_CONDITIONS: &[&str] = &[
+    "HasAlarmArn",
+    "CreateAlarm",
+    "ErrorsSignal",
+    "ErrorShareSignal",
+    "FailedRecordsSignal",
+    "AnySignal",
+    "WatchFailedRecords",
+    "WatchErrorShare",
+];
+
+/// The alarm section both templates carry, and what of it may differ.
+const ALARM_SECTION: Section = Section {
+    parts: &[
+        (
+            "Parameters",
+            &[
+                "AlarmArn",
+                "AlarmSignal",
+                "AlarmFailurePercent",
+                "AlarmMinimumCount",
+                "AlarmHangPeriods",
+                "AlarmThreshold",
+                "AlarmPeriodSeconds",
+                "AlarmEvaluationPeriods",
+                "AlarmDatapointsToAlarm",
+                // Not the section's, but the alarms read them: same type and values.
+                "ConsumerFunctionName",
+                "QueueArn",
+            ],
+        ),
+        ("Conditions", ALARM_CONDITIONS),
+        (
+            "Resources",
+            &[
+                "ConsumerErrorsAlarm",
+                "ConsumerErrorShareAlarm",
+                "ConsumerFailedRecordsAlarm",
+                "ConsumerStalledAlarm",
+                "ConsumerFailingAlarm",
+            ],
+        ),
+        ("Outputs", &["AlarmName"]),
+    ],
+    // The consumer's parameters are described for each template's reader (the single-consumer
+    // template speaks of the rejitter and FIFO queues, which an attachment does not have).
+    may_differ: &[
+        "/Parameters/ConsumerFunctionName/Description",
+        "/Parameters/QueueArn/Description",
+        "/Parameters/QueueArn/ConstraintDescription",
+    ],
+};
+
+#[test]
+#[ignore = "needs the local toolchain (venv with cfn-lint); run with `cargo xtask test`"]
+fn the_attachment_creates_its_alarm_as_the_template_does() -> Result<()> {
+    let deployment = template::raw()?;
+    let attachment = template::load(&paths::root().join("infra/attachment.yaml"), Depth::Raw)?.raw;
+
+    let differences = shared_section::differences(
+        ("infra/template.yaml", &deployment),
+        ("infra/attachment.yaml", &attachment),
+        &ALARM_SECTION,
+    );
+    ensure!(
+        differences.is_empty(),
+        "the alarm section of the two templates differs (copy the change to the other one):\n{}",
+        differences.join("\n")
+    );
+
+    // Nothing alarm-shaped is left out of the section: every Alarm* parameter and every
+    // resource that exists only under an alarm condition is in it.
+    let listed = |part: &str| -> BTreeSet<&str> {
+        ALARM_SECTION
+            .parts
+            .iter()
+            .filter(|(p, _)| *p == part)
+            .flat_map(|(_, names)| names.iter().copied())
+            .collect()
+    };
+    for (name, t) in [
+        ("infra/template.yaml", &deployment),
+        ("infra/attachment.yaml", &attachment),
+    ] {
+        let alarm_parameters: BTreeSet<&str> = t["Parameters"]
+            .as_object()
+            .context("Parameters")?
+            .keys()
+            .map(String::as_str)
+            .filter(|p| p.starts_with("Alarm"))
+            .collect();
+        let parameters = listed("Parameters");
+        let unlisted: Vec<_> = alarm_parameters.difference(&parameters).collect();
+        ensure!(
+            unlisted.is_empty(),
+            "{name}: {unlisted:?} not in the alarm section"
+        );
+        let under = shared_section::conditioned_on(t, ALARM_CONDITIONS);
+        ensure!(
+            under == listed("Resources"),
+            "{name}: the resources under the alarm conditions are {under:?}"
+        );
+    }
+
+    // The attachment registers and routes the alarm the template's own consumer gets: the
+    // rule's resource and the registration's alarm are the template's rule resource, the
+    // signal and its settings the controller's environment.
+    let own = &deployment["Resources"];
+    let rule_alarm = &own["CircuitBreakerStateMachine"]["Properties"]["Events"]["ConsumerAlarm"]
+        ["Properties"]["Pattern"]["resources"][0];
+    let env = &own["ControllerFunction"]["Properties"]["Environment"]["Variables"];
+    let registration = &attachment["Resources"]["Registration"]["Properties"];
+    let attached_rule = &attachment["Resources"]["AlarmRule"]["Properties"]["EventPattern"];
+    ensure!(rule_alarm.is_object(), "the template's rule names no alarm");
+    assert_eq!(&registration["AlarmArn"], rule_alarm);
+    assert_eq!(&attached_rule["resources"][0], rule_alarm);
+    assert_eq!(attached_rule["resources"].as_array().map(Vec::len), Some(1));
+    for (property, variable) in [
+        ("AlarmSignal", "ALARM_SIGNAL"),
+        ("AlarmFailurePercent", "ALARM_FAILURE_PERCENT"),
+        ("AlarmPeriodSeconds", "ALARM_PERIOD_SECONDS"),
+        ("AlarmHangPeriods", "ALARM_HANG_PERIODS"),
+    ] {
+        assert_eq!(registration[property], env[variable], "{property}");
+    }
+    // The attachment's role may re-arm that alarm, a created composite's children too, as
+    // the deployment's controller role may its own.
+    let reset = |role: &serde_json::Value| {
+        role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["Sid"] == "ResetTheAlarm"))
+            .map(|s| s["Resource"].clone())
+    };
+    let own_reset = reset(&own["ControllerRole"]).context("ControllerRole's ResetTheAlarm")?;
+    assert_eq!(
+        reset(&attachment["Resources"]["AttachmentRole"]),
+        Some(own_reset)
     );
     Ok(())
 }

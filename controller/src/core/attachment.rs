@@ -120,7 +120,7 @@ pub enum AttachmentError {
 
     #[error(
         "attachment {ID} {0:?} is not a stack name: 1-{MAX_ID_LEN} letters, digits or '-', \
-         starting with a letter"
+         starting with a letter (and not {BUILT_IN:?}, the deployment's own consumer)"
     )]
     InvalidId(String),
 
@@ -195,9 +195,14 @@ fn is_function_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// A CloudFormation stack name: the attachment's stack names it.
+/// What the operator command and the console call the deployment's own consumer; no
+/// attachment may take the name, or `--consumer built-in` would mean two consumers.
+pub const BUILT_IN: &str = "built-in";
+
+/// A CloudFormation stack name (the attachment's stack names it), other than [`BUILT_IN`].
 pub fn is_attachment_id(id: &str) -> bool {
-    id.len() <= MAX_ID_LEN
+    id != BUILT_IN
+        && id.len() <= MAX_ID_LEN
         && id.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
@@ -599,6 +604,7 @@ mod tests {
             json!("1orders"),
             json!("or ders"),
             json!("a_b"),
+            json!(BUILT_IN),
             json!(7),
         ] {
             assert!(
@@ -1007,6 +1013,7 @@ mod tests {
         /// Routing never panics, and an attachment's input always routes to that attachment.
         #[test]
         fn routing_an_attachments_input(id in "[A-Za-z][A-Za-z0-9-]{0,40}", n in any::<u32>()) {
+            prop_assume!(id != BUILT_IN);
             let event = json!({"n": n});
             let input = json!({"attachment": id, "event": event});
             let routed = route(&input);

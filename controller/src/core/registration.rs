@@ -105,7 +105,7 @@ pub enum SettingsError {
          (arn:<partition>:cloudwatch:<region>:<account>:alarm:<name>)"
     )]
     InvalidAlarmArn(String),
-    #[error("the Registration has no AlarmArn: attach an existing alarm")]
+    #[error("the Registration has no AlarmArn: infra/attachment.yaml always sends the alarm it watches (yours, or the one it creates)")]
     NoAlarm,
     #[error(
         "RoleArn {0:?} is not an IAM role ARN (arn:<partition>:iam::<account>:role/<path><name>)"
@@ -385,6 +385,7 @@ fn truncated(mut reason: String) -> String {
 mod tests {
     use super::*;
     use crate::core::attachment::Defaults;
+    use crate::core::signal::Signal;
     use crate::core::Config;
     use serde_json::json;
 
@@ -565,6 +566,49 @@ mod tests {
         let err = alarm_beside_queue(&a, "arn:aws:cloudwatch:us-east-1:123456789012:alarm:x")
             .expect_err("other region");
         assert!(err.contains("region us-east-1"), "{err}");
+    }
+
+    /// What `infra/attachment.yaml` sends for an alarm it creates: the created alarm's ARN,
+    /// the real signal and the signal's settings, so the circuit re-arms that alarm (the
+    /// composite's children too) and the slow start judges by its thresholds.
+    #[test]
+    fn a_created_alarm_registers_its_name_signal_and_settings() {
+        let defaults = Defaults::from_lookup(|k| match k {
+            "STATE_MACHINE_NAME" => Some("b-circuit-breaker".into()),
+            "CIRCUIT_TABLE" => Some("t".into()),
+            "ALARM_SIGNAL" => Some("errors".into()),
+            _ => None,
+        });
+        let created = |signal: &str, alarm: &str| {
+            let properties = json!({
+                "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:b-controller",
+                "ConsumerFunctionName": "orders-consumer",
+                "QueueArn": "arn:aws:sqs:eu-west-1:123456789012:orders",
+                "AlarmArn": format!("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{alarm}"),
+                "AlarmSignal": signal,
+                "AlarmFailurePercent": "30",
+                "AlarmPeriodSeconds": "60",
+                "AlarmHangPeriods": "4"
+            });
+            let settings = settings("orders-attachment", &properties).expect("settings");
+            Config::for_attachment(&defaults, &settings)
+                .expect("valid")
+                .config
+        };
+        let any = created("any", "orders-attachment-consumer-failing");
+        assert_eq!(any.alarm_name, "orders-attachment-consumer-failing");
+        assert_eq!(any.signal.signal, Signal::Any);
+        assert!(any.signal.signal.may_be_composite());
+        assert_eq!(any.signal.failure_percent, 30);
+        assert_eq!(any.signal.hang_seconds, 240);
+        let errors = created("errors", "orders-attachment-consumer-errors");
+        assert_eq!(errors.alarm_name, "orders-attachment-consumer-errors");
+        assert_eq!(errors.signal.signal, Signal::Errors);
+        // An existing alarm is custom whatever the deployment's own signal.
+        assert_eq!(
+            created("custom", "orders-failing").signal.signal,
+            Signal::Custom
+        );
     }
 
     #[test]

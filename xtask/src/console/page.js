@@ -5,7 +5,7 @@
 let snapshot = SNAPSHOT;
 const query = new URLSearchParams(location.search);
 let wanted = query.get("execution");
-// The consumer picked (an attachment's id, or the stack's name for the built-in consumer),
+// The consumer picked (an attachment's id, or `built-in`, as the operator command names them),
 // kept in the URL so that a reload keeps it; empty: all of them.
 let picked = query.get("consumer") || "";
 
@@ -94,7 +94,7 @@ function renderFleet() {
   byId("fleet").innerHTML = rows.length
     ? rows
         .map((c) => `<tr data-consumer="${text(c.id)}" class="${c.open ? "open" : ""} ${c.id === picked ? "picked" : ""}">
-      <td>${text(c.id)}${c.builtin ? " (built-in)" : ""}</td><td>${text(c.function)}</td>
+      <td>${text(c.id)}</td><td>${text(c.function)}</td>
       <td>${text(c.queue)}</td><td class="circuit" title="${text(c.circuit_reason)}">${text(c.circuit)}</td>
       <td>${text(c.alarm || "-")}</td><td>${depth(c.depth)}${c.problem ? ` <span class="problem">${text(c.problem)}</span>` : ""}</td></tr>`)
         .join("")
@@ -119,7 +119,7 @@ function renderExecutions(current) {
   byId("executions").innerHTML = shown()
     .map((e) => `<tr class="${e === current ? "selected" : ""}" data-consumer="${text(e.consumer)}">
       <td><a href="${text(linkTo({ execution: e.arn }))}">${text(e.name)}</a></td>
-      <td>${text(e.consumer)}</td>
+      <td>${e.consumer ? text(e.consumer) : `<span title="no controller routes its input">-</span>`}</td>
       <td class="status ${text(e.status)}">${text(e.status)}</td>
       <td>${clock(e.start_ms)}</td><td>${seconds(e.start_ms, e.stop_ms || now)}</td></tr>`)
     .join("");

@@ -69,9 +69,9 @@ pub struct ExecutionView {
     pub arn: String,
     pub name: String,
     pub status: String,
-    /// The consumer it is for: the attachment its input names, or the built-in consumer's
-    /// id (the stack's name).
-    pub consumer: String,
+    /// The consumer it is for, as the operator command reads it: the attachment its input
+    /// names, or `built-in`; none when no controller would route its input.
+    pub consumer: Option<String>,
     pub start_ms: Option<i64>,
     pub stop_ms: Option<i64>,
     /// The state it is in (running), or ended in.
@@ -96,13 +96,8 @@ pub struct HistoryEvent {
 }
 
 impl ExecutionView {
-    /// An execution as its history tells it; `builtin` is the built-in consumer's id.
-    pub fn from_history(
-        arn: &str,
-        status: &str,
-        builtin: &str,
-        history: Vec<HistoryEvent>,
-    ) -> ExecutionView {
+    /// An execution as its history tells it.
+    pub fn from_history(arn: &str, status: &str, history: Vec<HistoryEvent>) -> ExecutionView {
         let mut passed: Vec<String> = Vec::new();
         let mut current = None;
         for event in &history {
@@ -129,7 +124,7 @@ impl ExecutionView {
             arn: arn.to_string(),
             name: arn.rsplit(':').next().unwrap_or(arn).to_string(),
             status: status.to_string(),
-            consumer: fleet::consumer_of(input, builtin),
+            consumer: fleet::consumer_of(input),
             start_ms: history.first().map(|e| e.at_ms),
             stop_ms: history.iter().find(ended).map(|e| e.at_ms),
             current,
@@ -218,7 +213,6 @@ async fn maximum_concurrency(lambda: &aws_sdk_lambda::Client, uuid: &str) -> Res
 /// found new, running or just ended. `uuid` keeps the consumer mapping's, once found.
 async fn read_once(
     breaker: &Breaker,
-    stack: &str,
     watch: &mut Watch,
     uuid: &mut Option<String>,
     shared: &Shared,
@@ -231,11 +225,15 @@ async fn read_once(
         executions.push(ExecutionView::from_history(
             &execution.arn,
             &execution.status,
-            stack,
             events,
         ));
     }
-    let consumers = fleet::read(ctx, stack).await.map_err(anyhow::Error::msg)?;
+    let consumers = sqs_circuit_breaker::status::fleet(ctx)
+        .await
+        .context("reading the fleet")?
+        .iter()
+        .map(fleet::row)
+        .collect();
     if uuid.is_none() {
         *uuid = controller::adapters::mapping::find(
             &ctx.clients.lambda,
@@ -291,9 +289,8 @@ async fn read_once(
 pub async fn follow(breaker: Breaker, shared: Shared, every: Duration) {
     let mut watch = Watch::new(Default::default());
     let mut uuid = None;
-    let stack = shared.lock().map(|s| s.stack.clone()).unwrap_or_default();
     loop {
-        if let Err(e) = read_once(&breaker, &stack, &mut watch, &mut uuid, &shared).await {
+        if let Err(e) = read_once(&breaker, &mut watch, &mut uuid, &shared).await {
             if let Ok(mut snapshot) = shared.lock() {
                 snapshot.error = Some(format!("{e:#}"));
             }
@@ -331,14 +328,14 @@ mod tests {
             event(8, "WaitStateEntered", Some("WaitBeforeProbe")),
         ];
         let arn = "arn:aws:states:us-east-1:0:execution:sm:abc";
-        let running = ExecutionView::from_history(arn, "RUNNING", "breaker", history.clone());
+        let running = ExecutionView::from_history(arn, "RUNNING", history.clone());
         assert_eq!(running.name, "abc");
         assert_eq!(running.current.as_deref(), Some("WaitBeforeProbe"));
         assert_eq!(running.passed, ["OpenCircuit", "WaitBeforeProbe", "Probe"]);
         assert_eq!((running.start_ms, running.stop_ms), (Some(1000), None));
         let mut ended = history;
         ended.push(event(9, "ExecutionSucceeded", None));
-        let ended = ExecutionView::from_history(arn, "SUCCEEDED", "breaker", ended);
+        let ended = ExecutionView::from_history(arn, "SUCCEEDED", ended);
         assert_eq!(ended.stop_ms, Some(9000));
     }
 
@@ -350,25 +347,20 @@ mod tests {
             vec![e, event(2, "TaskStateEntered", Some("OpenCircuit"))]
         };
         let arn = "arn:aws:states:us-east-1:0:execution:sm:abc";
-        let of =
-            |input: &str| ExecutionView::from_history(arn, "RUNNING", "breaker", started(input));
+        let of = |input: &str| ExecutionView::from_history(arn, "RUNNING", started(input));
         let attached = of(r#"{"attachment": "orders", "event": {"source": "aws.cloudwatch"}}"#);
-        assert_eq!(attached.consumer, "orders");
-        assert_eq!(of(r#"{"source": "aws.cloudwatch"}"#).consumer, "breaker");
-        let no_input = ExecutionView::from_history(arn, "RUNNING", "breaker", vec![]);
-        assert_eq!(no_input.consumer, "breaker");
+        assert_eq!(attached.consumer.as_deref(), Some("orders"));
+        let alarm = of(r#"{"source": "aws.cloudwatch"}"#);
+        assert_eq!(alarm.consumer.as_deref(), Some("built-in"));
+        let no_input = ExecutionView::from_history(arn, "RUNNING", vec![]);
+        assert_eq!(no_input.consumer.as_deref(), Some("built-in"));
     }
 
     #[test]
     fn executions_stay_newest_first_and_depth_is_bounded() {
         let mut snapshot = Snapshot::default();
         let view = |arn: &str, at: i64| {
-            ExecutionView::from_history(
-                arn,
-                "RUNNING",
-                "breaker",
-                vec![event(at, "ExecutionStarted", None)],
-            )
+            ExecutionView::from_history(arn, "RUNNING", vec![event(at, "ExecutionStarted", None)])
         };
         snapshot.upsert(view("a", 1));
         snapshot.upsert(view("b", 2));

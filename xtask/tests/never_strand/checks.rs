@@ -32,11 +32,13 @@ pub(super) async fn invariants(
     ensure!(rejitter.state == "Disabled", "rejitter: {rejitter:?}");
     alarm_not_raised_without_an_owner(d).await?;
     all_processed(d, sent).await?;
+    mark("  invariants: the scenario's messages processed");
 
     // A second outage afterwards opens the circuit again, and it closes again.
     let (again, owner) = outage_and_open(d, &format!("{name}-again"), 3).await?;
     d.outage(false).await?;
     closes(d, &owner).await?;
+    mark("  invariants: opened and closed again");
     all_processed(d, &again).await?;
     ensure!(circuit_state(d).await? == "CLOSED");
     original_configuration(&d.consumer_mapping().await?)?;

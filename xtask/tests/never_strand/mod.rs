@@ -51,6 +51,7 @@ const BATCH_SIZE: i32 = 10;
 const REPORT_BATCH_ITEM_FAILURES: &str = "ReportBatchItemFailures";
 
 fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
+    mark("deploying");
     let example = fast_example();
     let mut breaker = fast_breaker();
     breaker.extend([
@@ -59,8 +60,11 @@ fn deploy() -> Result<(tokio::runtime::Runtime, Deployment)> {
         // SetAlarmState and start the executions themselves.
         ("AlarmThreshold", "1000000".into()),
         ("RejitterEnabled", "true".into()),
-        ("MinDelaySeconds", "1".into()),
-        ("MaxDelaySeconds", "3".into()),
+        // Longer than the rejitter phase (two 5 s backlog checks, about 11 s): a message
+        // delayed less comes back to the rejitter while it still polls, and its re-send waits
+        // 60 s (rejitter::marker::RESEND_DELAY_SECONDS), a minute on every drain.
+        ("MinDelaySeconds", "20".into()),
+        ("MaxDelaySeconds", "25".into()),
         ("RejitterMaxSeconds", "60".into()),
         ("MaxCircuitsPerHour", "0".into()),
     ]);
@@ -134,6 +138,14 @@ fn never_strand_a_consumer_through_take_overs_and_hangs() -> Result<()> {
     report(failed)
 }
 
+/// Prints `what` with the seconds since the process's first mark (the test's start under
+/// cargo-nextest, a process a test): where a slow or failed run spent its time.
+pub(super) fn mark(what: &str) {
+    static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let t0 = T0.get_or_init(Instant::now);
+    println!("[{:6.1}s] {what}", t0.elapsed().as_secs_f64());
+}
+
 fn report(failed: Vec<String>) -> Result<()> {
     if !failed.is_empty() {
         bail!(
@@ -153,9 +165,11 @@ async fn run(
     failed: &mut Vec<String>,
 ) {
     let started = Instant::now();
+    mark(&format!("scenario {name}"));
     let outcome = async {
         let known = execution_arns(d).await?;
         let sent = scenario.await?;
+        mark("  invariants");
         invariants(d, name, &sent, &known)
             .await
             .context("after the scenario")
