@@ -1,6 +1,7 @@
 //! A fleet on the local stack: many example consumers next to one breaker deployment, an
 //! alarm of its own for each, their attachments (`infra/attachment.yaml`) and what the
-//! breaker's executions say about them. Used by `cargo xtask bench fleet`.
+//! breaker's executions say about them. Used by `cargo xtask bench fleet` and the fleet and
+//! attachment tests (`xtask/tests/support.rs`).
 //!
 //! The consumers come in generated stacks of several each (one `sam deploy` per stack, the
 //! stacks at once): the example consumer's built code, a queue with its dead-letter queue and
@@ -25,6 +26,25 @@ pub struct Consumer {
     pub queue_arn: String,
     pub dlq_url: String,
     pub mapping: String,
+}
+
+impl Consumer {
+    /// The consumer of an example stack (`infra/example.yaml`), from its outputs.
+    pub fn from_example_outputs(outputs: &HashMap<String, String>) -> Result<Consumer> {
+        let get = |key: &str| {
+            outputs
+                .get(key)
+                .cloned()
+                .with_context(|| format!("the example stack has no {key} output"))
+        };
+        Ok(Consumer {
+            function: get("ConsumerFunctionName")?,
+            queue_url: get("QueueUrl")?,
+            queue_arn: get("QueueArn")?,
+            dlq_url: get("DeadLetterQueueUrl")?,
+            mapping: get("EventSourceMappingId")?,
+        })
+    }
 }
 
 /// How a generated consumer stack's consumers behave (the example stack's parameters).
@@ -331,8 +351,7 @@ pub async fn executions_by_attachment(d: &Deployment) -> Result<Vec<(String, Opt
             .send()
             .await
             .context("DescribeExecution")?;
-        let consumer = crate::console::fleet::consumer_of(out.input(), "");
-        all.push((e.arn, Some(consumer).filter(|c| !c.is_empty())));
+        all.push((e.arn, crate::console::fleet::consumer_of(out.input())));
     }
     Ok(all)
 }
