@@ -13,6 +13,7 @@ pub mod demo;
 pub mod docs;
 pub mod emulator;
 pub mod emulator_gaps;
+pub mod fleet;
 pub mod local;
 pub mod paths;
 pub mod run;

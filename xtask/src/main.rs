@@ -149,6 +149,20 @@ enum BenchTarget {
         #[arg(long, default_value_t = 20)]
         mapping_cap: u32,
     },
+    /// One deployment guarding a fleet of attached consumers, a few failing at overlapping
+    /// times: time to open and close for each, messages lost and dead-lettered per consumer,
+    /// the healthy ones untouched, and one more attachment's deploy time, on the local stack.
+    Fleet {
+        /// Attached consumers, each on its own queue.
+        #[arg(long, default_value_t = 20)]
+        consumers: usize,
+        /// How many of them fail, 20 s apart, for 60 s each.
+        #[arg(long, default_value_t = 3)]
+        failing: usize,
+        /// Messages sent per second to each consumer's queue.
+        #[arg(long, default_value_t = 1)]
+        rate: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -242,6 +256,14 @@ fn main() -> Result<()> {
                     mapping_cap,
                 },
         } => bench::slow_start::run(messages, slow_start_seconds, latency_ms, mapping_cap),
+        Task::Bench {
+            target:
+                BenchTarget::Fleet {
+                    consumers,
+                    failing,
+                    rate,
+                },
+        } => bench::fleet::run(consumers, failing, rate),
     }
 }
 

@@ -3,41 +3,12 @@
 //! what the registration wrote.
 
 use anyhow::{Context, Result};
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::PathBuf;
+pub use xtask::fleet::{alarm_arn, attachment, errors_alarm, failures, Consumer};
 use xtask::stack::{self, Deployment, Parameters};
 use xtask::{paths, sam};
-
-/// One more example consumer (an example stack: function, queue, dead-letter queue, mapping).
-#[derive(Debug, Clone)]
-pub struct Consumer {
-    pub function: String,
-    pub queue_url: String,
-    pub queue_arn: String,
-    pub dlq_url: String,
-    pub mapping: String,
-}
-
-impl Consumer {
-    fn from_outputs(outputs: &HashMap<String, String>) -> Result<Consumer> {
-        let get = |key: &str| {
-            outputs
-                .get(key)
-                .cloned()
-                .with_context(|| format!("the example stack has no {key} output"))
-        };
-        Ok(Consumer {
-            function: get("ConsumerFunctionName")?,
-            queue_url: get("QueueUrl")?,
-            queue_arn: get("QueueArn")?,
-            dlq_url: get("DeadLetterQueueUrl")?,
-            mapping: get("EventSourceMappingId")?,
-        })
-    }
-}
 
 /// Deploys one example stack per name, at once, with the fast timings (the example template
 /// is already built: `Deployment::start` built it).
@@ -69,51 +40,12 @@ pub fn consumers(deployed: &Deployment, stacks: &[&str]) -> Result<Vec<Consumer>
         let config = xtask::aws::config(&deployed.local.emulator).await;
         let mut all = Vec::new();
         for name in stacks {
-            all.push(Consumer::from_outputs(
+            all.push(Consumer::from_example_outputs(
                 &xtask::aws::stack_outputs(&config, name).await?,
             )?);
         }
         Ok(all)
     })
-}
-
-/// The ARN of an alarm of this account and region, by name.
-pub fn alarm_arn(name: &str) -> String {
-    format!(
-        "arn:aws:cloudwatch:{}:000000000000:alarm:{name}",
-        sam::REGION
-    )
-}
-
-/// Creates `<function>-failing`, an alarm on the function's `Errors` (a per-function signal):
-/// ALARM when a period of `period_s` seconds holds an error. Returns its ARN.
-pub async fn errors_alarm(
-    cloudwatch: &aws_sdk_cloudwatch::Client,
-    function: &str,
-    period_s: i32,
-) -> Result<String> {
-    let name = format!("{function}-failing");
-    cloudwatch
-        .put_metric_alarm()
-        .alarm_name(&name)
-        .namespace("AWS/Lambda")
-        .metric_name("Errors")
-        .dimensions(
-            Dimension::builder()
-                .name("FunctionName")
-                .value(function)
-                .build(),
-        )
-        .statistic(Statistic::Sum)
-        .period(period_s)
-        .evaluation_periods(1)
-        .threshold(1.0)
-        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
-        .treat_missing_data("notBreaching")
-        .send()
-        .await
-        .context("PutMetricAlarm")?;
-    Ok(alarm_arn(&name))
 }
 
 /// Deploys `infra/attachment.yaml` as `stack` (the attachment's id).
@@ -128,64 +60,12 @@ pub fn attach(deployed: &Deployment, stack: &str, parameters: &Parameters) -> Re
     )
 }
 
-/// Creates the attachments' stacks at once with the CloudFormation API (the attachment
-/// template has no transform and no code to upload: `sam` would only add its start-up, ten
-/// times over) and waits until each is complete; a failed one fails with its reasons.
+/// [`xtask::fleet::attach_all`] on the test's deployment.
 pub async fn attach_all(deployed: &Deployment, attachments: &[(String, Parameters)]) -> Result<()> {
-    use aws_sdk_cloudformation::types::{Capability, Parameter};
     let config = xtask::aws::config(&deployed.local.emulator).await;
     let cfn = aws_sdk_cloudformation::Client::new(&config);
-    let body = std::fs::read_to_string(paths::root().join("infra/attachment.yaml"))?;
-    for (stack, parameters) in attachments {
-        let parameters = parameters
-            .iter()
-            .map(|(key, value)| {
-                Parameter::builder()
-                    .parameter_key(*key)
-                    .parameter_value(value)
-                    .build()
-            })
-            .collect();
-        cfn.create_stack()
-            .stack_name(stack)
-            .template_body(&body)
-            .set_parameters(Some(parameters))
-            .capabilities(Capability::CapabilityIam)
-            .send()
-            .await
-            .with_context(|| format!("CreateStack {stack}"))?;
-    }
-    for (stack, _) in attachments {
-        xtask::wait::eventually(
-            &format!("stack {stack} to be created"),
-            std::time::Duration::from_secs(180),
-            || async {
-                let out = cfn.describe_stacks().stack_name(stack).send().await?;
-                let status = out
-                    .stacks()
-                    .first()
-                    .and_then(|s| s.stack_status())
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default();
-                if status.contains("FAILED") || status.contains("ROLLBACK") {
-                    anyhow::bail!("stack {stack} {status}: {}", failures(&cfn, stack).await?);
-                }
-                Ok((status == "CREATE_COMPLETE").then_some(()))
-            },
-        )
-        .await?;
-    }
+    xtask::fleet::attach_all(&cfn, attachments).await?;
     Ok(())
-}
-
-/// The attachment parameters of `consumer` with the alarm `alarm_arn` on this deployment.
-pub fn attachment(function: &str, queue_arn: &str, alarm_arn: &str) -> Parameters {
-    vec![
-        ("Breaker", stack::BREAKER_STACK.into()),
-        ("ConsumerFunctionName", function.into()),
-        ("QueueArn", queue_arn.into()),
-        ("AlarmArn", alarm_arn.into()),
-    ]
 }
 
 /// The settings the registration wrote for attachment `id`, if any.
@@ -207,21 +87,6 @@ pub async fn item(deployed: &Deployment, id: &str) -> Result<Option<Value>> {
             Ok(serde_json::from_str(settings)?)
         })
         .transpose()
-}
-
-/// The reasons CloudFormation recorded for the stack's failed resources.
-pub async fn failures(cfn: &aws_sdk_cloudformation::Client, stack: &str) -> Result<String> {
-    let events = cfn.describe_stack_events().stack_name(stack).send().await?;
-    Ok(events
-        .stack_events()
-        .iter()
-        .filter(|e| {
-            e.resource_status()
-                .is_some_and(|s| s.as_str().ends_with("FAILED"))
-        })
-        .filter_map(|e| e.resource_status_reason())
-        .collect::<Vec<_>>()
-        .join("\n"))
 }
 
 /// A queue `name` that receives the breaker's `detail_type` events from the default bus (a

@@ -2,6 +2,7 @@
 //! module; the cold start helpers here serve `controller` and `rejitter`.
 
 pub mod controller;
+pub mod fleet;
 pub mod rejitter;
 pub mod signals;
 pub mod slow_start;

@@ -69,6 +69,22 @@ fn binary(data_type: &str, value: Vec<u8>) -> OutAttribute {
     }
 }
 
+/// The fingerprint of a message as received from SQS (asked with every message attribute):
+/// the one the consumer would log for it, e.g. for a message read from a dead-letter queue.
+pub fn received_fingerprint(m: &aws_sdk_sqs::types::Message) -> String {
+    let attributes = m.message_attributes().into_iter().flatten();
+    fingerprint(
+        m.body().unwrap_or_default(),
+        attributes.map(|(name, a)| {
+            let value = match (a.string_value(), a.binary_value()) {
+                (_, Some(b)) => Fingerprinted::Binary(b.as_ref()),
+                (s, None) => Fingerprinted::String(s.unwrap_or_default()),
+            };
+            (name.as_str(), a.data_type(), value)
+        }),
+    )
+}
+
 /// The `n`-th plain example message: body `{"id":"{prefix}-{n}","n":n}` with String, Number
 /// and Binary attributes.
 pub fn example_message(prefix: &str, n: usize) -> Message {
@@ -316,6 +332,30 @@ mod tests {
             example_consumer::fingerprint::REJITTER_MARKER,
             rejitter::MARKER
         );
+    }
+
+    #[test]
+    fn a_received_message_has_the_fingerprint_it_was_sent_with() {
+        use aws_sdk_sqs::types::MessageAttributeValue;
+        let sent = example_message("fp", 3);
+        let mut received = aws_sdk_sqs::types::Message::builder()
+            .message_id("another id")
+            .body(&sent.body);
+        for (name, a) in &sent.attributes {
+            let value = MessageAttributeValue::builder().data_type(&a.data_type);
+            let value = match &a.value {
+                AttributeValue::String(s) => value.string_value(s),
+                AttributeValue::Binary(b) => {
+                    value.binary_value(aws_smithy_types::Blob::new(b.clone()))
+                }
+            };
+            received = received.message_attributes(name, value.build().unwrap());
+        }
+        assert_eq!(received_fingerprint(&received.build()), sent.fingerprint());
+        let other = aws_sdk_sqs::types::Message::builder()
+            .body(&sent.body)
+            .build();
+        assert_ne!(received_fingerprint(&other), sent.fingerprint());
     }
 
     /// Standard base64, as Lambda delivers binary values.
