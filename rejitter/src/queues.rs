@@ -31,6 +31,11 @@ impl Queues {
         }
     }
 
+    /// The configured queue (`QUEUE_ARN`).
+    pub fn home(&self) -> &Queue {
+        &self.home
+    }
+
     /// The queue to re-send `record` to: its `eventSourceARN`'s if that is a standard SQS
     /// queue, else the configured one (whose handler then leaves the record on its queue,
     /// as from another queue).
