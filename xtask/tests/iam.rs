@@ -377,8 +377,8 @@ fn an_attachments_role_grants_what_the_controller_calls_on_its_consumer_and_noth
         arns == [
             "arn:aws:lambda:us-east-1:123456789012:function:ConsumerFunctionName",
             "arn:aws:lambda:us-east-1:123456789012:function:ConsumerFunctionName:*",
-            // The deployment's rejitter function (imported), with RejitterEnabled=true.
-            "<resolved at deploy time>",
+            // The deployment's rejitter function (imported below), with RejitterEnabled=true.
+            "arn:aws:lambda:us-east-1:123456789012:function:Rejitter",
         ],
         "the mapping update is scoped to the consumer's and the rejitter's mappings: {arns:?}"
     );
@@ -395,17 +395,19 @@ fn an_attachments_role_grants_what_the_controller_calls_on_its_consumer_and_noth
     // on the deployment's rejitter role, only with the attachment's rejitter, after the
     // registration (which refuses a deployment without a rejitter first).
     let grant = &attachment["Resources"]["RejitterGrant"];
-    let own: Vec<Value> = statements(&deployment["Resources"]["RejitterRole"]["Properties"]["Policies"])
+    // The statements as written, the key's inside its Fn::If on HasQueueKey.
+    let sid = |s: &Value| s["Sid"].as_str().or(s["Fn::If"][1]["Sid"].as_str()).map(str::to_owned);
+    let own: Vec<Value> = deployment["Resources"]["RejitterRole"]["Properties"]["Policies"][0]
+        ["PolicyDocument"]["Statement"]
+        .as_array()
         .into_iter()
-        .map(|(_, s)| s)
-        .filter(|s| s["Sid"] == "RejitterTheQueue" || s["Sid"] == "UseTheQueuesKey")
+        .flatten()
+        .filter(|s| matches!(sid(s).as_deref(), Some("RejitterTheQueue" | "UseTheQueuesKey")))
+        .cloned()
         .collect();
-    let given: Vec<Value> = statements(&grant["Properties"]["PolicyDocument"])
-        .into_iter()
-        .map(|(_, s)| s)
-        .collect();
+    let given = grant["Properties"]["PolicyDocument"]["Statement"].clone();
     ensure!(
-        own.len() == 2 && own == given,
+        own.len() == 2 && json!(own) == given,
         "RejitterGrant grants what RejitterRole grants on its queue and key:\n{own:#?}\n{given:#?}"
     );
     let on_key = &grant["Properties"]["PolicyDocument"]["Statement"][1]["Fn::If"];
