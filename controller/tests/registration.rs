@@ -444,9 +444,13 @@ async fn the_rejitter_is_registered_when_the_deployment_has_one() {
     };
     let recorder = Recorder::default();
     let ctx = context_with_rejitter(&mocks, Some("breaker-rejitter"));
-    handle(&ctx, &request("Create", &[("RejitterEnabled", "true")]), &recorder)
-        .await
-        .expect("answered");
+    handle(
+        &ctx,
+        &request("Create", &[("RejitterEnabled", "true")]),
+        &recorder,
+    )
+    .await
+    .expect("answered");
     let answer = answered(&recorder);
     assert_eq!(answer["Status"], "SUCCESS", "{answer}");
     assert_eq!(answer["PhysicalResourceId"], "orders-attachment");
@@ -480,7 +484,10 @@ async fn the_rejitter_of_a_deployment_without_one_or_on_a_fifo_queue_is_refused(
         let answer = answered(&recorder);
         assert_eq!(answer["Status"], "FAILED", "{answer}");
         assert!(
-            answer["Reason"].as_str().unwrap_or_default().contains(sentence),
+            answer["Reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(sentence),
             "{answer}"
         );
         assert_eq!(answer["PhysicalResourceId"], "refused-req-7");

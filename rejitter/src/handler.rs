@@ -311,7 +311,12 @@ pub async fn invoke(
         };
         println!(
             "{}",
-            emf_line(&config.metrics_namespace, queue.name(), timestamp_ms, &counts)
+            emf_line(
+                &config.metrics_namespace,
+                queue.name(),
+                timestamp_ms,
+                &counts
+            )
         );
         failures.extend(result?.response.batch_item_failures);
     }

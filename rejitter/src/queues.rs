@@ -101,7 +101,10 @@ mod tests {
     }
 
     fn ids(group: &[SqsMessage]) -> Vec<&str> {
-        group.iter().filter_map(|m| m.message_id.as_deref()).collect()
+        group
+            .iter()
+            .filter_map(|m| m.message_id.as_deref())
+            .collect()
     }
 
     #[test]

@@ -28,9 +28,9 @@ use tokio::sync::OnceCell;
 
 use crate::attributes::{AttributeValue, OutAttribute};
 use crate::config::Config;
-use controller::core::QueueArn;
 use crate::plan::Outgoing;
 use crate::size::message_limit;
+use controller::core::QueueArn;
 
 /// What the rejitter needs to know about its queue, looked up once per process.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,9 +3,9 @@
 
 mod support;
 
-use aws_sdk_sqs::operation::send_message_batch::{SendMessageBatchError, SendMessageBatchOutput};
 use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
 use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlOutput;
+use aws_sdk_sqs::operation::send_message_batch::{SendMessageBatchError, SendMessageBatchOutput};
 use aws_sdk_sqs::types::{MessageSystemAttributeNameForSends, QueueAttributeName};
 use aws_smithy_mocks::mock;
 use aws_smithy_mocks::MockResponse;
@@ -1168,7 +1168,11 @@ async fn an_attached_queues_records_go_back_to_that_queue() {
     .expect("handled");
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!(lookup.num_calls(), 1);
-    assert_eq!(queues.home().cached_url(), None, "the deployment's queue is not used");
+    assert_eq!(
+        queues.home().cached_url(),
+        None,
+        "the deployment's queue is not used"
+    );
     let sent = seen.lock().unwrap();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].queue_url(), Some(OTHER_URL));

@@ -396,13 +396,23 @@ fn an_attachments_role_grants_what_the_controller_calls_on_its_consumer_and_noth
     // registration (which refuses a deployment without a rejitter first).
     let grant = &attachment["Resources"]["RejitterGrant"];
     // The statements as written, the key's inside its Fn::If on HasQueueKey.
-    let sid = |s: &Value| s["Sid"].as_str().or(s["Fn::If"][1]["Sid"].as_str()).map(str::to_owned);
+    let sid = |s: &Value| {
+        s["Sid"]
+            .as_str()
+            .or(s["Fn::If"][1]["Sid"].as_str())
+            .map(str::to_owned)
+    };
     let own: Vec<Value> = deployment["Resources"]["RejitterRole"]["Properties"]["Policies"][0]
         ["PolicyDocument"]["Statement"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|s| matches!(sid(s).as_deref(), Some("RejitterTheQueue" | "UseTheQueuesKey")))
+        .filter(|s| {
+            matches!(
+                sid(s).as_deref(),
+                Some("RejitterTheQueue" | "UseTheQueuesKey")
+            )
+        })
         .cloned()
         .collect();
     let given = grant["Properties"]["PolicyDocument"]["Statement"].clone();
@@ -411,7 +421,10 @@ fn an_attachments_role_grants_what_the_controller_calls_on_its_consumer_and_noth
         "RejitterGrant grants what RejitterRole grants on its queue and key:\n{own:#?}\n{given:#?}"
     );
     let on_key = &grant["Properties"]["PolicyDocument"]["Statement"][1]["Fn::If"];
-    ensure!(on_key[0] == "HasQueueKey", "the key only with a key: {on_key}");
+    ensure!(
+        on_key[0] == "HasQueueKey",
+        "the key only with a key: {on_key}"
+    );
     ensure!(
         grant["Type"] == "AWS::IAM::Policy"
             && grant["Condition"] == "RejitterOn"
@@ -423,8 +436,7 @@ fn an_attachments_role_grants_what_the_controller_calls_on_its_consumer_and_noth
     let export = &deployment["Outputs"]["RejitterRoleName"];
     ensure!(
         export["Value"] == json!({"Fn::If": ["RejitterOn", {"Ref": "RejitterRole"}, "none"]})
-            && export["Export"]["Name"]
-                == json!({"Fn::Sub": "${AWS::StackName}-RejitterRoleName"}),
+            && export["Export"]["Name"] == json!({"Fn::Sub": "${AWS::StackName}-RejitterRoleName"}),
         "the deployment exports its rejitter's role: {export}"
     );
     let export = &deployment["Outputs"]["RejitterFunctionName"];
