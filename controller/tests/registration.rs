@@ -80,12 +80,18 @@ fn request(kind: &str, extra: &[(&str, &str)]) -> Value {
 
 /// A fleet-only deployment whose circuit table is the support rules'.
 fn context(mocks: &Mocks) -> Context {
+    context_with_rejitter(mocks, None)
+}
+
+/// [`context`], with the deployment's rejitter function if any.
+fn context_with_rejitter(mocks: &Mocks, rejitter: Option<&'static str>) -> Context {
     let ctx = mocks.context(config(&[]));
     let defaults = Defaults::from_lookup(|name| match name {
         "STATE_MACHINE_NAME" => Some(STATE_MACHINE.into()),
         "CIRCUIT_TABLE" => Some(TABLE.into()),
         "EVENT_BUS_NAME" => Some(EVENT_BUS.into()),
         "METRICS_NAMESPACE" => Some(NAMESPACE.into()),
+        "REJITTER_FUNCTION_NAME" => rejitter.map(str::to_owned),
         _ => None,
     });
     Context {
@@ -417,4 +423,73 @@ async fn an_update_of_settings_only_does_not_look_for_the_circuit() {
     let answer = answered(&recorder);
     assert_eq!(answer["Status"], "SUCCESS", "{answer}");
     assert_eq!(mocks.dynamodb[2].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn the_rejitter_is_registered_when_the_deployment_has_one() {
+    let put = mock!(aws_sdk_dynamodb::Client::put_item)
+        .match_requests(|r| {
+            let settings: Value = r
+                .item()
+                .and_then(|i| i.get("settings"))
+                .and_then(|s| s.as_s().ok())
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or_default();
+            settings["RejitterEnabled"] == "true"
+        })
+        .then_output(|| PutItemOutput::builder().build());
+    let mocks = Mocks {
+        dynamodb: vec![scan(vec![]), put],
+        ..Mocks::default()
+    };
+    let recorder = Recorder::default();
+    let ctx = context_with_rejitter(&mocks, Some("breaker-rejitter"));
+    handle(
+        &ctx,
+        &request("Create", &[("RejitterEnabled", "true")]),
+        &recorder,
+    )
+    .await
+    .expect("answered");
+    let answer = answered(&recorder);
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(answer["PhysicalResourceId"], "orders-attachment");
+}
+
+#[tokio::test]
+async fn the_rejitter_of_a_deployment_without_one_or_on_a_fifo_queue_is_refused() {
+    // No rule for any write: the strict mocks fail the test if one is made.
+    for (rejitter, extra, sentence) in [
+        (
+            None,
+            vec![("RejitterEnabled", "true")],
+            "turns the rejitter on (RejitterEnabled=true), but the breaker deployment has no \
+             rejitter function",
+        ),
+        (
+            Some("breaker-rejitter"),
+            vec![
+                ("RejitterEnabled", "true"),
+                ("QueueArn", "arn:aws:sqs:us-east-1:123456789012:orders.fifo"),
+            ],
+            "is a FIFO queue, which cannot delay single messages",
+        ),
+    ] {
+        let mocks = Mocks::default();
+        let recorder = Recorder::default();
+        let ctx = context_with_rejitter(&mocks, rejitter);
+        handle(&ctx, &request("Create", &extra), &recorder)
+            .await
+            .expect("answered");
+        let answer = answered(&recorder);
+        assert_eq!(answer["Status"], "FAILED", "{answer}");
+        assert!(
+            answer["Reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(sentence),
+            "{answer}"
+        );
+        assert_eq!(answer["PhysicalResourceId"], "refused-req-7");
+    }
 }

@@ -35,9 +35,10 @@ pub enum ConfigError {
 /// Everything the rejitter needs to know, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// The ARN of the queue to re-send to (the queue the backlog came from, and the only
-    /// `eventSourceARN` the rejitter accepts). Its URL is looked up at the first invocation
-    /// ([`crate::sender::Queue`]): a URL is not derivable from the ARN portably.
+    /// The ARN of the deployment's consumer's queue. An attachment's queue mapped to the
+    /// rejitter is another ([`crate::queues::Queues`]): each record goes back to its own. Its
+    /// URL is looked up at the first invocation ([`crate::sender::Queue`]): a URL is not
+    /// derivable from the ARN portably.
     pub queue_arn: String,
     /// `queue_arn`'s parts.
     pub queue: QueueArn,

@@ -6,8 +6,10 @@
 //! 1. A record without a `messageId` could not be listed in `batchItemFailures`, so the whole
 //!    invocation fails before any call: the mapping retries the batch and nothing is re-sent
 //!    twice.
-//! 2. A record whose `eventSourceARN` is not the configured `QUEUE_ARN` is left on its queue:
-//!    the mapping never delivers one, but re-sending it would move it to another queue.
+//! 2. Each record is re-sent to the queue it came from (its `eventSourceARN`): the
+//!    deployment's consumer's queue (`QUEUE_ARN`) or an attachment's, whose stack maps the
+//!    rejitter to it ([`Queues`]). A record with no usable `eventSourceARN` (missing, not an
+//!    SQS ARN, a FIFO queue) is left on its queue: re-sending it could move it elsewhere.
 //! 3. A record this recovery already rejittered ([`crate::marker`]) is re-sent as a fresh copy
 //!    delayed [`RESEND_DELAY_SECONDS`] with a fresh marker, instead of a random delay: while the
 //!    phase lasts it comes back about once a minute, and after it the consumer waits at most
@@ -39,6 +41,7 @@ use crate::delay::{random_unit, DelayRange};
 use crate::marker::{already_rejittered, marker_of, RESEND_DELAY_SECONDS};
 use crate::metrics::{emf_line, Counts};
 use crate::plan::{plan, Outgoing};
+use crate::queues::Queues;
 use crate::sender::{send_batch, Queue, QueueLookupError, SendFailure};
 
 /// Most `SendMessageBatch` calls in flight at once in one invocation.
@@ -169,7 +172,7 @@ pub async fn handle(
     let max_delay = config.delays.max();
     for record in records {
         let message_id = record.message_id.clone().unwrap_or_default();
-        if record.event_source_arn.as_deref() != Some(config.queue_arn.as_str()) {
+        if record.event_source_arn.as_deref() != Some(queue.arn()) {
             left.push(Left {
                 message_id,
                 reason: format!(
@@ -178,7 +181,7 @@ pub async fn handle(
                         .event_source_arn
                         .as_deref()
                         .unwrap_or("an unknown queue (no eventSourceARN)"),
-                    config.queue_arn
+                    queue.arn()
                 ),
                 kind: Kind::OtherQueue,
             });
@@ -283,35 +286,43 @@ pub async fn handle(
     Ok(Outcome { response, counts })
 }
 
-/// [`handle`] with the real clock and random draws, then one EMF metrics line on stdout. A
-/// failed invocation counts all its records as failures.
+/// [`handle`] with the real clock and random draws, once per source queue of the batch
+/// ([`Queues::group`]), then one EMF metrics line per queue on stdout. A mapping's batch
+/// comes from its one queue, so there is one group in practice. A failed group fails the
+/// whole invocation and counts its records as failures.
 pub async fn invoke(
-    queue: &Queue,
+    queues: &Queues,
     config: &Config,
     event: SqsEvent,
 ) -> Result<SqsBatchResponse, HandlerError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let result = handle(queue, config, &event.records, now.as_secs(), random_unit).await;
-    let counts = match &result {
-        Ok(outcome) => outcome.counts,
-        Err(_) => Counts {
-            failures: event.records.len(),
-            ..Counts::default()
-        },
-    };
     let timestamp_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-    println!(
-        "{}",
-        emf_line(
-            &config.metrics_namespace,
-            config.queue_name(),
-            timestamp_ms,
-            &counts
-        )
-    );
-    result.map(|outcome| outcome.response)
+    let mut failures = Vec::new();
+    for (queue, records) in queues.group(&event.records) {
+        let result = handle(&queue, config, &records, now.as_secs(), random_unit).await;
+        let counts = match &result {
+            Ok(outcome) => outcome.counts,
+            Err(_) => Counts {
+                failures: records.len(),
+                ..Counts::default()
+            },
+        };
+        println!(
+            "{}",
+            emf_line(
+                &config.metrics_namespace,
+                queue.name(),
+                timestamp_ms,
+                &counts
+            )
+        );
+        failures.extend(result?.response.batch_item_failures);
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures;
+    Ok(response)
 }
 
 /// Sends every batch, at most [`MAX_CONCURRENT_SENDS`] at once; returns the messages not

@@ -5,7 +5,8 @@
 //! burst into a trickle. A pure core decides everything about that re-send ([`plan::plan`],
 //! [`marker`], [`metrics`], and the modules they use) with no AWS SDK and no I/O, so it can be
 //! tested exhaustively; [`sender`] is the only SQS adapter (it also looks up the queue's URL
-//! and attributes from its ARN, once per process) and [`handler`] wires one invocation.
+//! and attributes from its ARN, once per process), [`queues`] keeps one per source queue (the
+//! deployment's and its attachments') and [`handler`] wires one invocation.
 //!
 //! Standard queues only: FIFO queues cannot delay single messages ([`config`]).
 
@@ -17,6 +18,7 @@ pub mod handler;
 pub mod marker;
 pub mod metrics;
 pub mod plan;
+pub mod queues;
 pub mod sender;
 pub mod size;
 
@@ -31,4 +33,5 @@ pub use handler::{handle, HandlerError, Outcome};
 pub use marker::{already_rejittered, RESEND_DELAY_SECONDS};
 pub use metrics::{emf_line, Counts};
 pub use plan::{plan, Outgoing, RejectReason, Rejected};
+pub use queues::Queues;
 pub use sender::{Queue, QueueInfo, QueueLookupError};

@@ -5,7 +5,7 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use rejitter::{handler, logging, Config, Queue};
+use rejitter::{handler, logging, Config, Queues};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -25,10 +25,10 @@ async fn main() -> Result<(), Error> {
     );
 
     let sqs = aws_sdk_sqs::Client::new(&aws_config::load_from_env().await);
-    let queue = Queue::new(sqs, &config);
-    let (queue, config) = (&queue, &config);
+    let queues = Queues::new(sqs, &config);
+    let (queues, config) = (&queues, &config);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        handler::invoke(queue, config, event.payload).await
+        handler::invoke(queues, config, event.payload).await
     }))
     .await
 }

@@ -30,6 +30,7 @@ use crate::attributes::{AttributeValue, OutAttribute};
 use crate::config::Config;
 use crate::plan::Outgoing;
 use crate::size::message_limit;
+use controller::core::QueueArn;
 
 /// What the rejitter needs to know about its queue, looked up once per process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +67,22 @@ impl Queue {
             account: config.queue_account().to_owned(),
             info: OnceCell::new(),
         }
+    }
+
+    /// The queue named by `arn` (already parsed), reached through `client`. Makes no call.
+    pub fn at(client: aws_sdk_sqs::Client, arn: &str, parts: &QueueArn) -> Queue {
+        Queue {
+            client,
+            arn: arn.to_owned(),
+            name: parts.name.clone(),
+            account: parts.account.clone(),
+            info: OnceCell::new(),
+        }
+    }
+
+    /// The queue's name (the metrics' `QueueName` dimension).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn client(&self) -> &aws_sdk_sqs::Client {

@@ -3,13 +3,16 @@
 
 mod support;
 
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
+use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlOutput;
 use aws_sdk_sqs::operation::send_message_batch::{SendMessageBatchError, SendMessageBatchOutput};
-use aws_sdk_sqs::types::MessageSystemAttributeNameForSends;
+use aws_sdk_sqs::types::{MessageSystemAttributeNameForSends, QueueAttributeName};
+use aws_smithy_mocks::mock;
 use aws_smithy_mocks::MockResponse;
 use aws_smithy_types::Blob;
 use proptest::prelude::*;
 use rejitter::handler::invoke;
-use rejitter::{delay::random_unit, handle, Counts, HandlerError, MARKER};
+use rejitter::{delay::random_unit, handle, Counts, HandlerError, Queues, MARKER};
 use serde_json::json;
 use support::*;
 
@@ -341,7 +344,8 @@ async fn the_queue_is_looked_up_once_for_the_life_of_the_process() {
     let lookup = lookup_rule();
     let attributes = attributes_rule();
     // One handler state for both invocations, as in main.
-    let queue = queue_with(&[&lookup, &attributes, &rule]);
+    let queues = Queues::new(client_with(&[&lookup, &attributes, &rule]), &config());
+    let queue = queues.home();
     let config = config();
     assert_eq!(
         queue.cached_url(),
@@ -350,13 +354,13 @@ async fn the_queue_is_looked_up_once_for_the_life_of_the_process() {
     );
     assert_eq!(lookup.num_calls(), 0);
 
-    let first = handle(&queue, &config, &records(numbered(3)), NOW, random_unit)
+    let first = handle(queue, &config, &records(numbered(3)), NOW, random_unit)
         .await
         .expect("handled");
     assert_eq!(lookup.num_calls(), 1);
     assert_eq!(queue.cached_url(), Some(QUEUE_URL));
     let second = invoke(
-        &queue,
+        &queues,
         &config,
         serde_json::from_value(json!({ "Records": numbered(12) })).unwrap(),
     )
@@ -1124,4 +1128,53 @@ async fn the_queue_maximum_message_size_is_planned_against() {
     assert_eq!(over_call.entries().len(), 1);
     assert_eq!(requests.len(), 2, "the three that fit share one call");
     assert!(outcome.response.batch_item_failures.is_empty());
+}
+
+/// An attachment's queue mapped to the rejitter: its records go back to it, looked up by its
+/// own name, and never to the deployment's queue.
+#[tokio::test]
+async fn an_attached_queues_records_go_back_to_that_queue() {
+    const OTHER_ARN: &str = "arn:aws:sqs:us-east-2:123456789012:payments";
+    const OTHER_URL: &str = "http://sqs.local:4566/123456789012/payments";
+    let seen = Seen::default();
+    let rule = rule(&seen, |input| MockResponse::Output(output(input, &[])));
+    let lookup = mock!(aws_sdk_sqs::Client::get_queue_url)
+        .match_requests(|input| {
+            input.queue_name() == Some("payments")
+                && input.queue_owner_aws_account_id() == Some("123456789012")
+        })
+        .then_output(|| GetQueueUrlOutput::builder().queue_url(OTHER_URL).build());
+    let attributes = mock!(aws_sdk_sqs::Client::get_queue_attributes)
+        .match_requests(|input| input.queue_url() == Some(OTHER_URL))
+        .then_output(|| {
+            GetQueueAttributesOutput::builder()
+                .attributes(QueueAttributeName::MaximumMessageSize, "1048576")
+                .build()
+        });
+    let queues = Queues::new(client_with(&[&lookup, &attributes, &rule]), &config());
+    let values: Vec<_> = numbered(3)
+        .into_iter()
+        .map(|mut r| {
+            r["eventSourceARN"] = json!(OTHER_ARN);
+            r
+        })
+        .collect();
+    let response = invoke(
+        &queues,
+        &config(),
+        serde_json::from_value(json!({ "Records": values })).unwrap(),
+    )
+    .await
+    .expect("handled");
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(lookup.num_calls(), 1);
+    assert_eq!(
+        queues.home().cached_url(),
+        None,
+        "the deployment's queue is not used"
+    );
+    let sent = seen.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].queue_url(), Some(OTHER_URL));
+    assert_eq!(sent[0].entries().len(), 3);
 }

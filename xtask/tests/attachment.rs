@@ -1,7 +1,8 @@
 //! An attachment (`infra/attachment.yaml`) on the local stack, one deployment for all: the
 //! breaker deployed once with `sam`, a second consumer (a second example stack) attached to
 //! it and registered; an attachment the configuration check refuses fails its stack with the
-//! check's sentence and registers nothing; a second attachment of the same consumer is
+//! check's sentence and registers nothing, as does one asking for the rejitter of this
+//! deployment, which has none; a second attachment of the same consumer is
 //! refused; deleting the attachment removes its item; an attachment with no AlarmArn creates
 //! the alarm its AlarmSignal chooses and registers it with that signal. The item records the
 //! attachment's own role (on the deployment's path), and the delete's give-back runs under
@@ -131,6 +132,21 @@ fn an_attachment_registers_is_refused_with_the_checks_sentence_and_detaches() ->
             "the stack's failure names the check: {why}"
         );
         ensure!(item(&deployed, "orders-refused").await?.is_none());
+
+        // The rejitter asked of a deployment without one: refused by the registration, before
+        // the mapping or the grant (which import the deployment's "none") are tried.
+        let mut rejitter = consumer.clone();
+        rejitter.push(("RejitterEnabled", "true".into()));
+        ensure!(
+            attach(&deployed, "orders-rejitter", &rejitter).is_err(),
+            "the rejitter of a deployment without one must fail the attachment's stack"
+        );
+        let why = failures(&cfn, "orders-rejitter").await?;
+        ensure!(
+            why.contains("the breaker deployment has no rejitter function"),
+            "the stack's failure names the missing rejitter: {why}"
+        );
+        ensure!(item(&deployed, "orders-rejitter").await?.is_none());
 
         // The same consumer twice: one mapping has one circuit.
         ensure!(

@@ -377,8 +377,72 @@ fn an_attachments_role_grants_what_the_controller_calls_on_its_consumer_and_noth
         arns == [
             "arn:aws:lambda:us-east-1:123456789012:function:ConsumerFunctionName",
             "arn:aws:lambda:us-east-1:123456789012:function:ConsumerFunctionName:*",
+            // The deployment's rejitter function (imported below), with RejitterEnabled=true.
+            "arn:aws:lambda:us-east-1:123456789012:function:Rejitter",
         ],
-        "the mapping update is scoped to the consumer's mappings: {arns:?}"
+        "the mapping update is scoped to the consumer's and the rejitter's mappings: {arns:?}"
+    );
+    let rejitter_arn = &update[0]["Condition"]["ArnLike"]["lambda:FunctionArn"][2];
+    ensure!(
+        rejitter_arn["Fn::If"][0] == "RejitterOn"
+            && rejitter_arn["Fn::If"][1]["Fn::Sub"][1]["Rejitter"]
+                == json!({"Fn::ImportValue": {"Fn::Sub": "${Breaker}-RejitterFunctionName"}}),
+        "the rejitter's function, only with the attachment's rejitter: {rejitter_arn}"
+    );
+
+    // The rejitter's grant on this queue: RejitterRole's statements on the deployment's
+    // queue (and key), the same text (both templates name them QueueArn and QueueKmsKeyArn),
+    // on the deployment's rejitter role, only with the attachment's rejitter, after the
+    // registration (which refuses a deployment without a rejitter first).
+    let grant = &attachment["Resources"]["RejitterGrant"];
+    // The statements as written, the key's inside its Fn::If on HasQueueKey.
+    let sid = |s: &Value| {
+        s["Sid"]
+            .as_str()
+            .or(s["Fn::If"][1]["Sid"].as_str())
+            .map(str::to_owned)
+    };
+    let own: Vec<Value> = deployment["Resources"]["RejitterRole"]["Properties"]["Policies"][0]
+        ["PolicyDocument"]["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| {
+            matches!(
+                sid(s).as_deref(),
+                Some("RejitterTheQueue" | "UseTheQueuesKey")
+            )
+        })
+        .cloned()
+        .collect();
+    let given = grant["Properties"]["PolicyDocument"]["Statement"].clone();
+    ensure!(
+        own.len() == 2 && json!(own) == given,
+        "RejitterGrant grants what RejitterRole grants on its queue and key:\n{own:#?}\n{given:#?}"
+    );
+    let on_key = &grant["Properties"]["PolicyDocument"]["Statement"][1]["Fn::If"];
+    ensure!(
+        on_key[0] == "HasQueueKey",
+        "the key only with a key: {on_key}"
+    );
+    ensure!(
+        grant["Type"] == "AWS::IAM::Policy"
+            && grant["Condition"] == "RejitterOn"
+            && grant["DependsOn"] == "Registration"
+            && grant["Properties"]["Roles"]
+                == json!([{"Fn::ImportValue": {"Fn::Sub": "${Breaker}-RejitterRoleName"}}]),
+        "RejitterGrant: {grant}"
+    );
+    let export = &deployment["Outputs"]["RejitterRoleName"];
+    ensure!(
+        export["Value"] == json!({"Fn::If": ["RejitterOn", {"Ref": "RejitterRole"}, "none"]})
+            && export["Export"]["Name"] == json!({"Fn::Sub": "${AWS::StackName}-RejitterRoleName"}),
+        "the deployment exports its rejitter's role: {export}"
+    );
+    let export = &deployment["Outputs"]["RejitterFunctionName"];
+    ensure!(
+        export["Value"] == json!({"Fn::If": ["RejitterOn", {"Ref": "RejitterFunction"}, "none"]}),
+        "the deployment exports its rejitter function: {export}"
     );
 
     // On the deployment's path, trusted by its controller's role and nobody else.

@@ -302,3 +302,55 @@ fn the_attachment_creates_its_alarm_as_the_template_does() -> Result<()> {
     );
     Ok(())
 }
+
+/// The rejitter's mapping both templates create on their queue, and what of it may differ:
+/// the deployment maps its own function, an attachment the deployment's (imported) after
+/// its registration and its grant.
+const REJITTER_SECTION: Section = Section {
+    parts: &[
+        ("Conditions", &["RejitterOn"]),
+        ("Resources", &["RejitterMapping"]),
+    ],
+    may_differ: &[
+        "/Resources/RejitterMapping/Properties/FunctionName",
+        "/Resources/RejitterMapping/DependsOn",
+    ],
+};
+
+#[test]
+#[ignore = "needs the local toolchain (venv with cfn-lint); run with `cargo xtask test`"]
+fn the_attachment_maps_the_rejitter_as_the_template_does() -> Result<()> {
+    let deployment = template::raw()?;
+    let attachment = template::load(&paths::root().join("infra/attachment.yaml"), Depth::Raw)?.raw;
+    let differences = shared_section::differences(
+        ("infra/template.yaml", &deployment),
+        ("infra/attachment.yaml", &attachment),
+        &REJITTER_SECTION,
+    );
+    ensure!(
+        differences.is_empty(),
+        "the rejitter's mapping differs between the two templates:\n{}",
+        differences.join("\n")
+    );
+    // Only the mapping and the grant exist with the attachment's rejitter (the grant is the
+    // IAM test's, xtask/tests/iam.rs).
+    let under = shared_section::conditioned_on(&attachment, &["RejitterOn"]);
+    ensure!(
+        under == BTreeSet::from(["RejitterGrant", "RejitterMapping"]),
+        "the attachment's resources under RejitterOn: {under:?}"
+    );
+    let mapping = &attachment["Resources"]["RejitterMapping"];
+    ensure!(
+        mapping["Properties"]["FunctionName"]
+            == serde_json::json!({"Fn::ImportValue": {"Fn::Sub": "${Breaker}-RejitterFunctionName"}})
+            && mapping["DependsOn"] == serde_json::json!(["Registration", "RejitterGrant"]),
+        "the attachment maps the deployment's rejitter, after its registration and grant: {mapping}"
+    );
+    // The registration is told, so that it refuses a deployment without a rejitter (or a
+    // FIFO queue) before the mapping is tried.
+    assert_eq!(
+        attachment["Resources"]["Registration"]["Properties"]["RejitterEnabled"],
+        serde_json::json!({"Ref": "RejitterEnabled"})
+    );
+    Ok(())
+}
