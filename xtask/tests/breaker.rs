@@ -454,8 +454,9 @@ async fn resent_already_rejittered(d: &Deployed) -> Result<u64> {
         .sum())
 }
 
-/// A rejitter that cannot consume: its `QUEUE_ARN` names another queue, so it leaves every
-/// record of its batches in the queue (as one that cannot decrypt or send would); they come
+/// A rejitter that cannot send (its SQS endpoint refuses every connection, as a rejitter
+/// without the rights to send or a key to encrypt would fail) leaves every record of its
+/// batches in the queue; they come
 /// back visible after the visibility timeout and the count not yet spread stays flat. The
 /// phase ends a minute after its first check, not at `RejitterMaxSeconds` (900 s), with a
 /// `Rejitter Stalled` event; the rejitter is switched off, the consumer is back within two
@@ -470,8 +471,10 @@ async fn a_stalled_rejitter_phase_ends_early(d: &Deployed) -> Result<()> {
     )
     .await?;
     let rejitter = format!("{}-rejitter", xtask::stack::BREAKER_STACK);
-    let elsewhere = format!("{}-elsewhere", d.example["QueueArn"]);
-    xtask::consumer::configure(&d.lambda, &rejitter, &[("QUEUE_ARN", elsewhere)], None).await?;
+    // Nothing listens on the discard port: every send is refused (the function's variables
+    // win over the emulator's endpoint, as on AWS).
+    let unreachable = ("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:9".to_string());
+    xtask::consumer::configure(&d.lambda, &rejitter, &[unreachable], None).await?;
 
     d.outage(true).await?;
     let sent = traffic::send(&d.sqs, d.queue(), "stalled", 30).await?;
