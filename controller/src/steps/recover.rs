@@ -16,10 +16,20 @@ use serde_json::{json, Value};
 const RECOVERY_LEASE_MS: u64 = 180_000;
 
 pub async fn recover(ctx: &Context, execution: &str, status: &str) -> Result<Value, StepError> {
+    let recovered = recover_circuits(ctx, execution, status).await?;
+    Ok(json!({ "recovered": recovered }))
+}
+
+/// [`recover`]: the mappings whose circuits it ended.
+pub(super) async fn recover_circuits(
+    ctx: &Context,
+    execution: &str,
+    status: &str,
+) -> Result<Vec<String>, StepError> {
     // The event may be late or forged; a running execution looks after its own circuit.
     if execution::is_running(&ctx.clients.sfn, execution).await? {
         tracing::info!(status, "the execution is still running; nothing to recover");
-        return Ok(json!({"recovered": []}));
+        return Ok(Vec::new());
     }
     let reason = format!("execution ended {status} while it held the circuit open; recovered");
     let store = ctx.store();
@@ -57,5 +67,5 @@ pub async fn recover(ctx: &Context, execution: &str, status: &str) -> Result<Val
         tracing::warn!(mapping = %snapshot.uuid, status, "recovered a stranded circuit");
         recovered.push(snapshot.uuid);
     }
-    Ok(json!({ "recovered": recovered }))
+    Ok(recovered)
 }
