@@ -276,8 +276,8 @@ async fn ended_while_opening(
     status: &str,
 ) -> Result<Circuit, StepError> {
     tracing::warn!(mapping = %snapshot.uuid, status, "the execution ended while it opened the circuit; recovering");
-    let recovered = super::recover::recover_circuits(ctx, execution, status).await?;
-    if recovered.is_empty() {
+    let recovery = super::recover::recover_circuits(ctx, execution, status).await?;
+    if recovery.is_none_or(|r| r.recovered.is_empty()) {
         let record = ctx.store().get(&snapshot.uuid).await?.unwrap_or_default();
         if record.state == OPEN || record.state == GAVE_UP {
             tracing::info!(mapping = %snapshot.uuid, owner = %record.owner, state = %record.state, "the circuit is held; left to its holder");
