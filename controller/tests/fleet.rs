@@ -262,7 +262,7 @@ impl Open {
                 ("queue_url", 1),
                 ("queue_attributes", 1),
                 ("get_item", 1),
-                ("describe_self", 1),
+                ("describe_self", 2),
                 ("disable", 1),
                 ("get_mapping", 3),
                 ("function_configuration", 1),

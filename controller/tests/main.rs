@@ -14,4 +14,5 @@ mod registration;
 mod rejitter;
 mod requests;
 mod slow_start;
+mod stopped_while_opening;
 mod support;

@@ -144,7 +144,8 @@ fn opened(
     describe: usize,
 ) -> Vec<(&'static str, usize)> {
     vec![
-        ("describe_self", 1),
+        // Before anything is taken, and again once the mapping is Disabled.
+        ("describe_self", 2),
         ("list", 1),
         ("queue_url", 1),
         ("queue_attributes", 1),

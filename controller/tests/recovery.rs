@@ -339,3 +339,38 @@ async fn recover_retried_after_taking_the_circuit_finishes_the_job() {
         ("put_metric", 1),
     ]);
 }
+
+#[tokio::test]
+async fn recover_of_an_execution_stopped_before_it_opened_re_arms_the_alarm() {
+    // Stopped before its OpenCircuit took the circuit: the ALARM that started it would stay
+    // unanswered, and a breaching alarm raises no new transition.
+    for (alarm, resets) in [("ALARM", 1), ("OK", 0)] {
+        let ending = Ending {
+            scan: scan_recoverable_circuits(vec![]),
+            ..Ending::recovered()
+        };
+        let describe_alarm = describe_alarm(alarm, NOW_MS - 10_000);
+        let mut mocks = ending.mocks();
+        mocks.cloudwatch.push(describe_alarm.clone());
+        let (mocks, log) = mocks.spied();
+
+        let result = steps::recover(&mocks.context(config(&[])), EXECUTION, "ABORTED")
+            .await
+            .expect("recovered");
+
+        assert_eq!(result["recovered"], json!([]));
+        // The execution's input (the alarm event: the built-in consumer), its alarm, and no
+        // mapping touched.
+        ending.assert_calls(&[("describe", 2), ("scan", 1), ("reset_alarm", resets)]);
+        assert_eq!(describe_alarm.num_calls(), 1);
+        assert_eq!(
+            entries(
+                &log,
+                &["UpdateEventSourceMapping", "UpdateItem", "SetAlarmState"]
+            )
+            .len(),
+            resets,
+            "{alarm}"
+        );
+    }
+}

@@ -397,6 +397,10 @@ fn the_emulator_shows_the_new_alarm_signals_and_every_transition() -> Result<()>
 
         // The operator stops the execution mid-outage: the breaker gives the consumer back and
         // resets the alarm; still failing, the consumer puts it back in ALARM: a new circuit.
+        // The stop comes about a second after the start, so it lands while OpenCircuit runs:
+        // before its first look (the recovery re-arms the alarm the execution left in ALARM),
+        // before it takes the circuit, or before it disables the mapping (the step looks again
+        // and recovers it); every order ends in the same transitions.
         breaker::stop(&d.sfn, &first, "xtask: an operator stopped it").await?;
         let end = breaker::finished(&d.sfn, &first, Duration::from_secs(60)).await?;
         ensure!(end == ExecutionStatus::Aborted, "stopped, it ended {end:?}");

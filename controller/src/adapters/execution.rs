@@ -7,14 +7,24 @@ use aws_sdk_sfn::types::{ExecutionListItem, ExecutionStatus, HistoryEvent};
 
 /// True while the execution runs; an execution Step Functions does not know has ended.
 pub async fn is_running(sfn: &aws_sdk_sfn::Client, execution: &str) -> Result<bool, StepError> {
+    Ok(ended(sfn, execution).await?.is_none())
+}
+
+/// How the execution ended (`ABORTED`, `FAILED`, ...); `None` while it runs. An execution
+/// Step Functions does not know has ended.
+pub async fn ended(
+    sfn: &aws_sdk_sfn::Client,
+    execution: &str,
+) -> Result<Option<String>, StepError> {
     match sfn
         .describe_execution()
         .execution_arn(execution)
         .send()
         .await
     {
-        Ok(out) => Ok(*out.status() == ExecutionStatus::Running),
-        Err(e) if e.code() == Some("ExecutionDoesNotExist") => Ok(false),
+        Ok(out) if *out.status() == ExecutionStatus::Running => Ok(None),
+        Ok(out) => Ok(Some(out.status().as_str().to_string())),
+        Err(e) if e.code() == Some("ExecutionDoesNotExist") => Ok(Some("unknown".into())),
         Err(e) => Err(StepError::aws("DescribeExecution", e)),
     }
 }

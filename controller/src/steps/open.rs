@@ -6,7 +6,7 @@
 
 use super::Context;
 use crate::adapters::signals::Transition;
-use crate::adapters::store::{Acquire, CircuitRecord, CLOSED, OPEN};
+use crate::adapters::store::{Acquire, CircuitRecord, CLOSED, GAVE_UP, OPEN};
 use crate::adapters::{alarm, execution, mapping, queue};
 use crate::circuit::{Changed, Circuit, CircuitAttachment, MappingSnapshot, OpenStatus};
 use crate::core::attachment::{route, Target};
@@ -228,6 +228,14 @@ async fn open_consumer(
         ctx.poll,
     )
     .await?;
+    // Step Functions lets a step an operator's StopExecution interrupts run to its end, and
+    // the recovery that the stop triggers runs meanwhile: it may look for the circuit before
+    // the acquire above, or give the consumer back before the disable. Looking again now
+    // that the mapping is Disabled settles it: a stop after this look is recovered by the
+    // rule, one before it here.
+    if let Some(status) = execution::ended(&ctx.clients.sfn, execution).await? {
+        return ended_while_opening(ctx, &circuit.mapping, execution, &status).await;
+    }
 
     let consumer_timeout =
         crate::adapters::consumer::timeout_seconds(lambda, &circuit.mapping.function_arn).await?;
@@ -255,6 +263,39 @@ async fn open_consumer(
         .await;
     tracing::info!(mapping = %circuit.mapping.uuid, wait_seconds = circuit.wait_seconds, "circuit opened");
     Ok(circuit)
+}
+
+/// The execution ended while this step opened its circuit: recover it as the recovery rule
+/// does, and, if that rule already closed the circuit (before the disable), give the consumer
+/// back again, unless a new circuit holds the mapping by now. Refused as an invalid event: the
+/// workflow has ended anyway.
+async fn ended_while_opening(
+    ctx: &Context,
+    snapshot: &MappingSnapshot,
+    execution: &str,
+    status: &str,
+) -> Result<Circuit, StepError> {
+    tracing::warn!(mapping = %snapshot.uuid, status, "the execution ended while it opened the circuit; recovering");
+    let recovery = super::recover::recover_circuits(ctx, execution, status).await?;
+    if recovery.is_none_or(|r| r.recovered.is_empty()) {
+        let record = ctx.store().get(&snapshot.uuid).await?.unwrap_or_default();
+        if record.state == OPEN || record.state == GAVE_UP {
+            tracing::info!(mapping = %snapshot.uuid, owner = %record.owner, state = %record.state, "the circuit is held; left to its holder");
+        } else {
+            super::end::give_back(ctx, snapshot).await?;
+            super::end::rearm_alarm(
+                ctx,
+                &format!("execution ended {status} while it opened the circuit; recovered"),
+            )
+            .await?;
+            tracing::warn!(mapping = %snapshot.uuid, status, "gave back a consumer disabled after its circuit was recovered");
+        }
+    }
+    Err(StepError::InvalidEvent(format!(
+        "{execution} ended ({status}) while it opened the circuit of mapping {}; the consumer \
+         was given back",
+        snapshot.uuid
+    )))
 }
 
 /// Why this ALARM is for an outage that is over, if it is: it came before the circuit's last

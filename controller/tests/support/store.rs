@@ -25,6 +25,32 @@ pub fn describe_execution(execution: &'static str, status: ExecutionStatus) -> R
         })
 }
 
+/// DescribeExecution of `execution` answering the statuses in turn, the last one from then on
+/// (an execution stopped while a step runs).
+pub fn describe_execution_turns(execution: &'static str, statuses: &[ExecutionStatus]) -> Rule {
+    use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
+    let mut sequence = mock!(aws_sdk_sfn::Client::describe_execution)
+        .match_requests(move |r| r.execution_arn() == Some(execution))
+        .sequence();
+    for status in statuses {
+        let status = status.clone();
+        sequence = sequence.output(move || {
+            DescribeExecutionOutput::builder()
+                .execution_arn(execution)
+                .state_machine_arn(
+                    "arn:aws:states:us-east-1:123456789012:stateMachine:orders-breaker",
+                )
+                .status(status.clone())
+                .start_date(aws_smithy_types::DateTime::from_millis(
+                    (NOW_MS - 3_600_000) as i64,
+                ))
+                .build()
+                .expect("all required fields")
+        });
+    }
+    sequence.repeatedly().build()
+}
+
 /// DescribeExecution of an execution Step Functions no longer knows (its history expired).
 pub fn execution_does_not_exist(execution: &'static str) -> Rule {
     use aws_sdk_sfn::operation::describe_execution::DescribeExecutionError;
