@@ -80,7 +80,8 @@ test('every parameter of infra/template.yaml is a prop, and every plain setting 
 test('the defaults: one workflow, one controller, the created alarms, the template defaults in the environment', () => {
   const { template } = build();
   template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
-  template.resourceCountIs('AWS::DynamoDB::Table', 1);
+  // The circuits, and the consumers attached to this deployment.
+  template.resourceCountIs('AWS::DynamoDB::Table', 2);
   // AlarmSignal any: the error share, failed records and stalled, under a composite.
   template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
   template.resourceCountIs('AWS::CloudWatch::CompositeAlarm', 1);
@@ -296,7 +297,10 @@ test('outputs: the properties a CDK user reads, and the stack outputs the operat
   });
   const machine = only(template, 'AWS::StepFunctions::StateMachine').logicalId;
   assert.deepEqual(stack.resolve(breaker.stateMachine.stateMachineArn), { Ref: machine });
-  const table = only(template, 'AWS::DynamoDB::Table').logicalId;
+  const tables = Object.keys(template.findResources('AWS::DynamoDB::Table'));
+  const circuits = tables.filter((id) => id.includes('CircuitTable'));
+  assert.equal(circuits.length, 1, `one circuit table: ${tables.join(', ')}`);
+  const table = circuits[0];
   assert.deepEqual(stack.resolve(breaker.circuitTable.tableName), { Ref: table });
   assert.ok(JSON.stringify(stack.resolve(breaker.consoleUrl)).includes('#/statemachines/view/'));
   const alarm = only(template, 'AWS::CloudWatch::CompositeAlarm').logicalId;
