@@ -516,9 +516,16 @@ async fn later_steps_use_the_attachments_consumer_and_settings_without_reading_t
 
 /// The circuit item of the attachment's circuit, as the acquire wrote it.
 fn attached_item(owner: &str) -> std::collections::HashMap<String, AttributeValue> {
+    item_of(owner, attachment(None))
+}
+
+fn item_of(
+    owner: &str,
+    attachment: CircuitAttachment,
+) -> std::collections::HashMap<String, AttributeValue> {
     let mut attributes = item("OPEN", owner).attributes();
     let mut stored = serde_json::to_value(snapshot("Enabled")).expect("a snapshot");
-    stored["attachment"] = serde_json::to_value(attachment(None)).expect("an attachment");
+    stored["attachment"] = serde_json::to_value(attachment).expect("an attachment");
     attributes.insert(
         "mapping_snapshot".into(),
         AttributeValue::S(stored.to_string()),
@@ -594,6 +601,52 @@ async fn a_detached_attachments_circuit_is_recovered_and_its_consumer_given_back
     assert_eq!(out["restored"], true);
     ending.assert_calls(&[
         ("scan", 1),
+        ("get_mapping", 3),
+        ("enable", 1),
+        ("finish", 1),
+        ("reset_alarm", 1),
+        ("put_event", 1),
+        ("put_metric", 1),
+    ]);
+}
+
+#[tokio::test]
+async fn a_circuit_whose_settings_the_deployment_now_refuses_is_still_given_back() {
+    // Opened with the rejitter on; the deployment has none now (its rejitter was removed
+    // mid-outage), so the recorded settings fail the check: the recovery gives the consumer
+    // back under the deployment's settings, with the rejitter off.
+    let mut changed = attachment(None);
+    changed.settings["RejitterEnabled"] = json!("true");
+    assert!(
+        controller::core::Config::for_attachment(&Fleet::default().defaults, &changed.settings)
+            .is_err(),
+        "the deployment refuses the recorded settings"
+    );
+    let scan = mock!(aws_sdk_dynamodb::Client::scan)
+        .match_requests(|r| r.table_name() == Some(TABLE))
+        .then_output(move || {
+            ScanOutput::builder()
+                .items(item_of(EXECUTION, changed.clone()))
+                .count(1)
+                .build()
+        });
+    let ending = Ending {
+        scan,
+        ..Ending::recovered()
+    };
+    let ctx = with_table(ending.mocks().context(builtin()));
+    let request = Request::parse(json!({
+        "detail-type": "Step Functions Execution Status Change",
+        "detail": {"executionArn": EXECUTION, "status": "ABORTED"}
+    }))
+    .expect("a recovery")
+    .0;
+    let out = run(&ctx, request).await.expect("recovered");
+    assert_eq!(out, json!({"recovered": [UUID]}));
+    ending.assert_calls(&[
+        ("scan", 1),
+        ("describe", 1),
+        ("take_over", 1),
         ("get_mapping", 3),
         ("enable", 1),
         ("finish", 1),

@@ -20,7 +20,7 @@ pub async fn failsafe(ctx: &Context, execution: &str, error: &Value) -> Result<V
     // The consumer of the circuit it gives back (an attachment's, from the circuit item).
     let mut consumer = None;
     for record in &circuits {
-        let ctx = ctx.for_consumer(record.attachment.as_deref()).await?;
+        let ctx = ctx.for_ending(record.attachment.as_deref()).await?;
         let snapshot = end_open_circuit(&ctx, execution, record, &reason).await?;
         restored.push(snapshot.uuid);
         consumer.get_or_insert(ctx.config);

@@ -73,6 +73,35 @@ pub fn consumer_config(
     }
 }
 
+/// The settings that say which consumer and alarm an attachment is: all that giving its
+/// consumer back needs.
+const IDENTITY: [&str; 5] = [
+    "Id",
+    "ConsumerFunctionName",
+    "QueueArn",
+    "AlarmName",
+    "AlarmSignal",
+];
+
+/// Fallbacks for a circuit whose recorded settings the deployment's check now refuses (the
+/// deployment changed while it was open): its identity and its rejitter choice over the
+/// deployment's settings, then its identity alone with the rejitter off.
+pub fn fallback_settings(settings: &serde_json::Value) -> [serde_json::Value; 2] {
+    let pick = |keys: &[&str]| {
+        let mut picked = serde_json::Map::new();
+        for key in keys {
+            if let Some(value) = settings.get(*key) {
+                picked.insert((*key).to_owned(), value.clone());
+            }
+        }
+        picked
+    };
+    let with_rejitter = pick(&[IDENTITY.as_slice(), &["RejitterEnabled"]].concat());
+    let mut without = pick(&IDENTITY);
+    without.insert("RejitterEnabled".into(), "false".into());
+    [with_rejitter.into(), without.into()]
+}
+
 impl Context {
     /// The context of a circuit opened for `attachment` (`None`: the built-in consumer).
     pub async fn for_consumer(
@@ -115,6 +144,37 @@ impl Context {
             fleet,
             ..self.clone()
         })
+    }
+
+    /// The context to end a circuit with: its consumer's, or, when the settings it was opened
+    /// with no longer pass the deployment's check, its consumer under the deployment's
+    /// settings ([`fallback_settings`]): a changed deployment never keeps a consumer disabled.
+    pub async fn for_ending(
+        &self,
+        attachment: Option<&CircuitAttachment>,
+    ) -> Result<Context, StepError> {
+        let refused = match self.for_consumer(attachment).await {
+            Err(StepError::Config(reason)) => reason,
+            other => return other,
+        };
+        let Some(attachment) = attachment else {
+            return Err(StepError::Config(refused));
+        };
+        for settings in fallback_settings(&attachment.settings) {
+            let fallback = CircuitAttachment {
+                settings,
+                ..attachment.clone()
+            };
+            if let Ok(ctx) = self.for_consumer(Some(&fallback)).await {
+                tracing::warn!(
+                    attachment = %attachment.id,
+                    refused = %refused,
+                    "the circuit's recorded settings no longer pass: ending it under the deployment's settings"
+                );
+                return Ok(ctx);
+            }
+        }
+        Err(StepError::Config(refused))
     }
 }
 

@@ -68,7 +68,7 @@ pub(super) async fn recover_circuits(
         record.owner = me.clone();
         // Its consumer as the circuit item recorded it: no read of the attachments table, so a
         // consumer detached mid-outage is given back too.
-        let ctx = ctx.for_consumer(record.attachment.as_deref()).await?;
+        let ctx = ctx.for_ending(record.attachment.as_deref()).await?;
         let snapshot = end_open_circuit(&ctx, &me, &record, &reason).await?;
         let detail = Detail {
             mapping: snapshot.uuid.clone(),
@@ -111,7 +111,7 @@ async fn rearm_unanswered(ctx: &Context, execution: &str) -> Result<(), StepErro
             Some(attachment)
         }
     };
-    let ctx = ctx.for_consumer(attachment.as_ref()).await?;
+    let ctx = ctx.for_ending(attachment.as_ref()).await?;
     let alarm = &ctx.config.alarm_name;
     if !matches!(alarm::current(&ctx.clients.cloudwatch, alarm).await?, Some((state, _)) if state == "ALARM")
     {
