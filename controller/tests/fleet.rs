@@ -550,14 +550,10 @@ fn scan_attached(or_owner: String) -> Rule {
         })
 }
 
-#[tokio::test]
-async fn a_detached_attachments_circuit_is_recovered_and_its_consumer_given_back() {
-    // The attachment's item is gone (no rule for the attachments table at all): the
-    // recovery rebuilds its consumer from the circuit item.
-    let ending = Ending {
-        scan: scan_attached(recovery_owner(EXECUTION)),
-        ..Ending::recovered()
-    };
+/// The recovery of the aborted `EXECUTION` gives its attached consumer back: the circuit
+/// taken over, the mapping enabled, the circuit finished, the alarm reset, the event and
+/// metric sent.
+async fn recovers_and_gives_back(ending: &Ending) {
     let ctx = with_table(ending.mocks().context(builtin()));
     let request = Request::parse(json!({
         "detail-type": "Step Functions Execution Status Change",
@@ -578,6 +574,17 @@ async fn a_detached_attachments_circuit_is_recovered_and_its_consumer_given_back
         ("put_event", 1),
         ("put_metric", 1),
     ]);
+}
+
+#[tokio::test]
+async fn a_detached_attachments_circuit_is_recovered_and_its_consumer_given_back() {
+    // The attachment's item is gone (no rule for the attachments table at all): the
+    // recovery rebuilds its consumer from the circuit item.
+    let ending = Ending {
+        scan: scan_attached(recovery_owner(EXECUTION)),
+        ..Ending::recovered()
+    };
+    recovers_and_gives_back(&ending).await;
 
     // The failsafe, likewise, in a fleet-only deployment.
     let ending = Ending {
@@ -634,26 +641,7 @@ async fn a_circuit_whose_settings_the_deployment_now_refuses_is_still_given_back
         scan,
         ..Ending::recovered()
     };
-    let ctx = with_table(ending.mocks().context(builtin()));
-    let request = Request::parse(json!({
-        "detail-type": "Step Functions Execution Status Change",
-        "detail": {"executionArn": EXECUTION, "status": "ABORTED"}
-    }))
-    .expect("a recovery")
-    .0;
-    let out = run(&ctx, request).await.expect("recovered");
-    assert_eq!(out, json!({"recovered": [UUID]}));
-    ending.assert_calls(&[
-        ("scan", 1),
-        ("describe", 1),
-        ("take_over", 1),
-        ("get_mapping", 3),
-        ("enable", 1),
-        ("finish", 1),
-        ("reset_alarm", 1),
-        ("put_event", 1),
-        ("put_metric", 1),
-    ]);
+    recovers_and_gives_back(&ending).await;
 }
 
 fn table(mocks: &Mocks) -> Attachments {
