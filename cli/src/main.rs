@@ -123,7 +123,7 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut loader = controller::sdk::defaults();
     if let Some(profile) = &cli.profile {
         loader = loader.profile_name(profile);
     }

@@ -7,4 +7,5 @@ pub mod core;
 pub mod error;
 pub mod logging;
 pub mod registration;
+pub mod sdk;
 pub mod steps;

@@ -73,7 +73,7 @@ fn responder() -> Result<registration::HttpResponder, StepError> {
 async fn main() -> Result<(), Error> {
     // JSON lines; the step span puts `step` and `execution` on every line of a request.
     controller::logging::init();
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = controller::sdk::defaults().load().await;
     let env = |name: &str| std::env::var(name).ok();
     let attachments_table = env("ATTACHMENTS_TABLE").filter(|t| !t.trim().is_empty());
     // An environment naming no consumer at all is a fleet-only deployment when it has an

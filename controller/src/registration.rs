@@ -357,7 +357,7 @@ const PUT_TIMEOUT: Duration = Duration::from_secs(30);
 impl HttpResponder {
     pub fn new() -> Result<HttpResponder, String> {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
+            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
             .map_err(|e| format!("loading the system's root certificates: {e}"))?
             .https_or_http()
             .enable_http1()

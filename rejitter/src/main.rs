@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
         "configuration loaded"
     );
 
-    let sqs = aws_sdk_sqs::Client::new(&aws_config::load_from_env().await);
+    let sqs = aws_sdk_sqs::Client::new(&controller::sdk::defaults().load().await);
     let queues = Queues::new(sqs, &config);
     let (queues, config) = (&queues, &config);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

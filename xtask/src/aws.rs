@@ -2,12 +2,12 @@
 
 use crate::{emulator::Emulator, sam::REGION};
 use anyhow::{anyhow, Context, Result};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use std::collections::HashMap;
 
 /// SDK configuration for the emulator: its endpoint, dummy static credentials.
 pub async fn config(emulator: &Emulator) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    controller::sdk::defaults()
         .region(Region::new(REGION))
         .endpoint_url(emulator.endpoint())
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(

@@ -1,38 +1,101 @@
 //! `cargo xtask test`: every check CI runs.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::process::Command;
 use xtask::{paths, tools};
 
-/// Every check CI runs, in order of cost, stopping at the first failure.
+/// How a step's output reaches the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// As it comes.
+    Live,
+    /// Kept, and printed whole only if the step fails: these steps run beside the tests,
+    /// whose output would otherwise be interleaved with theirs.
+    OnFailure,
+}
+
+/// Every check CI runs; fails if any failed.
 pub fn test() -> Result<()> {
     let root = paths::root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let step = |what: &str, cmd: &mut Command| -> Result<()> {
+    let step = |what: &str, output: Output, cmd: &mut Command| -> Result<()> {
         eprintln!("==> {what}");
-        let status = cmd.current_dir(&root).status()?;
-        anyhow::ensure!(status.success(), "{what} failed ({status})");
+        cmd.current_dir(&root);
+        match output {
+            Output::Live => {
+                let status = cmd.status()?;
+                anyhow::ensure!(status.success(), "{what} failed ({status})");
+            }
+            Output::OnFailure => {
+                let out = cmd.output().with_context(|| format!("starting {what}"))?;
+                if !out.status.success() {
+                    eprintln!(
+                        "{}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    anyhow::bail!("{what} failed ({})", out.status);
+                }
+                eprintln!("==> {what}: passed");
+            }
+        }
         Ok(())
     };
-    // On a first run the toolchain's install (pip, bound by the network) runs beside fmt and
-    // clippy (bound by the cores); cfn-lint is the first step that needs it.
+    // On a first run the toolchain's install (bound by the network) runs beside the build.
     let installing = std::thread::spawn(tools::ensure);
     test_steps(&cargo, installing, step)
 }
 
-/// Every check and test of `cargo xtask test`, in order.
+/// fmt, then the tests' build; then two lanes side by side: the tests, and the static
+/// checks. The local-stack tests spend most of their time waiting (on backoffs, visibility
+/// timeouts, alarm periods), which leaves cores for clippy, cfn-lint, the CDK construct's
+/// tests and the doc tests. Both lanes run to their end; the run fails if either failed.
 fn test_steps(
     cargo: &str,
     installing: std::thread::JoinHandle<Result<tools::Tools>>,
-    step: impl Fn(&str, &mut Command) -> Result<()>,
+    step: impl Fn(&str, Output, &mut Command) -> Result<()> + Sync,
 ) -> Result<()> {
-    let root = paths::root();
     step(
         "cargo fmt --check",
+        Output::Live,
         Command::new(cargo).args(["fmt", "--all", "--check"]),
     )?;
+    let nextest = nextest_available(cargo);
+    if nextest {
+        // The same build `cargo nextest run` makes, before the lanes share the cores.
+        step(
+            "cargo test --no-run (building the tests)",
+            Output::Live,
+            Command::new(cargo).args(["test", "--workspace", "--no-run"]),
+        )?;
+    }
+    let tools = installing
+        .join()
+        .map_err(|_| anyhow::anyhow!("installing the local AWS toolchain panicked"))??;
+    let (tests, checks) = std::thread::scope(|scope| {
+        let checks = scope.spawn(|| static_checks(cargo, &tools, &step));
+        let tests = tests(cargo, nextest, &step);
+        let checks = checks
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the static checks panicked")));
+        (tests, checks)
+    });
+    match (tests, checks) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Err(tests), Err(checks)) => Err(tests.context(format!("and {checks:#}"))),
+    }
+}
+
+/// clippy, cfn-lint, the CDK construct's tests and the doc tests, one after the other.
+fn static_checks(
+    cargo: &str,
+    tools: &tools::Tools,
+    step: &impl Fn(&str, Output, &mut Command) -> Result<()>,
+) -> Result<()> {
     step(
         "cargo clippy",
+        Output::OnFailure,
         Command::new(cargo).args([
             "clippy",
             "--workspace",
@@ -42,21 +105,20 @@ fn test_steps(
             "warnings",
         ]),
     )?;
-    let tools = installing
-        .join()
-        .map_err(|_| anyhow::anyhow!("installing the local AWS toolchain panicked"))??;
-    let templates: Vec<_> = std::fs::read_dir(root.join("infra"))?
+    let templates: Vec<_> = std::fs::read_dir(paths::root().join("infra"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     step(
         "cfn-lint infra/*.yaml",
+        Output::OnFailure,
         tools.command("cfn-lint").args(&templates),
     )?;
     // The CDK construct's unit tests (node's test runner; bundling skipped, so seconds).
     if xtask::cdk::npm_ci_needed() {
         step(
             "npm ci --prefix cdk",
+            Output::OnFailure,
             Command::new("npm")
                 .args(["ci", "--prefix"])
                 .arg(xtask::cdk::dir()),
@@ -64,32 +126,41 @@ fn test_steps(
     }
     step(
         "npm test --prefix cdk (the CDK construct)",
+        Output::OnFailure,
         Command::new("npm")
             .args(["test", "--prefix"])
             .arg(xtask::cdk::dir()),
     )?;
-    // Local-stack tests are #[ignore]d so that a plain `cargo test` stays offline and fast.
-    // They spend most of their time waiting (backoffs, delays, visibility timeouts), each on
-    // its own emulator: cargo-nextest runs them side by side, a process each.
-    if nextest_available(cargo) {
-        // Doc tests first (nextest does not run them), so the run closes on nextest's summary.
+    // cargo-nextest does not run doc tests.
+    step(
+        "cargo test --doc",
+        Output::OnFailure,
+        Command::new(cargo).args(["test", "--workspace", "--doc"]),
+    )
+}
+
+/// Every unit, property and local-stack test. Local-stack tests are #[ignore]d so that a
+/// plain `cargo test` stays offline and fast; each runs on its own emulator, and
+/// cargo-nextest runs them side by side, a process each.
+fn tests(
+    cargo: &str,
+    nextest: bool,
+    step: &impl Fn(&str, Output, &mut Command) -> Result<()>,
+) -> Result<()> {
+    if nextest {
         step(
-            "cargo test --doc",
-            Command::new(cargo).args(["test", "--workspace", "--doc"]),
-        )?;
-        step(
-            "cargo nextest (unit, property and local-stack tests, 6 at a time)",
+            "cargo nextest (unit, property and local-stack tests, 8 at a time)",
+            Output::Live,
             Command::new(cargo).args([
                 "nextest",
                 "run",
                 "--workspace",
                 "--run-ignored",
                 "all",
-                // The local-stack tests mostly wait (on backoffs, visibility timeouts, alarm
-                // periods): with 4 threads the 2 cores were loaded about 1 in 2. The longest
-                // start first (see .config/nextest.toml).
+                // With 6 threads the 2 cores were loaded about 1 in 2. The longest start
+                // first (see .config/nextest.toml).
                 "--test-threads",
-                "6",
+                "8",
                 "--no-fail-fast",
             ]),
         )
@@ -97,6 +168,7 @@ fn test_steps(
         step(
             "cargo test (unit, property and local-stack tests; one binary at a time, as \
              cargo-nextest is not installed)",
+            Output::Live,
             Command::new(cargo).args(["test", "--workspace", "--", "--include-ignored"]),
         )
     }
@@ -115,35 +187,62 @@ mod tests {
     use std::sync::{mpsc, Mutex};
     use std::time::Duration;
 
-    /// The toolchain's install runs beside fmt and clippy: here it can only finish once clippy
-    /// has run, and cfn-lint, the first step that needs it, still waits for it.
+    fn installed() -> Result<tools::Tools> {
+        Ok(tools::Tools {
+            bin: "/nonexistent/venv/bin".into(),
+        })
+    }
+
+    /// The tests and the static checks run side by side: here the tests can only end once
+    /// clippy has run, and clippy only starts after fmt and the tests' build.
     #[test]
-    fn the_toolchain_installs_beside_fmt_and_clippy() {
+    fn the_static_checks_run_beside_the_tests() {
         let (clippy_ran, wait_for_clippy) = mpsc::channel::<()>();
-        let installing = std::thread::spawn(move || {
-            wait_for_clippy
-                .recv_timeout(Duration::from_secs(10))
-                .map_err(|_| anyhow::anyhow!("clippy did not run while the toolchain installed"))?;
-            Ok(tools::Tools {
-                bin: "/nonexistent/venv/bin".into(),
-            })
-        });
         let clippy_ran = Mutex::new(Some(clippy_ran));
+        let wait_for_clippy = Mutex::new(wait_for_clippy);
         let steps = Mutex::new(Vec::new());
-        test_steps("cargo", installing, |what, _| {
-            steps.lock().unwrap().push(what.to_string());
+        test_steps("cargo", std::thread::spawn(installed), |what, output, _| {
+            steps.lock().unwrap().push((what.to_string(), output));
             if what == "cargo clippy" {
                 if let Some(tx) = clippy_ran.lock().unwrap().take() {
                     tx.send(()).unwrap();
                 }
             }
+            if what.starts_with("cargo nextest") || what.starts_with("cargo test (") {
+                wait_for_clippy
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(10))
+                    .map_err(|_| anyhow::anyhow!("clippy did not run beside the tests"))?;
+            }
             Ok(())
         })
         .unwrap();
         let steps = steps.into_inner().unwrap();
-        assert_eq!(
-            steps[..3],
-            ["cargo fmt --check", "cargo clippy", "cfn-lint infra/*.yaml"]
-        );
+        assert_eq!(steps[0], ("cargo fmt --check".to_string(), Output::Live));
+        let at = |name: &str| steps.iter().position(|(what, _)| what.starts_with(name));
+        assert!(at("cargo clippy") > at("cargo test --no-run").or(Some(0)));
+        for check in ["cargo clippy", "cfn-lint", "npm test", "cargo test --doc"] {
+            let (_, output) = &steps[at(check).unwrap_or_else(|| panic!("{check} not run"))];
+            assert_eq!(*output, Output::OnFailure, "{check}");
+        }
+    }
+
+    /// A failed static check fails the run, and the tests still run to their end.
+    #[test]
+    fn a_failed_check_fails_the_run_after_the_tests() {
+        let tests_ran = Mutex::new(false);
+        let result = test_steps("cargo", std::thread::spawn(installed), |what, _, _| {
+            if what == "cargo clippy" {
+                anyhow::bail!("cargo clippy failed (exit status: 101)");
+            }
+            if what.starts_with("cargo nextest") || what.starts_with("cargo test (") {
+                *tests_ran.lock().unwrap() = true;
+            }
+            Ok(())
+        });
+        let error = format!("{:#}", result.unwrap_err());
+        assert!(error.contains("cargo clippy failed"), "{error}");
+        assert!(*tests_ran.lock().unwrap());
     }
 }
