@@ -166,6 +166,9 @@ pub fn deploy_tagged(
     for (key, value) in emulator_env(emulator) {
         cmd.env(key, value);
     }
+    // sam reads the stack's events every 5 s until the stack is done; the emulator is done in
+    // a second or two.
+    cmd.env("SAM_CLI_POLL_DELAY", "0.5");
     run::logged(
         &format!("sam deploy {stack}"),
         &mut cmd,
