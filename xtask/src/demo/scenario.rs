@@ -45,7 +45,7 @@ pub async fn drive(
         stop_traffic.clone(),
     );
     watch.say(&format!(
-        "steady traffic: {} messages/s to the example queue; the consumer is healthy",
+        "steady traffic: {} messages/s to the example queue until the outage heals; the consumer is healthy",
         options.rate
     ));
 
