@@ -17,11 +17,12 @@ pub struct Deployed {
 pub async fn deploy(tools: &Tools, emulator: &Emulator, options: &Options) -> Result<Deployed> {
     let example = vec![
         // Failed batches come back quickly, so the queue shows the outage, and before the
-        // rejitter's phase ends, so it spreads them with the rest of the backlog; the
-        // receive limit leaves room for the outage's retries and probes.
+        // rejitter's phase ends, so it spreads them with the rest of the backlog. The
+        // emulator hands probe after probe the same few messages: the receive limit leaves
+        // room for a minute of probes besides the consumer's retries.
         ("VisibilityTimeoutSeconds", "6".to_string()),
         ("ConsumerTimeoutSeconds", "5".to_string()),
-        ("MaxReceiveCount", "10".to_string()),
+        ("MaxReceiveCount", "20".to_string()),
         // A batch takes a second, as real work does: the queue shows batches in flight, and
         // the slow start's cap on them.
         ("LatencyMs", "1000".to_string()),
