@@ -47,30 +47,34 @@ enum Task {
         /// The console page's port on 127.0.0.1 (0: any free port).
         #[arg(long, default_value_t = 0)]
         console_port: u16,
-        /// How long the consumer fails, in seconds.
-        #[arg(long, default_value_t = 40)]
+        /// The shortest outage, in seconds: the consumer heals once it failed this long and
+        /// --failed-probes probes failed.
+        #[arg(long, default_value_t = 0)]
         outage_seconds: u64,
+        /// Failed probes before the consumer heals (0: after --outage-seconds alone).
+        #[arg(long, default_value_t = 1)]
+        failed_probes: usize,
         /// Healthy traffic before the outage, in seconds.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 3)]
         warmup_seconds: u64,
-        /// Messages sent per second during the whole demo.
+        /// Messages sent per second, until the outage heals.
         #[arg(long, default_value_t = 5)]
         rate: usize,
         /// Period of the breaker's alarm (one breaching period trips it).
         #[arg(long, default_value = "10", value_parser = ["10", "30", "60", "120"])]
         alarm_period: String,
         /// Backoff between probes: base and cap, in seconds.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 1)]
         backoff_base: u32,
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 4)]
         backoff_cap: u32,
         /// The rejitter's delay range for the backlog, in seconds.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 15)]
         min_delay: u32,
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 20)]
         max_delay: u32,
         /// The slow start after the healthy probe, in seconds (0: off).
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 9)]
         slow_start: u32,
         /// Leaves the local stack running afterwards (stop it with `cargo xtask local down`).
         #[arg(long)]
@@ -205,6 +209,7 @@ fn main() -> Result<()> {
             port,
             console_port,
             outage_seconds,
+            failed_probes,
             warmup_seconds,
             rate,
             alarm_period,
@@ -219,6 +224,7 @@ fn main() -> Result<()> {
             keep,
             options: demo::Options {
                 outage: Duration::from_secs(outage_seconds),
+                failed_probes,
                 warmup: Duration::from_secs(warmup_seconds),
                 rate,
                 alarm_period_s: alarm_period.parse()?,

@@ -14,6 +14,7 @@ fn an_outage_opens_the_circuit_probes_spreads_the_backlog_and_closes_without_los
         // Long enough for two failed probes even when the alarm takes two periods to trip
         // and a slow machine takes seconds to open the circuit.
         outage: Duration::from_secs(40),
+        failed_probes: 2,
         rate: 4,
         alarm_period_s: 10,
         backoff_base_s: 1,

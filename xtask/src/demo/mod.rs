@@ -3,8 +3,9 @@
 //! Deploys the example stack and the breaker (the real templates, with sam), sends steady
 //! traffic, switches the consumer's simulated outage on, and narrates what the breaker does
 //! (from the workflow's history, the mapping, the alarm, the queue and the breaker's own
-//! events) until the outage is healed, the circuit closed and every message processed. The
-//! e2e test runs the same scenario with short timings and asserts on its [`Report`].
+//! events) until the outage is healed (once the circuit opened and a probe failed), the
+//! circuit closed and every message processed. The e2e test runs the same scenario with its
+//! own timings and asserts on its [`Report`].
 
 use crate::breaker::now_ms;
 use crate::console::Console;
@@ -34,9 +35,15 @@ use setup::{deploy, event_tap};
 pub struct Options {
     /// Healthy traffic before the outage starts.
     pub warmup: Duration,
-    /// How long the consumer fails.
+    /// The shortest outage: the consumer heals once it failed this long and
+    /// `failed_probes` probes failed.
     pub outage: Duration,
-    /// Messages sent per second, for the whole scenario.
+    /// Failed probes before the consumer heals (0: on time alone). Healing on the circuit's
+    /// own progress, not on a fixed time, keeps the story whole however long the alarm takes
+    /// to trip on a busy machine, and the outage no longer than the story needs.
+    pub failed_probes: usize,
+    /// Messages sent per second, from the start until the outage heals: afterwards the
+    /// rejitter and the drain see only the outage's backlog.
     pub rate: usize,
     /// The alarm's period (one breaching period trips it).
     pub alarm_period_s: u32,
@@ -60,18 +67,22 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            warmup: Duration::from_secs(10),
-            outage: Duration::from_secs(40),
+            warmup: Duration::from_secs(3),
+            outage: Duration::ZERO,
+            failed_probes: 1,
             rate: 5,
             alarm_period_s: 10,
-            backoff_base_s: 2,
-            backoff_cap_s: 8,
-            // Longer than the rejitter phase lasts (two empty readings 5 s apart), so few
-            // re-sent messages come back to the rejitter before it is switched off.
-            min_delay_s: 10,
-            max_delay_s: 30,
-            slow_start_s: 20,
-            timeout: Duration::from_secs(600),
+            backoff_base_s: 1,
+            backoff_cap_s: 4,
+            // Longer than the rejitter phase (two empty backlog checks 5 s apart, about 11 s),
+            // so no message comes back to the rejitter while it still polls (it would be
+            // re-sent with 60 s more); short enough that the backlog comes back during the
+            // slow start and the drain ends soon after the close.
+            min_delay_s: 15,
+            max_delay_s: 20,
+            // One second a level: 2, 4, ... 512, then the mapping's own (no cap).
+            slow_start_s: 9,
+            timeout: Duration::from_secs(300),
             out_dir: crate::paths::local().join("demo"),
             console_port: 0,
             narrate: true,

@@ -1,6 +1,6 @@
-//! The scenario's course: steady traffic, the outage switched on and healed on time, one
-//! reading a second until the circuit closed and the queue drained, then the count of what
-//! the consumer processed.
+//! The scenario's course: steady traffic, the outage switched on, then healed (and the
+//! traffic stopped) once the circuit opened and a probe failed, one reading a second until the
+//! circuit closed and the queue drained, then the count of what the consumer processed.
 
 use super::narration::{last, observe, Watch};
 use super::report::{probes, Report};
@@ -23,8 +23,8 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
-/// Sends traffic, starts and heals the outage on time, and follows the breaker until the
-/// circuit closed and the queue drained; returns what was sent.
+/// Sends traffic, starts the outage, heals it (and stops the traffic) when [`heal_due`], and
+/// follows the breaker until the circuit closed and the queue drained; returns what was sent.
 pub async fn drive(
     watch: &mut Watch,
     breaker: &Breaker,
@@ -45,13 +45,13 @@ pub async fn drive(
         stop_traffic.clone(),
     );
     watch.say(&format!(
-        "steady traffic: {} messages/s to the example queue; the consumer is healthy",
+        "steady traffic: {} messages/s to the example queue until the outage heals; the consumer is healthy",
         options.rate
     ));
 
     let deadline = Instant::now() + options.timeout;
     let outage_at = Instant::now() + options.warmup;
-    let mut heal_at: Option<Instant> = None;
+    let mut outage_since: Option<Instant> = None;
     let mut closed_at: Option<Instant> = None;
     let mut last_status = Instant::now() - Duration::from_secs(60);
     loop {
@@ -60,21 +60,23 @@ pub async fn drive(
             "the demo did not finish within {:?}",
             options.timeout
         );
-        if heal_at.is_none() && Instant::now() >= outage_at {
+        if outage_since.is_none() && Instant::now() >= outage_at {
             consumer::set_should_error(&clients.lambda, &deployed.consumer, true).await?;
             watch.report.outage_on_ms = now_ms();
-            heal_at = Some(Instant::now() + options.outage);
+            outage_since = Some(Instant::now());
             watch.say("OUTAGE: SHOULD_ERROR=true on the consumer; every batch now fails");
-        }
-        if let Some(at) = heal_at {
-            if watch.report.healed_ms == 0 && Instant::now() >= at {
-                consumer::set_should_error(&clients.lambda, &deployed.consumer, false).await?;
-                watch.report.healed_ms = now_ms();
-                watch.say("HEALED: SHOULD_ERROR=false; the next probe should succeed");
-            }
         }
 
         observe(watch, breaker, &clients.sqs, tap).await?;
+        if let Some(since) = outage_since {
+            let failed = failed_probes(&watch.report);
+            if watch.report.healed_ms == 0 && heal_due(since.elapsed(), failed, options) {
+                consumer::set_should_error(&clients.lambda, &deployed.consumer, false).await?;
+                watch.report.healed_ms = now_ms();
+                stop_traffic.store(true, Ordering::Relaxed);
+                watch.say(&heal_line(failed));
+            }
+        }
         if last_status.elapsed() >= Duration::from_secs(5) {
             last_status = Instant::now();
             let sent_so_far = sent.lock().map(|s| s.len()).unwrap_or_default();
@@ -83,8 +85,9 @@ pub async fn drive(
 
         if owner_done(watch) && closed_at.is_none() {
             closed_at = Some(Instant::now());
-            stop_traffic.store(true, Ordering::Relaxed);
-            watch.say("stopping traffic; waiting for the consumer to drain the queue");
+            watch.say(
+                "waiting for the consumer to drain the queue (the backlog the rejitter delayed)",
+            );
         }
         if let Some(closed) = closed_at {
             let (_, depth) = watch.report.depths.last().copied().unwrap_or_default();
@@ -101,6 +104,33 @@ pub async fn drive(
         .context("sending traffic")?;
     let sent = sent.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(sent)
+}
+
+/// Whether the consumer heals now: the outage lasted `options.outage` and `failed` probes
+/// reached `options.failed_probes`.
+pub fn heal_due(outage_for: Duration, failed: usize, options: &Options) -> bool {
+    outage_for >= options.outage && failed >= options.failed_probes
+}
+
+/// The probes that failed so far, in every execution.
+fn failed_probes(report: &Report) -> usize {
+    probes(&report.executions, report.started_ms)
+        .iter()
+        .filter(|p| p.failed())
+        .count()
+}
+
+/// What the demo says as it heals the consumer.
+fn heal_line(failed: usize) -> String {
+    let after = match failed {
+        0 => String::new(),
+        1 => " after 1 failed probe".to_string(),
+        n => format!(" after {n} failed probes"),
+    };
+    format!(
+        "HEALED{after}: SHOULD_ERROR=false; the next probe should succeed. Traffic stops: \
+         the rejitter and the drain now see only the outage's backlog"
+    )
 }
 
 /// The periodic one-line status: the mapping, the alarm, the queue and the traffic so far.
@@ -199,4 +229,63 @@ async fn count_processed(
         }
     }
     Ok((counts.len(), counts.values().map(|n| n - 1).sum()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(outage_s: u64, failed_probes: usize) -> Options {
+        Options {
+            outage: Duration::from_secs(outage_s),
+            failed_probes,
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn the_consumer_heals_only_after_the_failed_probes_asked_for() {
+        let options = options(0, 1);
+        assert!(!heal_due(Duration::from_secs(300), 0, &options));
+        assert!(heal_due(Duration::from_secs(1), 1, &options));
+        assert!(heal_due(Duration::ZERO, 3, &options));
+    }
+
+    #[test]
+    fn the_consumer_heals_no_sooner_than_the_shortest_outage() {
+        let options = options(40, 1);
+        assert!(!heal_due(Duration::from_secs(39), 5, &options));
+        assert!(heal_due(Duration::from_secs(40), 1, &options));
+        // No failed probe asked for: the outage's length alone, a fixed outage.
+        let fixed = self::options(40, 0);
+        assert!(!heal_due(Duration::from_secs(39), 0, &fixed));
+        assert!(heal_due(Duration::from_secs(40), 0, &fixed));
+    }
+
+    #[test]
+    fn the_default_demo_heals_after_one_failed_probe_however_slow_the_alarm() {
+        let options = Options::default();
+        assert_eq!(options.failed_probes, 1);
+        assert!(!heal_due(Duration::from_secs(120), 0, &options));
+        assert!(heal_due(Duration::from_secs(1), 1, &options));
+    }
+
+    #[test]
+    fn the_heal_says_that_the_traffic_stops() {
+        let line = heal_line(1);
+        assert!(line.starts_with("HEALED after 1 failed probe:"), "{line}");
+        assert!(line.contains("Traffic stops"), "{line}");
+        assert!(heal_line(2).starts_with("HEALED after 2 failed probes:"));
+        assert!(heal_line(0).starts_with("HEALED:"));
+    }
+
+    #[test]
+    fn the_default_rejitter_delays_outlast_its_phase() {
+        // The phase is two backlog checks 5 s apart after the re-sends: about 11 s. A
+        // message delayed less comes back while the rejitter polls and is re-sent with 60 s
+        // more, which the drain then waits out.
+        let options = Options::default();
+        assert!(options.min_delay_s >= 15, "{}", options.min_delay_s);
+        assert!(options.min_delay_s <= options.max_delay_s);
+    }
 }

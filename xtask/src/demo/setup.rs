@@ -16,11 +16,13 @@ pub struct Deployed {
 
 pub async fn deploy(tools: &Tools, emulator: &Emulator, options: &Options) -> Result<Deployed> {
     let example = vec![
-        // Failed batches come back quickly, so the queue shows the outage; the receive
-        // limit leaves room for the outage's retries and probes.
-        ("VisibilityTimeoutSeconds", "15".to_string()),
+        // Failed batches come back quickly, so the queue shows the outage, and before the
+        // rejitter's phase ends, so it spreads them with the rest of the backlog. The
+        // emulator hands probe after probe the same few messages: the receive limit leaves
+        // room for a minute of probes besides the consumer's retries.
+        ("VisibilityTimeoutSeconds", "6".to_string()),
         ("ConsumerTimeoutSeconds", "5".to_string()),
-        ("MaxReceiveCount", "10".to_string()),
+        ("MaxReceiveCount", "20".to_string()),
         // A batch takes a second, as real work does: the queue shows batches in flight, and
         // the slow start's cap on them.
         ("LatencyMs", "1000".to_string()),
@@ -30,6 +32,9 @@ pub async fn deploy(tools: &Tools, emulator: &Emulator, options: &Options) -> Re
         ("AlarmPeriodSeconds", options.alarm_period_s.to_string()),
         ("AlarmEvaluationPeriods", "1".to_string()),
         ("AlarmDatapointsToAlarm", "1".to_string()),
+        // A 10 s period holds a handful of the consumer's invocations, not the ten the
+        // error share needs by default: with 3 the first period of the outage trips it.
+        ("AlarmMinimumCount", "3".to_string()),
         ("BackoffBaseSeconds", options.backoff_base_s.to_string()),
         ("BackoffCapSeconds", options.backoff_cap_s.to_string()),
         ("RejitterEnabled", "true".to_string()),
