@@ -25,6 +25,12 @@ impl Tools {
         self.with_env(Command::new(program))
     }
 
+    /// What was installed: the pins, as `ensure` recorded them.
+    pub fn stamp(&self) -> String {
+        let venv = self.bin.parent().unwrap_or(&self.bin);
+        fs::read_to_string(venv.join(STAMP)).unwrap_or_default()
+    }
+
     fn with_env(&self, mut cmd: Command) -> Command {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let mut dirs = vec![self.bin.clone()];
@@ -42,6 +48,9 @@ impl Tools {
 /// the toolchain (resolving, unpacking and byte-compiling one file at a time); uv, 6 s.
 const UV: &str = "uv==0.13.9";
 
+/// The venv's record of the pins it was installed with.
+const STAMP: &str = "installed-requirements.txt";
+
 /// Returns the toolchain, installing it first when missing or when the pins changed.
 pub fn ensure() -> Result<Tools> {
     let venv = paths::tools().join("venv");
@@ -50,7 +59,7 @@ pub fn ensure() -> Result<Tools> {
     let wanted = fs::read_to_string(&requirements)
         .with_context(|| format!("reading {}", requirements.display()))?;
     let wanted = format!("{UV}\n{wanted}");
-    let stamp = venv.join("installed-requirements.txt");
+    let stamp = venv.join(STAMP);
     if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(Tools { bin });
     }

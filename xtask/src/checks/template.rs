@@ -69,9 +69,37 @@ if depth == "tagging":
 json.dump(out, sys.stdout, default=str)
 "#;
 
-/// Loads the template at `path` to `depth`, with the venv's python and cfn-lint.
+/// Loads the template at `path` to `depth`, with the venv's python and cfn-lint, once per
+/// content: the tests load the same templates many times, in as many processes, and each
+/// load costs seconds of CPU (the SAM transform, cfn-lint's schemas).
 pub fn load(path: &Path, depth: Depth) -> Result<Template> {
-    let out = tools::ensure()?
+    let tools = tools::ensure()?;
+    let content = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let cached = cache_file(&[
+        LOAD_SCRIPT.as_bytes(),
+        path.to_string_lossy().as_bytes(),
+        depth.arg().as_bytes(),
+        tools.stamp().as_bytes(),
+        &content,
+    ]);
+    let json = match std::fs::read(&cached) {
+        Ok(json) => json,
+        Err(_) => {
+            let json = run_loader(&tools, path, depth)?;
+            store(&cached, &json)?;
+            json
+        }
+    };
+    let mut all: Value = serde_json::from_slice(&json).context("the loader's output")?;
+    Ok(Template {
+        raw: all["raw"].take(),
+        transformed: all["transformed"].take(),
+        tagging: all["tagging"].take(),
+    })
+}
+
+fn run_loader(tools: &tools::Tools, path: &Path, depth: Depth) -> Result<Vec<u8>> {
+    let out = tools
         .command("python")
         .arg("-c")
         .arg(LOAD_SCRIPT)
@@ -87,12 +115,29 @@ pub fn load(path: &Path, depth: Depth) -> Result<Template> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let mut all: Value = serde_json::from_slice(&out.stdout).context("the loader's output")?;
-    Ok(Template {
-        raw: all["raw"].take(),
-        transformed: all["transformed"].take(),
-        tagging: all["tagging"].take(),
-    })
+    Ok(out.stdout)
+}
+
+/// Where a load of these inputs is kept: `.local/templates/<sha-256>.json`.
+fn cache_file(inputs: &[&[u8]]) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for input in inputs {
+        // Length-prefixed, so that no two different input lists hash alike.
+        hash.update((input.len() as u64).to_le_bytes());
+        hash.update(input);
+    }
+    let hex: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    paths::local().join("templates").join(format!("{hex}.json"))
+}
+
+/// Writes `json` to `file` whole or not at all: other test processes may read it meanwhile.
+fn store(file: &Path, json: &[u8]) -> Result<()> {
+    let dir = file.parent().context("a cache file has a folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let partial = file.with_extension(format!("{}.partial", std::process::id()));
+    std::fs::write(&partial, json).with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, file).with_context(|| format!("writing {}", file.display()))
 }
 
 /// The breaker's template, decoded only.

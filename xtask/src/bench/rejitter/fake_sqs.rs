@@ -100,6 +100,7 @@ mod tests {
 
         let sqs = FakeSqs::start(Duration::ZERO, QUEUE_MAX_MESSAGE_BYTES).unwrap();
         let config = aws_sdk_sqs::Config::builder()
+            .http_client(controller::sdk::http_client())
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("test", "test", None, None, "test"))
