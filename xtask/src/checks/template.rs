@@ -162,8 +162,27 @@ pub fn of_type<'a>(template: &'a Value, kind: &str) -> Vec<(&'a String, &'a Valu
 
 #[cfg(test)]
 mod tests {
-    use super::of_type;
+    use super::{cache_file, of_type, store};
     use serde_json::json;
+
+    #[test]
+    fn a_load_is_kept_per_input_and_inputs_do_not_run_together() {
+        let one = cache_file(&[b"template", b"raw"]);
+        assert_eq!(one, cache_file(&[b"template", b"raw"]));
+        assert_ne!(one, cache_file(&[b"template", b"transformed"]));
+        assert_ne!(cache_file(&[b"ab", b"c"]), cache_file(&[b"a", b"bc"]));
+    }
+
+    #[test]
+    fn a_stored_load_is_whole_and_leaves_no_partial_file() {
+        let dir = std::env::temp_dir().join(format!("template-cache-{}", std::process::id()));
+        let file = dir.join("load.json");
+        store(&file, b"{\"raw\": {}}").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"{\"raw\": {}}");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn of_type_keeps_the_resources_of_one_type() {
