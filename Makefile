@@ -12,7 +12,8 @@
 # Needs cargo, cargo-lambda and zig on PATH (`cargo xtask` puts its pinned ones there).
 #
 # `LAMBDA_BUILD=host` is what `cargo xtask` sets for the local emulator, which runs the
-# binaries on this machine: a plain debug `cargo build` of the workspace's binaries. Its
+# binaries on this machine: a plain debug `cargo build` of the Lambda binaries (with
+# `--workspace`, for the features every package of the workspace turns on). Its
 # dependencies are the very ones `cargo xtask` and the tests compiled (one feature set, see
 # xtask/Cargo.toml), so it costs seconds, not a second build of the AWS SDK for a cross target.
 # The binaries land stripped (as the release profile's) where cargo-lambda puts them,
@@ -26,7 +27,7 @@ LAMBDA_PACKAGES := -p controller -p rejitter -p example-consumer
 
 ifeq ($(LAMBDA_BUILD),host)
 lambdas:
-	$(CARGO) build --workspace --bins
+	$(CARGO) build --workspace --bin controller --bin rejitter --bin example-consumer
 	for binary in controller rejitter example-consumer; do \
 	  mkdir -p $(CARGO_TARGET_DIR)/lambda/$$binary && \
 	  strip -o $(CARGO_TARGET_DIR)/lambda/$$binary/bootstrap $(CARGO_TARGET_DIR)/debug/$$binary; \

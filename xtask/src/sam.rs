@@ -99,7 +99,7 @@ pub fn start_lambda_build() {
         let log = paths::local().join("logs/lambda-build.log");
         std::fs::create_dir_all(paths::local().join("logs"))?;
         let out = std::fs::File::create(&log)?;
-        local_profile(&mut Command::new("make"))
+        local_profile(run::without_cargo_package_env(&mut Command::new("make")))
             .current_dir(paths::root())
             .arg("lambdas")
             .stdin(std::process::Stdio::null())

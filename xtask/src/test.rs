@@ -21,6 +21,7 @@ pub fn test() -> Result<()> {
     let step = |what: &str, output: Output, cmd: &mut Command| -> Result<()> {
         eprintln!("==> {what}");
         cmd.current_dir(&root);
+        xtask::run::without_cargo_package_env(cmd);
         match output {
             Output::Live => {
                 let status = cmd.status()?;

@@ -39,6 +39,8 @@ impl Tools {
             cmd.env("PATH", joined);
         }
         cmd.env("SAM_CLI_TELEMETRY", "0");
+        // sam runs `make lambdas`, which runs cargo.
+        run::without_cargo_package_env(&mut cmd);
         cmd.env("VIRTUAL_ENV", self.bin.parent().unwrap_or(&self.bin));
         cmd
     }

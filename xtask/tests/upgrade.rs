@@ -134,7 +134,7 @@ fn deploy_previous_release(local: &TestStack, parameters: &Parameters) -> Result
     // target folder is touched.
     let started = Instant::now();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let libraries = Command::new(cargo)
+    let libraries = xtask::run::without_cargo_package_env(&mut Command::new(cargo))
         .current_dir(&tree)
         .env("CARGO_TARGET_DIR", sam::target_dir())
         .args(["build", "--workspace", "--lib"])

@@ -38,7 +38,7 @@ pub fn run(runs: usize, executions: usize) -> Result<()> {
     let root = paths::root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("==> cargo build --release -p controller");
-    let status = Command::new(&cargo)
+    let status = crate::run::without_cargo_package_env(&mut Command::new(&cargo))
         .current_dir(&root)
         .args(["build", "--release", "--quiet", "-p", "controller"])
         .status()?;

@@ -259,7 +259,7 @@ pub fn run(runs: usize, invocations: usize, sqs_latency_ms: u64) -> Result<()> {
 fn build() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("==> cargo build --release -p rejitter");
-    let output = Command::new(&cargo)
+    let output = crate::run::without_cargo_package_env(&mut Command::new(&cargo))
         .current_dir(paths::root())
         .args([
             "build",
