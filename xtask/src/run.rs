@@ -87,7 +87,13 @@ mod tests {
         ] {
             assert!(is_package_var(name), "{name}");
         }
-        for name in ["CARGO", "CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_INCREMENTAL", "PATH"] {
+        for name in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_INCREMENTAL",
+            "PATH",
+        ] {
             assert!(!is_package_var(name), "{name}");
         }
     }
