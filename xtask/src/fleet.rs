@@ -160,7 +160,11 @@ pub fn deploy_consumers(
     per_stack: usize,
     shape: Shape,
 ) -> Result<Vec<Consumer>> {
-    let code = paths::local().join("sam/example/ConsumerFunction");
+    let built = sam::built(&d.local.tools, "example")?;
+    let code = built
+        .parent()
+        .context("a built template has a folder")?
+        .join("ConsumerFunction");
     let dir = paths::local().join("sam/fleet");
     std::fs::create_dir_all(&dir)?;
     let names: Vec<String> = (0..count).map(|i| consumer_name(prefix, i)).collect();

@@ -21,6 +21,14 @@ pub fn turn() -> Result<Turn> {
     Ok(Turn(file))
 }
 
+/// Builds `infra/<template>.yaml` for the emulator, taking a [`turn`] for the build only;
+/// returns the built template, in a folder no build rewrites (see [`build`]), so that its
+/// deploy needs no turn and deploys of several tests run at once.
+pub fn built(tools: &Tools, template: &str) -> Result<PathBuf> {
+    let _turn = turn()?;
+    build(tools, template)
+}
+
 /// Builds `infra/<template>.yaml`; returns the built template's path.
 ///
 /// The functions' `BuildMethod: makefile` runs the root Makefile: one build of every Lambda
@@ -29,15 +37,104 @@ pub fn turn() -> Result<Turn> {
 /// changed: cargo is the cache (not `sam build --cached`, which would hash `CodeUri` (infra/)
 /// and miss changes to the Rust sources).
 ///
+/// `make lambdas` runs first; the build goes to `.local/sam/<template>-<key>`, the key a hash
+/// of the template, the Makefile, the toolchain's pins and the binaries cargo left (their
+/// inode, size and time). A folder of that key, once built, is the build: `sam build` (seconds
+/// of CPU; every local-stack test builds two templates) runs only for a new key, and no build
+/// rewrites a folder a deploy may be reading.
+///
 /// The emulator runs the binaries on this machine, so local builds are plain debug builds for
 /// the host (`LAMBDA_BUILD=host`, see the Makefile), on the dependencies `cargo xtask` and the
 /// tests already compiled: seconds instead of a second compile of the AWS SDK for the Lambda
 /// target. The emulator's own latency dwarfs what optimisation would save; `bench controller`
 /// asks for optimised binaries ([`optimise_local_builds`]): cargo-lambda's release build,
-/// without the fat LTO kept for the packages users deploy. Call it holding a [`turn`].
+/// without the fat LTO kept for the packages users deploy, built every time. Call it holding a
+/// [`turn`].
 pub fn build(tools: &Tools, template: &str) -> Result<PathBuf> {
     let source = paths::root().join("infra").join(format!("{template}.yaml"));
-    build_from(&source, template, local_profile(&mut tools.command("sam")))
+    if OPTIMISED.load(Ordering::Relaxed) {
+        let name = format!("{template}-release");
+        return build_from(&source, &name, local_profile(&mut tools.command("sam")));
+    }
+    run::logged(
+        "make lambdas",
+        local_profile(&mut tools.command_on_path("make"))
+            .current_dir(paths::root())
+            .arg("lambdas"),
+        &paths::local().join("logs/make-lambdas.log"),
+    )?;
+    let key = build_key(tools, &source)?;
+    let name = format!("{template}-{key}");
+    let dir = paths::local().join("sam").join(&name);
+    if dir.join("template.yaml").exists() {
+        eprintln!("==> sam build {template}: built before ({})", dir.display());
+        return Ok(dir.join("template.yaml"));
+    }
+    let partial = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    build_into(
+        &source,
+        &partial,
+        template,
+        local_profile(&mut tools.command("sam")),
+    )?;
+    std::fs::rename(&partial, &dir)
+        .with_context(|| format!("moving the build to {}", dir.display()))?;
+    prune_older_builds(template, &name);
+    Ok(dir.join("template.yaml"))
+}
+
+/// The Lambda binaries `make lambdas` builds for the emulator.
+const LAMBDA_BINARIES: [&str; 3] = ["controller", "rejitter", "example-consumer"];
+
+/// The hash [`build`] names a build by, 16 hex digits.
+fn build_key(tools: &Tools, source: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let mut hash = Sha256::new();
+    let mut add = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    };
+    add(&std::fs::read(source).with_context(|| format!("reading {}", source.display()))?);
+    add(&std::fs::read(paths::root().join("Makefile")).context("reading the Makefile")?);
+    add(tools.stamp().as_bytes());
+    for binary in LAMBDA_BINARIES {
+        let path = target_dir().join("debug").join(binary);
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+        add(format!(
+            "{} {} {} {}",
+            meta.ino(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec()
+        )
+        .as_bytes());
+    }
+    let digest = hash.finalize();
+    Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Removes the builds of `template` other than `current` that are over ten minutes old: those
+/// of binaries since rebuilt (a deploy still reading one is minutes old at most).
+fn prune_older_builds(template: &str, current: &str) {
+    let Ok(entries) = std::fs::read_dir(paths::local().join("sam")) else {
+        return;
+    };
+    let prefix = format!("{template}-");
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at.elapsed().is_ok_and(|age| age.as_secs() > 600));
+        let key = name.strip_prefix(&prefix).unwrap_or_default();
+        let is_build = key.len() == 16 && key.chars().all(|c| c.is_ascii_hexdigit());
+        if is_build && name != current && stale {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Builds the template at `source` (of this checkout or another tree of the project) into
@@ -45,16 +142,20 @@ pub fn build(tools: &Tools, template: &str) -> Result<PathBuf> {
 /// template's path. Its Makefile runs in `source`'s tree.
 pub fn build_from(source: &Path, name: &str, sam: &mut Command) -> Result<PathBuf> {
     let build_dir = paths::local().join("sam").join(name);
+    build_into(source, &build_dir, name, sam)?;
+    Ok(build_dir.join("template.yaml"))
+}
+
+fn build_into(source: &Path, build_dir: &Path, name: &str, sam: &mut Command) -> Result<()> {
     run::logged(
         &format!("sam build {name} (make lambdas)"),
         sam.current_dir(paths::root())
             .args(["build", "--template-file"])
             .arg(source)
             .arg("--build-dir")
-            .arg(&build_dir),
+            .arg(build_dir),
         &paths::local().join(format!("logs/sam-build-{name}.log")),
-    )?;
-    Ok(build_dir.join("template.yaml"))
+    )
 }
 
 /// The target folder `make lambdas` builds in: `CARGO_TARGET_DIR` when set (relative to the

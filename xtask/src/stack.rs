@@ -58,8 +58,7 @@ pub fn deploy_example(
     emulator: &Emulator,
     parameters: &Parameters,
 ) -> Result<()> {
-    let _turn = sam::turn()?;
-    let built = sam::build(tools, "example")?;
+    let built = sam::built(tools, "example")?;
     sam::deploy(tools, emulator, &built, EXAMPLE_STACK, parameters)
 }
 
@@ -93,8 +92,7 @@ pub async fn deploy_breaker_tagged(
         ("QueueArn", output("QueueArn")?),
     ];
     all.extend(parameters.iter().cloned());
-    let _turn = sam::turn()?;
-    let built = sam::build(tools, "template")?;
+    let built = sam::built(tools, "template")?;
     sam::deploy_tagged(tools, emulator, &built, BREAKER_STACK, &all, tags)
 }
 

@@ -13,7 +13,7 @@ use xtask::{paths, sam};
 /// Deploys one example stack per name, at once, with the fast timings (the example template
 /// is already built: `Deployment::start` built it).
 pub fn consumers(deployed: &Deployment, stacks: &[&str]) -> Result<Vec<Consumer>> {
-    let built: PathBuf = paths::local().join("sam/example/template.yaml");
+    let built = sam::built(&deployed.local.tools, "example")?;
     std::thread::scope(|scope| {
         let deploys: Vec<_> = stacks
             .iter()

@@ -10,9 +10,10 @@
 //! registers.
 //!
 //! The previous release's tree is extracted once (`git archive`) into `.local/previous-release/`
-//! and built by its own Makefile into this checkout's target folder: the dependencies are
-//! the same, so only the workspace's own crates compile (about 75 s on 2 cores the first
-//! time, its libraries before the build lock is taken; seconds when warm). A clone without that commit (a shallow one)
+//! and built by its own Makefile into this checkout's target folder: its three Lambda
+//! packages only, with the AWS SDK crates they use (the previous release's TLS stack differs
+//! from this checkout's, so they compile again: minutes of CPU on a fresh clone, most of it
+//! before the build lock is taken; seconds when warm). A clone without that commit (a shallow one)
 //! fails the test with what to fetch.
 
 use anyhow::{bail, ensure, Context, Result};
@@ -28,6 +29,9 @@ use xtask::{breaker, paths, sam, shapes, traffic};
 /// The last commit before any fleet change: the single-consumer release a stack is upgraded
 /// from.
 const PREVIOUS_RELEASE: &str = "7d91eba4435cae9728245c2bead64ab2f561f131";
+
+/// The previous release's Lambda packages, the only ones its build compiles.
+const LAMBDA_PACKAGES: &str = "-p controller -p rejitter -p example-consumer";
 
 /// The attachment registered on the upgraded stack.
 const ATTACHMENT: &str = "upgrade-second";
@@ -96,8 +100,12 @@ fn previous_release_tree() -> Result<PathBuf> {
 
 /// Its Makefile builds every binary of its workspace into the shared target folder, which
 /// would put its operator command where the operator's test, running meanwhile, runs this
-/// checkout's. Built by name, only its Lambdas pass through `debug/`; with `--workspace`
-/// still selecting every package, the features (so the compiled dependencies) stay the same.
+/// checkout's. Narrowed to its three Lambda packages, only their binaries pass through
+/// `debug/`, and only what they need compiles: the previous release's SDK was built with
+/// another TLS stack (aws-lc; this checkout's is ring), so none of its compiled dependencies
+/// are this checkout's anyway. (A previous release on this checkout's dependency features
+/// would share them with `--workspace` instead, which unifies the features as this
+/// checkout's builds do.)
 fn only_lambda_binaries(makefile: &Path) -> Result<()> {
     const EVERY_BINARY: &str = "$(CARGO) build --workspace --bins";
     let text = std::fs::read_to_string(makefile).context("reading the previous Makefile")?;
@@ -107,7 +115,7 @@ fn only_lambda_binaries(makefile: &Path) -> Result<()> {
     );
     let narrowed = text.replace(
         EVERY_BINARY,
-        "$(CARGO) build --workspace --bin controller --bin rejitter --bin example-consumer",
+        &format!("$(CARGO) build {LAMBDA_PACKAGES} --bins"),
     );
     std::fs::write(makefile, narrowed).context("writing the previous Makefile")?;
     Ok(())
@@ -137,7 +145,9 @@ fn deploy_previous_release(local: &TestStack, parameters: &Parameters) -> Result
     let libraries = xtask::run::without_cargo_package_env(&mut Command::new(cargo))
         .current_dir(&tree)
         .env("CARGO_TARGET_DIR", sam::target_dir())
-        .args(["build", "--workspace", "--lib"])
+        .arg("build")
+        .args(LAMBDA_PACKAGES.split(' '))
+        .arg("--lib")
         .status()
         .context("running cargo")?;
     ensure!(
