@@ -47,10 +47,10 @@ pub fn test() -> Result<()> {
     test_steps(&cargo, installing, step)
 }
 
-/// fmt, then the tests' build; then two lanes side by side: the tests, and the static
-/// checks. The local-stack tests spend most of their time waiting (on backoffs, visibility
-/// timeouts, alarm periods), which leaves cores for clippy, cfn-lint, the CDK construct's
-/// tests and the doc tests. Both lanes run to their end; the run fails if either failed.
+/// fmt, clippy, the tests' build; then two lanes side by side: the tests, and the other
+/// static checks (cfn-lint, the CDK construct's tests, the doc tests), which need little and
+/// lock nothing the tests use for long. Both lanes run to their end; the run fails if either
+/// failed.
 fn test_steps(
     cargo: &str,
     installing: std::thread::JoinHandle<Result<tools::Tools>>,
@@ -60,6 +60,22 @@ fn test_steps(
         "cargo fmt --check",
         Output::Live,
         Command::new(cargo).args(["fmt", "--all", "--check"]),
+    )?;
+    // Before the tests, in the tests' target folder: cargo locks a target folder for a whole
+    // command, which would stop the tests' `make lambdas` for as long; and beside the tests, in
+    // a folder of its own, it compiled twice as much (build scripts, proc macros) on cores the
+    // tests then lacked: a fresh-clone run took longer both ways.
+    step(
+        "cargo clippy",
+        Output::Live,
+        Command::new(cargo).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
     let nextest = nextest_available(cargo);
     if nextest {
@@ -88,29 +104,12 @@ fn test_steps(
     }
 }
 
-/// clippy, cfn-lint, the CDK construct's tests and the doc tests, one after the other.
+/// cfn-lint, the CDK construct's tests and the doc tests, one after the other.
 fn static_checks(
     cargo: &str,
     tools: &tools::Tools,
     step: &impl Fn(&str, Output, &mut Command) -> Result<()>,
 ) -> Result<()> {
-    // In a target folder of its own: cargo locks a target folder for a whole command, and
-    // the tests' `sam build`s run cargo in the shared one. Niced, so the tests, whose
-    // timings are what can fail, come first for the cores.
-    step(
-        "cargo clippy",
-        Output::OnFailure,
-        Command::new("nice").args(["-n", "10"]).arg(cargo).args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--target-dir",
-            "target/clippy",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    )?;
     let templates: Vec<_> = std::fs::read_dir(paths::root().join("infra"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
@@ -199,56 +198,78 @@ mod tests {
         })
     }
 
-    /// The tests and the static checks run side by side: here the tests can only end once
-    /// clippy has run, and clippy only starts after fmt and the tests' build.
+    fn is_tests(what: &str) -> bool {
+        what.starts_with("cargo nextest") || what.starts_with("cargo test (")
+    }
+
+    /// fmt and clippy run first, one after the other; then the tests and the other checks
+    /// side by side: here the tests can only end once the CDK construct's tests have run.
     #[test]
-    fn the_static_checks_run_beside_the_tests() {
-        let (clippy_ran, wait_for_clippy) = mpsc::channel::<()>();
-        let clippy_ran = Mutex::new(Some(clippy_ran));
-        let wait_for_clippy = Mutex::new(wait_for_clippy);
+    fn the_other_checks_run_beside_the_tests_after_fmt_and_clippy() {
+        let (checks_ran, wait_for_checks) = mpsc::channel::<()>();
+        let checks_ran = Mutex::new(Some(checks_ran));
+        let wait_for_checks = Mutex::new(wait_for_checks);
         let steps = Mutex::new(Vec::new());
         test_steps("cargo", std::thread::spawn(installed), |what, output, _| {
             steps.lock().unwrap().push((what.to_string(), output));
-            if what == "cargo clippy" {
-                if let Some(tx) = clippy_ran.lock().unwrap().take() {
+            if what.starts_with("npm test") {
+                if let Some(tx) = checks_ran.lock().unwrap().take() {
                     tx.send(()).unwrap();
                 }
             }
-            if what.starts_with("cargo nextest") || what.starts_with("cargo test (") {
-                wait_for_clippy
+            if is_tests(what) {
+                wait_for_checks
                     .lock()
                     .unwrap()
                     .recv_timeout(Duration::from_secs(10))
-                    .map_err(|_| anyhow::anyhow!("clippy did not run beside the tests"))?;
+                    .map_err(|_| anyhow::anyhow!("the checks did not run beside the tests"))?;
             }
             Ok(())
         })
         .unwrap();
         let steps = steps.into_inner().unwrap();
-        assert_eq!(steps[0], ("cargo fmt --check".to_string(), Output::Live));
-        let at = |name: &str| steps.iter().position(|(what, _)| what.starts_with(name));
-        assert!(at("cargo clippy") > at("cargo test --no-run").or(Some(0)));
-        for check in ["cargo clippy", "cfn-lint", "npm test", "cargo test --doc"] {
+        let names: Vec<&str> = steps.iter().map(|(what, _)| what.as_str()).collect();
+        assert_eq!(names[..2], ["cargo fmt --check", "cargo clippy"]);
+        let at = |name: &str| names.iter().position(|what| what.starts_with(name));
+        assert!(at("cfn-lint") > at("cargo clippy"));
+        for check in ["cfn-lint", "npm test", "cargo test --doc"] {
             let (_, output) = &steps[at(check).unwrap_or_else(|| panic!("{check} not run"))];
             assert_eq!(*output, Output::OnFailure, "{check}");
         }
     }
 
-    /// A failed static check fails the run, and the tests still run to their end.
+    /// A failed check beside the tests fails the run, and the tests still run to their end.
     #[test]
     fn a_failed_check_fails_the_run_after_the_tests() {
         let tests_ran = Mutex::new(false);
         let result = test_steps("cargo", std::thread::spawn(installed), |what, _, _| {
-            if what == "cargo clippy" {
-                anyhow::bail!("cargo clippy failed (exit status: 101)");
+            if what.starts_with("cfn-lint") {
+                anyhow::bail!("cfn-lint infra/*.yaml failed (exit status: 2)");
             }
-            if what.starts_with("cargo nextest") || what.starts_with("cargo test (") {
+            if is_tests(what) {
                 *tests_ran.lock().unwrap() = true;
             }
             Ok(())
         });
         let error = format!("{:#}", result.unwrap_err());
-        assert!(error.contains("cargo clippy failed"), "{error}");
+        assert!(error.contains("cfn-lint"), "{error}");
         assert!(*tests_ran.lock().unwrap());
+    }
+
+    /// A failed clippy stops the run before the tests.
+    #[test]
+    fn a_failed_clippy_stops_the_run() {
+        let tests_ran = Mutex::new(false);
+        let result = test_steps("cargo", std::thread::spawn(installed), |what, _, _| {
+            if what == "cargo clippy" {
+                anyhow::bail!("cargo clippy failed (exit status: 101)");
+            }
+            if is_tests(what) {
+                *tests_ran.lock().unwrap() = true;
+            }
+            Ok(())
+        });
+        assert!(result.is_err());
+        assert!(!*tests_ran.lock().unwrap());
     }
 }
