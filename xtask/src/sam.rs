@@ -22,8 +22,8 @@ pub fn turn() -> Result<Turn> {
 }
 
 /// Builds `infra/<template>.yaml` for the emulator, taking a [`turn`] for the build only;
-/// returns the built template, in a folder no build rewrites (see [`build`]), so that its
-/// deploy needs no turn and deploys of several tests run at once.
+/// returns the built template, in a folder no build rewrites (see [`build`]), which a deploy
+/// can read without one.
 pub fn built(tools: &Tools, template: &str) -> Result<PathBuf> {
     let _turn = turn()?;
     build(tools, template)

@@ -58,7 +58,10 @@ pub fn deploy_example(
     emulator: &Emulator,
     parameters: &Parameters,
 ) -> Result<()> {
-    let built = sam::built(tools, "example")?;
+    // Held through the deploy: deploys of several tests at once starved the tests running
+    // meanwhile (the alarm bridge, the probes) of the cores.
+    let _turn = sam::turn()?;
+    let built = sam::build(tools, "example")?;
     sam::deploy(tools, emulator, &built, EXAMPLE_STACK, parameters)
 }
 
@@ -92,7 +95,8 @@ pub async fn deploy_breaker_tagged(
         ("QueueArn", output("QueueArn")?),
     ];
     all.extend(parameters.iter().cloned());
-    let built = sam::built(tools, "template")?;
+    let _turn = sam::turn()?;
+    let built = sam::build(tools, "template")?;
     sam::deploy_tagged(tools, emulator, &built, BREAKER_STACK, &all, tags)
 }
 
