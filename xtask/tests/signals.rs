@@ -323,6 +323,32 @@ fn alarms_of_your_own_a_composite_opens_and_a_dead_letter_depth_does_not_loop() 
         ensure!(end == ExecutionStatus::Succeeded, "{end:?}");
         d.every_message_processed(&sent).await?;
 
+        // The composite's part ends here: its alarms go, and every circuit they opened
+        // (a late error can start one more) ends before the dead letters' part starts, so
+        // that nothing of it re-arms or opens a circuit there.
+        d.cloudwatch
+            .delete_alarms()
+            .alarm_names("own-failing")
+            .send()
+            .await?;
+        d.cloudwatch
+            .delete_alarms()
+            .alarm_names("own-errors")
+            .send()
+            .await?;
+        eventually(
+            "the composite's circuits to end",
+            Duration::from_secs(120),
+            || async {
+                let running = breaker::executions(&d.sfn, &d.breaker["StateMachineArn"])
+                    .await?
+                    .iter()
+                    .any(|e| e.status == ExecutionStatus::Running);
+                Ok((!running).then_some(()))
+            },
+        )
+        .await?;
+
         // A dead-letter queue's depth as the alarm: it stays in ALARM after the consumer
         // recovered. The circuit it opens finds the consumer healthy and is not re-armed.
         let dead_letter_queue = d.example["DeadLetterQueueUrl"].clone();

@@ -31,6 +31,10 @@
 //!    mapping alike) per second and samples its gauges, one log line a second per queue;
 //!    [`sqs_metrics`] turns those into the datapoints AWS publishes, which the bridge below
 //!    puts.
+//! 5. An update of a function's code or configuration kills the processes of its invocations
+//!    in flight (the caller gets "Runtime exited before returning a response"); on AWS they
+//!    finish on the code they started with. The shim stops a busy process when its
+//!    invocation ends; new invocations get the new code at once.
 
 pub mod alarm_bridge;
 pub mod alarm_definitions;

@@ -342,6 +342,54 @@ def _patch_sqs():
     threading.Thread(target=_report_forever, name="ministack-shim-sqs", daemon=True).start()
 
 
+# ---------------------------------------------------------------------------------------
+# Gap 5: an update kills the function's invocations in flight
+# ---------------------------------------------------------------------------------------
+
+
+def _patch_lambda_updates():
+    """On AWS an invocation in flight finishes on the code and configuration it started with
+    when its function is updated; the emulator stops its process at once (the caller gets
+    "Runtime exited before returning a response"). Invalidated workers still leave the pool
+    at once, so new invocations run the new code; a busy one is stopped when its invocation
+    ends (`Worker.invoke` holds `_lock` throughout)."""
+    from ministack.core import lambda_runtime
+    from ministack.services import lambda_svc
+
+    kill, invalidate = lambda_runtime.kill_workers, lambda_svc.invalidate_worker
+    invalidating = threading.local()
+
+    def _kill_when_idle(worker):
+        with worker._lock:
+            kill([worker])
+
+    def _kill_workers(workers):
+        if not getattr(invalidating, "on", False):
+            return kill(workers)
+        idle = []
+        for worker in workers:
+            if worker is None or worker._lock.acquire(blocking=False):
+                if worker is not None:
+                    worker._lock.release()
+                idle.append(worker)
+            else:
+                threading.Thread(
+                    target=_kill_when_idle, args=(worker,), name="ministack-shim-drain", daemon=True
+                ).start()
+        kill(idle)
+
+    def _invalidate_worker(*args, **kwargs):
+        invalidating.on = True
+        try:
+            return invalidate(*args, **kwargs)
+        finally:
+            invalidating.on = False
+
+    lambda_runtime.kill_workers = _kill_workers
+    # lambda_svc imported it by name; CloudFormation calls it through lambda_svc.
+    lambda_svc.invalidate_worker = _invalidate_worker
+
+
 def _install():
     try:
         from importlib.metadata import version
@@ -352,7 +400,13 @@ def _install():
     if found != PINNED:
         sys.__stderr__.write(f"ministack-shim: written for MiniStack {PINNED}, found {found}; not applied\n")
         return
-    for patch in (_patch_cloudwatch, _patch_cloudformation_alarms, _patch_cloudformation_mappings, _patch_sqs):
+    for patch in (
+        _patch_cloudwatch,
+        _patch_cloudformation_alarms,
+        _patch_cloudformation_mappings,
+        _patch_sqs,
+        _patch_lambda_updates,
+    ):
         patch()
     sys.__stderr__.write("ministack-shim: applied\n")
 
