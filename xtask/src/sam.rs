@@ -89,31 +89,31 @@ const LAMBDA_BINARIES: [&str; 3] = ["controller", "rejitter", "example-consumer"
 
 /// The hash [`build`] names a build by, 16 hex digits.
 fn build_key(tools: &Tools, source: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
     use std::os::unix::fs::MetadataExt;
-    let mut hash = Sha256::new();
-    let mut add = |bytes: &[u8]| {
-        hash.update((bytes.len() as u64).to_le_bytes());
-        hash.update(bytes);
-    };
-    add(&std::fs::read(source).with_context(|| format!("reading {}", source.display()))?);
-    add(&std::fs::read(paths::root().join("Makefile")).context("reading the Makefile")?);
-    add(tools.stamp().as_bytes());
+    let mut inputs = vec![
+        std::fs::read(source).with_context(|| format!("reading {}", source.display()))?,
+        std::fs::read(paths::root().join("Makefile")).context("reading the Makefile")?,
+        tools.stamp().into_bytes(),
+    ];
     for binary in LAMBDA_BINARIES {
         let path = target_dir().join("debug").join(binary);
         let meta =
             std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
-        add(format!(
-            "{} {} {} {}",
-            meta.ino(),
-            meta.len(),
-            meta.mtime(),
-            meta.mtime_nsec()
-        )
-        .as_bytes());
+        inputs.push(
+            format!(
+                "{} {} {} {}",
+                meta.ino(),
+                meta.len(),
+                meta.mtime(),
+                meta.mtime_nsec()
+            )
+            .into_bytes(),
+        );
     }
-    let digest = hash.finalize();
-    Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+    let inputs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    let mut key = paths::content_key(&inputs);
+    key.truncate(16);
+    Ok(key)
 }
 
 /// Removes the builds of `template` other than `current` that are over ten minutes old: those

@@ -47,7 +47,7 @@ impl Tools {
 }
 
 /// The installer of the toolchain, pinned like it. pip took 50 s of CPU on 2 cores to install
-/// the toolchain (resolving, unpacking and byte-compiling one file at a time); uv, 6 s.
+/// the toolchain (resolving, unpacking and byte-compiling one file at a time); uv, 5 s.
 const UV: &str = "uv==0.13.9";
 
 /// The venv's record of the pins it was installed with.
