@@ -7,7 +7,8 @@
 
 use super::alarm_definitions::{composite_definition, definition, returned_series};
 use super::alarm_evaluation::{
-    evaluate, AlarmDefinition, AlarmSource, AlarmState, Datapoint, MetricQuery, MetricStat,
+    evaluate, sqs_period_complete, AlarmDefinition, AlarmSource, AlarmState, Datapoint,
+    MetricQuery, MetricStat,
 };
 use super::alarm_events::{
     composite_state_change_event, random_id, state_change_event, CompositeDefinition, StateRecord,
@@ -23,7 +24,7 @@ use aws_sdk_cloudwatch::types::{
 };
 use aws_smithy_types::error::display::DisplayErrorContext;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,10 +46,16 @@ struct Bridge {
     unsupported: HashSet<String>,
     history: Cursor,
     states: HashMap<String, StateRecord>,
+    /// The last second of `AWS/SQS` datapoints put (the metrics bridge advances it).
+    sqs_reported_through: Arc<AtomicI64>,
 }
 
 /// Runs until `stop` is set.
-pub async fn run(emulator: &Emulator, stop: Arc<AtomicBool>) -> Result<()> {
+pub async fn run(
+    emulator: &Emulator,
+    sqs_reported_through: Arc<AtomicI64>,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
     let config = crate::aws::config(emulator).await;
     let mut bridge = Bridge {
         clients: Clients::new(&config),
@@ -58,6 +65,7 @@ pub async fn run(emulator: &Emulator, stop: Arc<AtomicBool>) -> Result<()> {
         // Transitions from before the bridge started were someone else's to deliver.
         history: Cursor::starting_at(now_ms()),
         states: HashMap::new(),
+        sqs_reported_through,
     };
     while !stop.load(Ordering::Relaxed) {
         if let Err(e) = bridge.tick().await {
@@ -162,6 +170,10 @@ impl Bridge {
         let period_end = alarm.last_period_end((now - EVALUATION_DELAY_MS) / 1000);
         if period_end <= self.evaluated_until.get(&alarm.name).copied().unwrap_or(0) {
             return Ok(());
+        }
+        let reported_through = self.sqs_reported_through.load(Ordering::Relaxed);
+        if alarm.reads("AWS/SQS") && !sqs_period_complete(period_end, reported_through, now) {
+            return Ok(()); // the next tick looks again
         }
         let datapoints = match &alarm.source {
             AlarmSource::Metric(stat) => self.datapoints(alarm, stat, period_end).await?,

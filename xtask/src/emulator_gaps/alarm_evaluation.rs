@@ -152,6 +152,28 @@ impl AlarmDefinition {
             period_end,
         )
     }
+
+    /// Whether the alarm reads a metric of `namespace`.
+    pub fn reads(&self, namespace: &str) -> bool {
+        match &self.source {
+            AlarmSource::Metric(stat) => stat.namespace == namespace,
+            AlarmSource::Math(queries) => queries
+                .iter()
+                .filter_map(|q| q.metric_stat.as_ref())
+                .any(|stat| stat.namespace == namespace),
+        }
+    }
+}
+
+/// How long an evaluation waits for a period's `AWS/SQS` datapoints, after the period's end:
+/// past it, the period is evaluated on what there is (a stopped emulator reports nothing).
+pub const SQS_REPORT_WAIT_MS: i64 = 20_000;
+
+/// Whether the `AWS/SQS` datapoints of every second before `period_end` (epoch seconds) are
+/// in: the emulator has reported each second through `reported_through` (0: none yet), and
+/// a loaded emulator reports late. CloudWatch evaluates a period on its whole data.
+pub fn sqs_period_complete(period_end: i64, reported_through: i64, now_ms: i64) -> bool {
+    reported_through >= period_end - 1 || now_ms - period_end * 1000 >= SQS_REPORT_WAIT_MS
 }
 
 /// One period's value of the alarm's statistic.

@@ -30,7 +30,7 @@
 //! 4. No `AWS/SQS` metrics. The shim counts each queue's sends, receives and deletes (API and
 //!    mapping alike) per second and samples its gauges, one log line a second per queue;
 //!    [`sqs_metrics`] turns those into the datapoints AWS publishes, which the bridge below
-//!    puts.
+//!    puts. The alarm bridge evaluates a period of a queue's metrics once they are all in.
 //! 5. An update of a function's code or configuration kills the processes of its invocations
 //!    in flight (the caller gets "Runtime exited before returning a response"); on AWS they
 //!    finish on the code they started with. The shim stops a busy process when its
@@ -50,7 +50,7 @@ use crate::emulator::{log_file, Emulator};
 use anyhow::Result;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use std::io::{Read, Seek, SeekFrom};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,8 +100,13 @@ pub fn lambda_metrics(invocation: &MappingInvocation) -> Vec<MetricDatum> {
 }
 
 /// Follows the emulator's log from its current end and publishes mapping invocation
-/// metrics until `stop` is set.
-pub async fn run_metrics_bridge(emulator: &Emulator, stop: Arc<AtomicBool>) -> Result<()> {
+/// metrics and the queues' metrics until `stop` is set; `sqs_reported_through` is the last
+/// second of queue reports put (the shim reports every queue's second at once, in order).
+pub async fn run_metrics_bridge(
+    emulator: &Emulator,
+    sqs_reported_through: Arc<AtomicI64>,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&crate::aws::config(emulator).await);
     let mut file = std::fs::File::open(log_file(emulator.port))?;
     let mut offset = file.seek(SeekFrom::End(0))?;
@@ -112,17 +117,19 @@ pub async fn run_metrics_bridge(emulator: &Emulator, stop: Arc<AtomicBool>) -> R
         file.seek(SeekFrom::Start(offset))?;
         offset += file.read_to_end(&mut chunk)? as u64;
         pending.push_str(&String::from_utf8_lossy(&chunk));
-        let (mut lambda, mut sqs) = (Vec::new(), Vec::new());
+        let (mut lambda, mut sqs, mut through) = (Vec::new(), Vec::new(), 0);
         while let Some(end) = pending.find('\n') {
             let line: String = pending.drain(..=end).collect();
             if let Some(invocation) = parse_mapping_invocation(&line) {
                 lambda.extend(lambda_metrics(&invocation));
             } else if let Some(report) = sqs_metrics::parse(&line) {
+                through = through.max(report.second);
                 sqs.extend(queues.datums(&report));
             }
         }
         put_metrics(&cloudwatch, "AWS/Lambda", lambda).await;
         put_metrics(&cloudwatch, "AWS/SQS", sqs).await;
+        sqs_reported_through.fetch_max(through, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     Ok(())
@@ -163,11 +170,12 @@ impl Bridges {
             .enable_all()
             .build()?;
         let (emulator, flag) = (emulator.clone(), stop.clone());
+        let sqs_reported_through = Arc::new(AtomicI64::new(0));
         let thread = std::thread::spawn(move || {
             let (metrics, alarms) = runtime.block_on(async {
                 tokio::join!(
-                    run_metrics_bridge(&emulator, flag.clone()),
-                    alarm_bridge::run(&emulator, flag.clone())
+                    run_metrics_bridge(&emulator, sqs_reported_through.clone(), flag.clone()),
+                    alarm_bridge::run(&emulator, sqs_reported_through.clone(), flag.clone())
                 )
             });
             for result in [metrics, alarms] {

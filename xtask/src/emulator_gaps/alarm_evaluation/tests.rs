@@ -176,3 +176,48 @@ proptest! {
         prop_assert!(d2 == d + 1 || d2 == 1);
     }
 }
+
+#[test]
+fn an_alarm_reads_the_namespaces_of_its_metrics() {
+    let single = alarm(1, 1, MissingData::NotBreaching);
+    assert!(single.reads("AWS/Lambda") && !single.reads("AWS/SQS"));
+    let queue = |id: &str| MetricQuery {
+        id: id.into(),
+        label: None,
+        return_data: false,
+        expression: None,
+        metric_stat: Some(MetricStat {
+            namespace: "AWS/SQS".into(),
+            metric_name: "NumberOfMessagesReceived".into(),
+            dimensions: vec![("QueueName".into(), "orders".into())],
+            statistic: "Sum".into(),
+            period_s: 60,
+        }),
+    };
+    let share = MetricQuery {
+        id: "share".into(),
+        label: None,
+        return_data: true,
+        expression: Some("received * 2".into()),
+        metric_stat: None,
+    };
+    let math = AlarmDefinition {
+        source: AlarmSource::Math(vec![queue("received"), share]),
+        ..single
+    };
+    assert!(math.reads("AWS/SQS") && !math.reads("AWS/Lambda"));
+}
+
+#[test]
+fn a_period_waits_for_its_last_second_of_queue_reports_for_a_while() {
+    let end_ms = END * 1000;
+    assert!(sqs_period_complete(END, END - 1, end_ms + 1_500));
+    assert!(sqs_period_complete(END, END + 3, end_ms + 1_500));
+    assert!(!sqs_period_complete(END, END - 2, end_ms + 1_500));
+    assert!(!sqs_period_complete(
+        END,
+        0,
+        end_ms + SQS_REPORT_WAIT_MS - 1
+    ));
+    assert!(sqs_period_complete(END, 0, end_ms + SQS_REPORT_WAIT_MS));
+}
