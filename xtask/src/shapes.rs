@@ -106,6 +106,14 @@ pub async fn opened(
     .await
 }
 
+/// Whether an execution of the breaker runs.
+pub async fn any_running(d: &Deployment) -> Result<bool> {
+    Ok(breaker::executions(&d.sfn, &d.breaker["StateMachineArn"])
+        .await?
+        .iter()
+        .any(|e| e.status == ExecutionStatus::Running))
+}
+
 /// Waits until no execution runs, the alarm is OK and the consumer's mapping Enabled: the
 /// last outage's echoes are over.
 pub async fn settled(d: &Deployment) -> Result<()> {
@@ -113,10 +121,7 @@ pub async fn settled(d: &Deployment) -> Result<()> {
         "the breaker to settle",
         Duration::from_secs(180),
         || async {
-            let running = breaker::executions(&d.sfn, &d.breaker["StateMachineArn"])
-                .await?
-                .iter()
-                .any(|e| e.status == ExecutionStatus::Running);
+            let running = any_running(d).await?;
             let alarm = d.alarm().await?;
             Ok(
                 (!running && alarm.value == "OK" && d.mapping_state().await? == "Enabled")

@@ -339,13 +339,7 @@ fn alarms_of_your_own_a_composite_opens_and_a_dead_letter_depth_does_not_loop() 
         eventually(
             "the composite's circuits to end",
             Duration::from_secs(120),
-            || async {
-                let running = breaker::executions(&d.sfn, &d.breaker["StateMachineArn"])
-                    .await?
-                    .iter()
-                    .any(|e| e.status == ExecutionStatus::Running);
-                Ok((!running).then_some(()))
-            },
+            || async { Ok((!shapes::any_running(&d).await?).then_some(())) },
         )
         .await?;
 
