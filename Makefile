@@ -17,7 +17,9 @@
 # dependencies are the very ones `cargo xtask` and the tests compiled (one feature set, see
 # xtask/Cargo.toml), so it costs seconds, not a second build of the AWS SDK for a cross target.
 # The binaries land stripped (as the release profile's) where cargo-lambda puts them,
-# `target/lambda/<binary>/bootstrap`.
+# `target/lambda/<binary>/bootstrap`, stripped again only when the binary or the bootstrap is
+# another file than the last strip's (`stripped-from`: inode, size, time of both; another
+# tree's build in this target folder writes both): every function's target runs this.
 
 CARGO ?= cargo
 CARGO_TARGET_DIR ?= target
@@ -29,8 +31,11 @@ ifeq ($(LAMBDA_BUILD),host)
 lambdas:
 	$(CARGO) build --workspace --bin controller --bin rejitter --bin example-consumer
 	for binary in controller rejitter example-consumer; do \
-	  mkdir -p $(CARGO_TARGET_DIR)/lambda/$$binary && \
-	  strip -o $(CARGO_TARGET_DIR)/lambda/$$binary/bootstrap $(CARGO_TARGET_DIR)/debug/$$binary; \
+	  from=$(CARGO_TARGET_DIR)/debug/$$binary; out=$(CARGO_TARGET_DIR)/lambda/$$binary; \
+	  [ -f $$out/bootstrap ] && \
+	  [ "$$(cat $$out/stripped-from 2>/dev/null)" = "$$(stat -c '%i %s %y' $$from $$out/bootstrap)" ] || { \
+	    mkdir -p $$out && strip -o $$out/bootstrap $$from && \
+	    stat -c '%i %s %y' $$from $$out/bootstrap > $$out/stripped-from; }; \
 	done
 else
 lambdas:
