@@ -13,8 +13,8 @@
 //! and built by its own Makefile into this checkout's target folder: its three Lambda
 //! packages only, with the AWS SDK crates they use (the previous release's TLS stack differs
 //! from this checkout's, so they compile again: minutes of CPU on a fresh clone, most of it
-//! before the build lock is taken; seconds when warm). A clone without that commit (a shallow one)
-//! fails the test with what to fetch.
+//! before the build lock is taken; seconds when warm). A clone without that commit (a shallow
+//! one) fails the test with what to fetch.
 
 use anyhow::{bail, ensure, Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
