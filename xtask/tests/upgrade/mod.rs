@@ -9,18 +9,13 @@
 //! Then a second consumer is attached to the upgraded stack (`infra/attachment.yaml`) and
 //! registers.
 //!
-//! The previous release's tree is extracted once (`git archive`) into `.local/previous-release/`
-//! and built by its own Makefile into this checkout's target folder: its three Lambda
-//! packages only, with the AWS SDK crates they use (the previous release's TLS stack differs
-//! from this checkout's, so they compile again: minutes of CPU on a fresh clone, most of it
-//! before the build lock is taken; seconds when warm). A clone without that commit (a shallow
-//! one) fails the test with what to fetch.
+//! The previous release is built from its own tree on this checkout's dependencies
+//! ([`previous_release`]). A clone without that commit (a shallow one) fails the test with
+//! what to fetch.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sfn::types::ExecutionStatus;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use xtask::stack::{self, Deployment, Parameters, TestStack, BREAKER_STACK};
 use xtask::wait::eventually;
@@ -30,8 +25,7 @@ use xtask::{breaker, paths, sam, shapes, traffic};
 /// from.
 const PREVIOUS_RELEASE: &str = "7d91eba4435cae9728245c2bead64ab2f561f131";
 
-/// The previous release's Lambda packages, the only ones its build compiles.
-const LAMBDA_PACKAGES: &str = "-p controller -p rejitter -p example-consumer";
+mod previous_release;
 
 /// The attachment registered on the upgraded stack.
 const ATTACHMENT: &str = "upgrade-second";
@@ -40,138 +34,6 @@ fn mark(what: &str) {
     static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let t0 = T0.get_or_init(Instant::now);
     println!("[{:6.1}s] {what}", t0.elapsed().as_secs_f64());
-}
-
-/// The previous release's tree, extracted from git once (a marker file says it is complete;
-/// kept between runs so that cargo finds its crates unchanged).
-fn previous_release_tree() -> Result<PathBuf> {
-    let tree = paths::local()
-        .join("previous-release")
-        .join(PREVIOUS_RELEASE);
-    let complete = tree.join(".extracted");
-    if complete.exists() {
-        return Ok(tree);
-    }
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .current_dir(paths::root())
-            .args(args)
-            .output()
-            .context("running git")
-    };
-    let found = git(&["cat-file", "-e", &format!("{PREVIOUS_RELEASE}^{{commit}}")])?;
-    if !found.status.success() {
-        bail!(
-            "the previous release, commit {PREVIOUS_RELEASE}, is not in this clone's history \
-             (a shallow clone?): the upgrade test deploys it. Fetch the history \
-             (`git fetch --unshallow`, or check out with full depth) and run it again."
-        );
-    }
-    let partial = tree.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial)?;
-    let archive = paths::local().join("previous-release/tree.tar");
-    let out = git(&[
-        "archive",
-        "--output",
-        archive.to_str().context("a non-UTF-8 path")?,
-        PREVIOUS_RELEASE,
-    ])?;
-    ensure!(
-        out.status.success(),
-        "git archive {PREVIOUS_RELEASE}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let untar = Command::new("tar")
-        .arg("-xf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&partial)
-        .status()
-        .context("running tar")?;
-    ensure!(untar.success(), "extracting the previous release failed");
-    std::fs::remove_file(&archive)?;
-    only_lambda_binaries(&partial.join("Makefile"))?;
-    std::fs::write(partial.join(".extracted"), PREVIOUS_RELEASE)?;
-    let _ = std::fs::remove_dir_all(&tree);
-    std::fs::rename(&partial, &tree)?;
-    Ok(tree)
-}
-
-/// Its Makefile builds every binary of its workspace into the shared target folder, which
-/// would put its operator command where the operator's test, running meanwhile, runs this
-/// checkout's. Narrowed to its three Lambda packages, only their binaries pass through
-/// `debug/`, and only what they need compiles: the previous release's SDK was built with
-/// another TLS stack (aws-lc; this checkout's is ring), so none of its compiled dependencies
-/// are this checkout's anyway. (A previous release on this checkout's dependency features
-/// would share them with `--workspace` instead, which unifies the features as this
-/// checkout's builds do.)
-fn only_lambda_binaries(makefile: &Path) -> Result<()> {
-    const EVERY_BINARY: &str = "$(CARGO) build --workspace --bins";
-    let text = std::fs::read_to_string(makefile).context("reading the previous Makefile")?;
-    ensure!(
-        text.contains(EVERY_BINARY),
-        "the previous release's Makefile has no `{EVERY_BINARY}` line to narrow"
-    );
-    let narrowed = text.replace(
-        EVERY_BINARY,
-        &format!("$(CARGO) build {LAMBDA_PACKAGES} --bins"),
-    );
-    std::fs::write(makefile, narrowed).context("writing the previous Makefile")?;
-    Ok(())
-}
-
-/// Builds the previous release's template and Lambdas (its own Makefile, host binaries, in
-/// this checkout's target folder) and deploys it as the breaker, next to the example stack.
-fn deploy_previous_release(local: &TestStack, parameters: &Parameters) -> Result<()> {
-    let tree = previous_release_tree()?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let example = runtime.block_on(async {
-        let config = xtask::aws::config(&local.emulator).await;
-        xtask::aws::stack_outputs(&config, stack::EXAMPLE_STACK).await
-    })?;
-    let mut all: Parameters = vec![
-        (
-            "ConsumerFunctionName",
-            example["ConsumerFunctionName"].clone(),
-        ),
-        ("QueueArn", example["QueueArn"].clone()),
-    ];
-    all.extend(parameters.iter().cloned());
-    // Its libraries first, without the turn: most of a first build, and no binary of the
-    // target folder is touched.
-    let started = Instant::now();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let libraries = xtask::run::without_cargo_package_env(&mut Command::new(cargo))
-        .current_dir(&tree)
-        .env("CARGO_TARGET_DIR", sam::target_dir())
-        .arg("build")
-        .args(LAMBDA_PACKAGES.split(' '))
-        .arg("--lib")
-        .status()
-        .context("running cargo")?;
-    ensure!(
-        libraries.success(),
-        "building the previous release's libraries failed"
-    );
-    // The turn is held through the deploy: the previous release's binaries pass through the
-    // target folder's `debug/` and `lambda/`, which the next build of this checkout writes
-    // again.
-    let _turn = sam::turn()?;
-    let mut sam_command = local.tools.command("sam");
-    sam_command
-        .env("LAMBDA_BUILD", "host")
-        .env("CARGO_TARGET_DIR", sam::target_dir());
-    let built = sam::build_from(
-        &tree.join("infra/template.yaml"),
-        "previous-release",
-        &mut sam_command,
-    )?;
-    mark(&format!(
-        "the previous release built in {:.0}s",
-        started.elapsed().as_secs_f64()
-    ));
-    sam::deploy(&local.tools, &local.emulator, &built, BREAKER_STACK, &all)
 }
 
 /// The breaker's parameters, the same for both releases: fast probes, the `errors` signal
@@ -193,7 +55,7 @@ fn a_single_consumer_stack_upgrades_with_its_circuit_open_and_takes_an_attachmen
     let local = TestStack::start()?;
     stack::deploy_example(&local.tools, &local.emulator, &stack::fast_example())?;
     mark("the previous release");
-    deploy_previous_release(&local, &parameters())?;
+    previous_release::deploy(&local, &parameters())?;
     let runtime = tokio::runtime::Runtime::new()?;
     let mut d = runtime.block_on(Deployment::connect(local))?;
     ensure!(
