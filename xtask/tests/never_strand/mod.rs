@@ -6,9 +6,11 @@
 //!
 //! One deployed stack serves every scenario (a deploy costs a minute or more). Each scenario
 //! is its own `async fn`, returns the messages it sent, and is followed by the same invariants
-//! ([`invariants`]), the last of which opens and closes the circuit once more. A failed
-//! scenario is reported, the stack is put back as well as it can be ([`reset`]), and the next
-//! scenario runs; the test fails at the end, listing every failed scenario.
+//! ([`invariants`]), the last of which is that a new outage opens the circuit and it closes
+//! again: every scenario begins with one, so within a test the next scenario is that check,
+//! and after a test's last scenario the invariants make one more. A failed scenario is
+//! reported, the stack is put back as well as it can be ([`reset`]), and the next scenario
+//! runs; the test fails at the end, listing every failed scenario.
 //!
 //! Two things of the local stack shape these scenarios:
 //! - The emulator-gap alarm bridge delivers the "CloudWatch Alarm State Change" event for a
@@ -82,9 +84,31 @@ fn never_strand_a_consumer_through_deploys_mappings_and_stops() -> Result<()> {
     let failed = runtime.block_on(async {
         let mut failed = Vec::new();
         let d = &d;
-        run(d, "deploy-during-open", deploy_during_open(d), &mut failed).await;
-        run(d, "second-mapping", second_mapping_mid_open(d), &mut failed).await;
-        run(d, "stop-while-probing", stop_while_probing(d), &mut failed).await;
+        let next = Then::NextScenario;
+        run(
+            d,
+            "deploy-during-open",
+            deploy_during_open(d),
+            next,
+            &mut failed,
+        )
+        .await;
+        run(
+            d,
+            "second-mapping",
+            second_mapping_mid_open(d),
+            next,
+            &mut failed,
+        )
+        .await;
+        run(
+            d,
+            "stop-while-probing",
+            stop_while_probing(d),
+            Then::End,
+            &mut failed,
+        )
+        .await;
         failed
     });
     report(failed)
@@ -97,28 +121,27 @@ fn never_strand_a_consumer_through_rejitter_stops_hands_updates_and_late_alarms(
     let failed = runtime.block_on(async {
         let mut failed = Vec::new();
         let d = &d;
-        run(
-            d,
-            "stop-while-rejitter",
-            stop_while_rejittering(d),
-            &mut failed,
-        )
-        .await;
+        let next = Then::NextScenario;
+        let rejittering = stop_while_rejittering(d);
+        run(d, "stop-while-rejitter", rejittering, next, &mut failed).await;
         run(
             d,
             "operator-re-enables",
             operator_re_enables(d),
+            next,
             &mut failed,
         )
         .await;
-        run(d, "updating-at-close", updating_at_close(d), &mut failed).await;
         run(
             d,
-            "duplicate-and-late",
-            duplicate_and_late_alarms(d),
+            "updating-at-close",
+            updating_at_close(d),
+            next,
             &mut failed,
         )
         .await;
+        let late = duplicate_and_late_alarms(d);
+        run(d, "duplicate-and-late", late, Then::End, &mut failed).await;
         failed
     });
     report(failed)
@@ -131,8 +154,16 @@ fn never_strand_a_consumer_through_take_overs_and_hangs() -> Result<()> {
     let failed = runtime.block_on(async {
         let mut failed = Vec::new();
         let d = &d;
-        run(d, "takeover", takeover_from_a_stopped_owner(d), &mut failed).await;
-        run(d, "hanging-consumer", hanging_consumer(d), &mut failed).await;
+        let takeover = takeover_from_a_stopped_owner(d);
+        run(d, "takeover", takeover, Then::NextScenario, &mut failed).await;
+        run(
+            d,
+            "hanging-consumer",
+            hanging_consumer(d),
+            Then::End,
+            &mut failed,
+        )
+        .await;
         failed
     });
     report(failed)
@@ -157,11 +188,22 @@ fn report(failed: Vec<String>) -> Result<()> {
     Ok(())
 }
 
+/// What follows a scenario, which decides whether the invariants make an outage of their own
+/// to see the circuit open and close again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Another scenario, which begins by opening the circuit (each does) and sees it close.
+    NextScenario,
+    /// The end of the test: the invariants open and close the circuit once more.
+    End,
+}
+
 /// Runs one scenario, then the invariants; reports, and on failure puts the stack back.
 async fn run(
     d: &Deployment,
     name: &str,
     scenario: impl Future<Output = Result<Vec<Sent>>>,
+    then: Then,
     failed: &mut Vec<String>,
 ) {
     let started = Instant::now();
@@ -170,7 +212,7 @@ async fn run(
         let known = execution_arns(d).await?;
         let sent = scenario.await?;
         mark("  invariants");
-        invariants(d, name, &sent, &known)
+        invariants(d, name, &sent, &known, then)
             .await
             .context("after the scenario")
     }
