@@ -19,8 +19,12 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn up(port: u16) -> Result<Emulator> {
     let (tools, emulator) = stack::emulator_on(port)?;
     bridge_process(&emulator)?;
-    stack::deploy_example(&tools, &emulator, &Vec::new())?;
-    runtime()?.block_on(stack::deploy_breaker(&tools, &emulator, &Vec::new()))?;
+    runtime()?.block_on(stack::deploy_example_and_breaker(
+        &tools,
+        &emulator,
+        &Vec::new(),
+        &Vec::new(),
+    ))?;
     eprintln!(
         "==> local stack up at {} (stop it with: cargo xtask local down --port {port})",
         emulator.endpoint()

@@ -82,6 +82,36 @@ pub async fn deploy_breaker_tagged(
     parameters: &Parameters,
     tags: &[(&str, String)],
 ) -> Result<()> {
+    let all = attached(emulator, parameters).await?;
+    let _turn = sam::turn()?;
+    let built = sam::build(tools, "template")?;
+    sam::deploy_tagged(tools, emulator, &built, BREAKER_STACK, &all, tags)
+}
+
+/// Both stacks, as [`deploy_example`] then [`deploy_breaker`] would deploy them, in one turn:
+/// the breaker's template builds while the example stack deploys.
+pub async fn deploy_example_and_breaker(
+    tools: &tools::Tools,
+    emulator: &Emulator,
+    example: &Parameters,
+    breaker: &Parameters,
+) -> Result<()> {
+    let _turn = sam::turn()?;
+    let example_built = sam::build(tools, "example")?;
+    let breaker_built = std::thread::scope(|scope| {
+        let building = scope.spawn(|| sam::build(tools, "template"));
+        let deployed = sam::deploy(tools, emulator, &example_built, EXAMPLE_STACK, example);
+        let built = building
+            .join()
+            .map_err(|_| anyhow::anyhow!("building the breaker's template panicked"))?;
+        deployed.and(built)
+    })?;
+    let all = attached(emulator, breaker).await?;
+    sam::deploy(tools, emulator, &breaker_built, BREAKER_STACK, &all)
+}
+
+/// The breaker's parameters: the example stack's consumer and queue, then `parameters`.
+async fn attached(emulator: &Emulator, parameters: &Parameters) -> Result<Parameters> {
     let config = crate::aws::config(emulator).await;
     let example = crate::aws::stack_outputs(&config, EXAMPLE_STACK).await?;
     let output = |key: &str| {
@@ -95,9 +125,7 @@ pub async fn deploy_breaker_tagged(
         ("QueueArn", output("QueueArn")?),
     ];
     all.extend(parameters.iter().cloned());
-    let _turn = sam::turn()?;
-    let built = sam::build(tools, "template")?;
-    sam::deploy_tagged(tools, emulator, &built, BREAKER_STACK, &all, tags)
+    Ok(all)
 }
 
 /// An emulator owned by a test: started on a free port, stopped (with everything it
@@ -162,13 +190,17 @@ impl Deployment {
         breaker: &Parameters,
     ) -> Result<(tokio::runtime::Runtime, Deployment)> {
         let local = TestStack::start()?;
-        deploy_example(&local.tools, &local.emulator, example)?;
         let runtime = tokio::runtime::Runtime::new()?;
         let mut breaker = breaker.clone();
         if !breaker.iter().any(|(name, _)| *name == "AlarmSignal") {
             breaker.insert(0, ("AlarmSignal", "errors".into()));
         }
-        runtime.block_on(deploy_breaker(&local.tools, &local.emulator, &breaker))?;
+        runtime.block_on(deploy_example_and_breaker(
+            &local.tools,
+            &local.emulator,
+            example,
+            &breaker,
+        ))?;
         let deployed = runtime.block_on(Deployment::connect(local))?;
         Ok((runtime, deployed))
     }

@@ -27,7 +27,6 @@ pub async fn deploy(tools: &Tools, emulator: &Emulator, options: &Options) -> Re
         // the slow start's cap on them.
         ("LatencyMs", "1000".to_string()),
     ];
-    stack::deploy_example(tools, emulator, &example)?;
     let breaker = vec![
         ("AlarmPeriodSeconds", options.alarm_period_s.to_string()),
         ("AlarmEvaluationPeriods", "1".to_string()),
@@ -42,7 +41,7 @@ pub async fn deploy(tools: &Tools, emulator: &Emulator, options: &Options) -> Re
         ("MaxDelaySeconds", options.max_delay_s.to_string()),
         ("SlowStartSeconds", options.slow_start_s.to_string()),
     ];
-    stack::deploy_breaker(tools, emulator, &breaker).await?;
+    stack::deploy_example_and_breaker(tools, emulator, &example, &breaker).await?;
     let config = aws::config(emulator).await;
     let example = aws::stack_outputs(&config, stack::EXAMPLE_STACK).await?;
     let breaker = aws::stack_outputs(&config, stack::BREAKER_STACK).await?;
