@@ -3,7 +3,7 @@
 use crate::{paths, run};
 use anyhow::{bail, Context, Result};
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The installed toolchain: a venv whose `bin` holds ministack, sam, cargo-lambda, zig
@@ -69,8 +69,9 @@ pub fn ensure() -> Result<Tools> {
     let python = find_python()?;
     if !bin.join("python").exists() {
         fs::create_dir_all(paths::tools())?;
+        // Without pip: uv installs the toolchain, and a venv's pip took 4 s to set up.
         let out = Command::new(&python)
-            .args(["-m", "venv"])
+            .args(["-m", "venv", "--without-pip"])
             .arg(&venv)
             .output()
             .with_context(|| format!("running {python} -m venv"))?;
@@ -82,23 +83,12 @@ pub fn ensure() -> Result<Tools> {
             );
         }
     }
-    let log = paths::local().join("logs/pip-install.log");
-    run::logged(
-        &format!("installing the installer ({UV})"),
-        Command::new(bin.join("python")).args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            UV,
-        ]),
-        &log,
-    )?;
+    let uv = install_uv(&python, &bin)?;
     // The venv's files are hard links into the cache when both sit on one file system.
     let cache = paths::tools().join("uv-cache");
     run::logged(
         "installing the local AWS toolchain (ministack, sam, cargo-lambda, zig, cfn-lint)",
-        Command::new(bin.join("uv"))
+        Command::new(uv)
             .args(["pip", "install", "--native-tls", "--python"])
             .arg(bin.join("python"))
             .arg("--cache-dir")
@@ -109,6 +99,40 @@ pub fn ensure() -> Result<Tools> {
     )?;
     fs::write(&stamp, wanted)?;
     Ok(Tools { bin })
+}
+
+/// Installs uv, returning its path: into `.tools/uv` with the pip of the Python that made the
+/// venv, or, where that Python has none, into the venv with the venv's own pip.
+fn install_uv(python: &str, venv_bin: &Path) -> Result<PathBuf> {
+    let log = paths::local().join("logs/pip-install.log");
+    let what = format!("installing the installer ({UV})");
+    let pip = ["-m", "pip", "install", "--disable-pip-version-check"];
+    let has_pip = Command::new(python)
+        .args(["-m", "pip", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if has_pip {
+        let target = paths::tools().join("uv");
+        let _ = fs::remove_dir_all(&target);
+        run::logged(
+            &what,
+            Command::new(python)
+                .args(pip)
+                .args(["--no-warn-script-location", "--target"])
+                .arg(&target)
+                .arg(UV),
+            &log,
+        )?;
+        return Ok(target.join("bin").join("uv"));
+    }
+    let venv_python = venv_bin.join("python");
+    run::logged(
+        "adding pip to the venv (ensurepip)",
+        Command::new(&venv_python).args(["-m", "ensurepip"]),
+        &paths::local().join("logs/ensurepip.log"),
+    )?;
+    run::logged(&what, Command::new(&venv_python).args(pip).arg(UV), &log)?;
+    Ok(venv_bin.join("uv"))
 }
 
 fn find_python() -> Result<String> {
