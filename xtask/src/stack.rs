@@ -1,7 +1,7 @@
 //! The local stack as a unit: toolchain, emulator, and the deployed example stack.
 
 use crate::{emulator::Emulator, sam, tools};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::collections::HashMap;
 
 pub const EXAMPLE_STACK: &str = "sqscb-example";
@@ -300,19 +300,36 @@ impl Deployment {
     }
 
     /// Waits (up to 2 minutes) until the consumer has processed every message of `sent`, by
-    /// message id, then checks that nothing reached the dead-letter queue.
+    /// content fingerprint, then checks that nothing reached the dead-letter queue.
     pub async fn every_message_processed(&self, sent: &[crate::traffic::Sent]) -> Result<()> {
+        // By content: the rejitter re-sends a message under a new message id.
         let wanted: std::collections::HashSet<&str> =
-            sent.iter().map(|s| s.message_id.as_str()).collect();
+            sent.iter().map(|s| s.fingerprint.as_str()).collect();
+        let last = std::sync::Mutex::new(String::new());
         crate::wait::eventually(
             "every message to be processed",
             std::time::Duration::from_secs(120),
             || async {
-                let done = crate::traffic::processed_ids(&self.logs, self.function()).await?;
-                Ok(wanted.iter().all(|id| done.contains(*id)).then_some(()))
+                let done: std::collections::HashSet<String> =
+                    crate::traffic::processed_fingerprints(&self.logs, self.function())
+                        .await?
+                        .into_iter()
+                        .collect();
+                let missing = wanted.iter().filter(|f| !done.contains(**f)).count();
+                let depth = crate::status::queue_depth(&self.sqs, self.queue()).await?;
+                if let Ok(mut last) = last.lock() {
+                    *last = format!("{missing} of {} missing, queue {depth:?}", wanted.len());
+                }
+                Ok((missing == 0).then_some(()))
             },
         )
-        .await?;
+        .await
+        .with_context(|| {
+            format!(
+                "last seen: {}",
+                last.lock().map(|l| l.clone()).unwrap_or_default()
+            )
+        })?;
         let dead =
             crate::status::queue_depth(&self.sqs, &self.example["DeadLetterQueueUrl"]).await?;
         anyhow::ensure!(dead.total() == 0, "nothing may reach the DLQ: {dead:?}");
