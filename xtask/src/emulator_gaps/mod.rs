@@ -34,7 +34,7 @@
 //! 5. An update of a function's code or configuration kills the processes of its invocations
 //!    in flight (the caller gets "Runtime exited before returning a response"); on AWS they
 //!    finish on the code they started with. The shim stops a busy process when its
-//!    invocation ends; new invocations get the new code at once.
+//!    invocation ends, its last log lines in; new invocations get the new code at once.
 
 pub mod alarm_bridge;
 pub mod alarm_definitions;

@@ -352,7 +352,7 @@ def _patch_lambda_updates():
     when its function is updated; the emulator stops its process at once (the caller gets
     "Runtime exited before returning a response"). Invalidated workers still leave the pool
     at once, so new invocations run the new code; a busy one is stopped when its invocation
-    ends (`Worker.invoke` holds `_lock` throughout)."""
+    ends (`Worker.invoke` holds `_lock` throughout), once its last log lines are in."""
     from ministack.core import lambda_runtime
     from ministack.services import lambda_svc
 
@@ -362,6 +362,18 @@ def _patch_lambda_updates():
     def _kill_when_idle(worker):
         with worker._lock:
             kill([worker])
+
+    # An invocation's log is what its worker wrote to stderr until 5 ms of quiet after the
+    # response; later lines wait for the worker's next invocation. A worker stopped after
+    # its invocation has none, so a busy worker marked to stop waits longer for its last lines.
+    drain = lambda_runtime.Worker._drain_stderr_bounded
+
+    def _drain_stderr_bounded(self, *args, **kwargs):
+        if getattr(self, "_shim_stopping", False):
+            return drain(self, idle_confirm=0.2, hard_cap=2.0)
+        return drain(self, *args, **kwargs)
+
+    lambda_runtime.Worker._drain_stderr_bounded = _drain_stderr_bounded
 
     def _kill_workers(workers):
         if not getattr(invalidating, "on", False):
@@ -373,6 +385,7 @@ def _patch_lambda_updates():
                     worker._lock.release()
                 idle.append(worker)
             else:
+                worker._shim_stopping = True
                 threading.Thread(
                     target=_kill_when_idle, args=(worker,), name="ministack-shim-drain", daemon=True
                 ).start()
