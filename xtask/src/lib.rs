@@ -15,6 +15,7 @@ pub mod emulator;
 pub mod emulator_gaps;
 pub mod fleet;
 pub mod local;
+pub mod logs;
 pub mod paths;
 pub mod run;
 pub mod sam;

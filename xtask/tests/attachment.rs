@@ -41,28 +41,13 @@ async fn role_of(deployed: &Deployment, id: &str) -> Result<Option<String>> {
 /// The controller's log lines that name `needle`.
 async fn controller_logs(deployed: &Deployment, needle: &str) -> Result<Vec<String>> {
     let group = format!("/aws/lambda/{BREAKER_STACK}-controller");
-    let mut lines = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let out = deployed
-            .logs
-            .filter_log_events()
-            .log_group_name(&group)
-            .set_next_token(token.clone())
-            .send()
-            .await?;
-        lines.extend(
-            out.events()
-                .iter()
-                .filter_map(|e| e.message())
-                .filter(|m| m.contains(needle))
-                .map(str::to_owned),
-        );
-        token = out.next_token().map(str::to_owned);
-        if token.is_none() {
-            return Ok(lines);
-        }
-    }
+    Ok(deployed
+        .logs
+        .messages(&group, "")
+        .await?
+        .into_iter()
+        .filter(|m| m.contains(needle))
+        .collect())
 }
 
 #[test]

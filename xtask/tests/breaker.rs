@@ -438,18 +438,14 @@ fn the_rejitter_spreads_the_backlog_before_the_consumer_returns() -> Result<()> 
 /// lines' `resent_already_rejittered`, summed).
 async fn resent_already_rejittered(d: &Deployed) -> Result<u64> {
     let group = format!("/aws/lambda/{}-rejitter", xtask::stack::BREAKER_STACK);
-    let out = d
+    let lines = d
         .logs
-        .filter_log_events()
-        .log_group_name(&group)
-        .filter_pattern("resent_already_rejittered")
-        .send()
+        .messages(&group, "resent_already_rejittered")
         .await
         .with_context(|| format!("FilterLogEvents on {group}"))?;
-    Ok(out
-        .events()
+    Ok(lines
         .iter()
-        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.message()?).ok())
+        .filter_map(|m| serde_json::from_str::<serde_json::Value>(m).ok())
         .filter_map(|line| line["resent_already_rejittered"].as_u64())
         .sum())
 }

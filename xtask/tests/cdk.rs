@@ -49,7 +49,7 @@ fn the_constructs_breaker_opens_and_closes_an_outage_without_loss() -> Result<()
         let sqs = aws_sdk_sqs::Client::new(&config);
         let lambda = aws_sdk_lambda::Client::new(&config);
         let sfn = aws_sdk_sfn::Client::new(&config);
-        let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+        let logs = xtask::logs::Logs::new(&config)?;
         let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
         let (queue, function, mapping) = (
             &outputs["QueueUrl"],

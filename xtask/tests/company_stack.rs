@@ -99,19 +99,21 @@ async fn invoke(deployed: &Deployment, event: &Value) -> Result<Value> {
     Ok(payload)
 }
 
-async fn retention(deployed: &Deployment, group: &str) -> Result<Option<i32>> {
+async fn retention(deployed: &Deployment, group: &str) -> Result<Option<i64>> {
     let found = deployed
         .logs
-        .describe_log_groups()
-        .log_group_name_prefix(group)
-        .send()
+        .call(
+            "DescribeLogGroups",
+            &serde_json::json!({ "logGroupNamePrefix": group }),
+        )
         .await?;
-    let group = found
-        .log_groups()
-        .iter()
-        .find(|g| g.log_group_name() == Some(group))
+    let group = found["logGroups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g["logGroupName"] == group)
         .with_context(|| format!("no log group {group}"))?;
-    Ok(group.retention_in_days())
+    Ok(group["retentionInDays"].as_i64())
 }
 
 /// The tags of the controller function, the circuit table, the state machine and the
@@ -150,12 +152,13 @@ async fn tags_of(
         .resource_arn(output("StateMachineArn")?)
         .send()
         .await?;
-    #[allow(deprecated)] // ListTagsForResource needs the group's ARN; the name is at hand.
+    // ListTagsForResource needs the group's ARN; the name is at hand.
     let group = deployed
         .logs
-        .list_tags_log_group()
-        .log_group_name(log_group)
-        .send()
+        .call(
+            "ListTagsLogGroup",
+            &serde_json::json!({ "logGroupName": log_group }),
+        )
         .await?;
     let pairs = |tags: Vec<(Option<&str>, Option<&str>)>| -> BTreeMap<String, String> {
         tags.into_iter()
@@ -194,11 +197,11 @@ async fn tags_of(
         ),
         (
             "the controller's log group",
-            group
-                .tags()
-                .cloned()
-                .unwrap_or_default()
+            group["tags"]
+                .as_object()
                 .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
                 .collect(),
         ),
     ])

@@ -24,7 +24,7 @@ fn example_stack_consumes_everything_and_holds_messages_during_an_outage() -> Re
         let function = outputs["ConsumerFunctionName"].clone();
         let sqs = aws_sdk_sqs::Client::new(&config);
         let lambda = aws_sdk_lambda::Client::new(&config);
-        let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+        let logs = xtask::logs::Logs::new(&config)?;
         let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
 
         // 1. Healthy: every one of 200 messages is consumed.

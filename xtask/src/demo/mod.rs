@@ -97,7 +97,7 @@ pub async fn run(tools: &Tools, emulator: &Emulator, options: &Options) -> Resul
     let sqs = aws_sdk_sqs::Client::new(&config);
     let sfn = aws_sdk_sfn::Client::new(&config);
     let lambda = aws_sdk_lambda::Client::new(&config);
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    let logs = crate::logs::Logs::new(&config)?;
     let tap = event_tap(&config, &sqs).await?;
     // A reused stack may carry an earlier run's outage or backlog.
     consumer::set_should_error(&lambda, &deployed.consumer, false).await?;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub lambda: aws_sdk_lambda::Client,
-    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub logs: crate::logs::Logs,
 }
 
 /// Sends traffic, starts the outage, heals it (and stops the traffic) when [`heal_due`], and
@@ -217,7 +217,7 @@ fn steady_traffic(
 /// How many of the `wanted` fingerprints the consumer logged as processed, and how many
 /// extra times (at-least-once delivery).
 async fn count_processed(
-    logs: &aws_sdk_cloudwatchlogs::Client,
+    logs: &crate::logs::Logs,
     consumer: &str,
     wanted: &HashSet<&str>,
 ) -> Result<(usize, usize)> {

@@ -1,8 +1,8 @@
 //! Reading back what the example consumer processed: its JSON log lines, each processed record
 //! with its message id, content fingerprint and the SQS attributes it logs.
 
+use crate::logs::{Logs, LogsError};
 use anyhow::{bail, Result};
-use aws_smithy_types::error::display::DisplayErrorContext;
 use std::collections::HashSet;
 
 /// One record the consumer logged as processed, with the SQS attributes it logs.
@@ -19,10 +19,7 @@ pub struct Processed {
 
 /// Every record the consumer logged as processed, in log order (timestamp, then ingestion),
 /// repeats included.
-pub async fn processed_records(
-    logs: &aws_sdk_cloudwatchlogs::Client,
-    function_name: &str,
-) -> Result<Vec<Processed>> {
+pub async fn processed_records(logs: &Logs, function_name: &str) -> Result<Vec<Processed>> {
     Ok(processed_lines(logs, function_name)
         .await?
         .iter()
@@ -44,10 +41,7 @@ pub fn processed_record(line: &str) -> Option<Processed> {
 }
 
 /// The message ids the consumer logged as processed, read from its CloudWatch Logs group.
-pub async fn processed_ids(
-    logs: &aws_sdk_cloudwatchlogs::Client,
-    function_name: &str,
-) -> Result<HashSet<String>> {
+pub async fn processed_ids(logs: &Logs, function_name: &str) -> Result<HashSet<String>> {
     Ok(processed_log(logs, function_name)
         .await?
         .into_iter()
@@ -55,10 +49,7 @@ pub async fn processed_ids(
 }
 
 /// Every "processed" line's message id, repeats included (a repeat is a duplicate delivery).
-pub async fn processed_log(
-    logs: &aws_sdk_cloudwatchlogs::Client,
-    function_name: &str,
-) -> Result<Vec<String>> {
+pub async fn processed_log(logs: &Logs, function_name: &str) -> Result<Vec<String>> {
     Ok(processed_lines(logs, function_name)
         .await?
         .iter()
@@ -68,10 +59,7 @@ pub async fn processed_log(
 
 /// Every "processed" line's fingerprint, repeats included, so a test can compare them with
 /// what was sent as multisets: each message processed exactly once, body and attributes intact.
-pub async fn processed_fingerprints(
-    logs: &aws_sdk_cloudwatchlogs::Client,
-    function_name: &str,
-) -> Result<Vec<String>> {
+pub async fn processed_fingerprints(logs: &Logs, function_name: &str) -> Result<Vec<String>> {
     Ok(processed_lines(logs, function_name)
         .await?
         .iter()
@@ -79,55 +67,14 @@ pub async fn processed_fingerprints(
         .collect())
 }
 
-/// Most events one `FilterLogEvents` page holds.
-const MAX_EVENTS_PER_PAGE: usize = 10_000;
-
 /// The consumer's log lines that mention `processed`, oldest first.
-///
-/// The filter keeps the read small and, on the emulator, complete: MiniStack 1.5.33 returns
-/// at most one page of 10,000 events and no `nextToken`, while the consumer writes several
-/// lines per invocation. A full page without a token is refused, not read as everything.
-async fn processed_lines(
-    logs: &aws_sdk_cloudwatchlogs::Client,
-    function_name: &str,
-) -> Result<Vec<String>> {
+async fn processed_lines(logs: &Logs, function_name: &str) -> Result<Vec<String>> {
     let group = format!("/aws/lambda/{function_name}");
-    let mut lines = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let out = match logs
-            .filter_log_events()
-            .log_group_name(&group)
-            .filter_pattern("processed")
-            .set_next_token(token.clone())
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            // No invocation yet means no log group yet.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                return Ok(lines)
-            }
-            Err(e) => bail!("reading log group {group}: {}", DisplayErrorContext(e)),
-        };
-        lines.extend(
-            out.events()
-                .iter()
-                .filter_map(|event| event.message().map(str::to_owned)),
-        );
-        match out.next_token() {
-            // An empty page with a token is normal on AWS: the search goes on.
-            Some(next) if Some(next) != token.as_deref() => token = Some(next.to_string()),
-            None if out.events().len() >= MAX_EVENTS_PER_PAGE => bail!(
-                "log group {group}: a full page of {} events came without a nextToken, so \
-                 later events cannot be read (the emulator does not paginate FilterLogEvents)",
-                out.events().len()
-            ),
-            _ => return Ok(lines),
-        }
+    match logs.messages(&group, "processed").await {
+        Ok(lines) => Ok(lines),
+        // No invocation yet means no log group yet.
+        Err(LogsError::GroupNotFound(_)) => Ok(Vec::new()),
+        Err(e) => bail!("reading log group {group}: {e}"),
     }
 }
 
