@@ -46,7 +46,17 @@ pub fn emulator_on(port: u16) -> Result<(tools::Tools, Emulator)> {
         }
         None => {
             eprintln!("==> starting ministack on 127.0.0.1:{port}");
-            Emulator::start(&tools, port)?
+            // The example stack's build meanwhile (its deploy comes next and finds it built).
+            // A failure shows again, in full, when that deploy builds it.
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    let built = sam::turn().and_then(|_turn| sam::build(&tools, "example"));
+                    if let Err(e) = built {
+                        eprintln!("(the example stack's early build failed: {e:#})");
+                    }
+                });
+                Emulator::start(&tools, port)
+            })?
         }
     };
     Ok((tools, emulator))

@@ -52,7 +52,7 @@ pub async fn drive(
     let deadline = Instant::now() + options.timeout;
     let outage_at = Instant::now() + options.warmup;
     let mut outage_since: Option<Instant> = None;
-    let mut closed_at: Option<Instant> = None;
+    let mut closed_at: Option<i64> = None;
     let mut last_status = Instant::now() - Duration::from_secs(60);
     loop {
         anyhow::ensure!(
@@ -84,15 +84,17 @@ pub async fn drive(
         }
 
         if owner_done(watch) && closed_at.is_none() {
-            closed_at = Some(Instant::now());
+            closed_at = Some(now_ms());
             watch.say(
                 "waiting for the consumer to drain the queue (the backlog the rejitter delayed)",
             );
         }
-        if let Some(closed) = closed_at {
-            let (_, depth) = watch.report.depths.last().copied().unwrap_or_default();
+        if let Some(closed_ms) = closed_at {
+            // A queue reading taken after the close, so that it counts what the closing
+            // execution left.
+            let (read_ms, depth) = watch.report.depths.last().copied().unwrap_or_default();
             let running = watch.live.seen.statuses().values().any(|s| s == "RUNNING");
-            if depth.total() == 0 && !running && closed.elapsed() > Duration::from_secs(3) {
+            if read_ms >= closed_ms && depth.total() == 0 && !running {
                 break;
             }
         }
