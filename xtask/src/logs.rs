@@ -396,8 +396,7 @@ mod tests {
             .expect_err("throttled");
         assert_eq!(
             error.to_string(),
-            "CloudWatch Logs refused Logs_20140328.FilterLogEvents (400): ThrottlingException: \
-             Rate exceeded"
+            "CloudWatch Logs refused FilterLogEvents (400): ThrottlingException: Rate exceeded"
         );
     }
 
