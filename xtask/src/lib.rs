@@ -17,11 +17,11 @@ pub mod fleet;
 pub mod local;
 pub mod logs;
 pub mod paths;
-pub mod run;
 pub mod sam;
 pub mod shapes;
 pub mod stack;
 pub mod status;
-pub mod tools;
 pub mod traffic;
 pub mod wait;
+
+pub use xtask_launcher::{run, tools};

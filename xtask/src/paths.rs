@@ -1,22 +1,7 @@
-//! Where things live in a checkout. Everything generated goes under gitignored folders.
+//! Where things live in a checkout (the folders from `xtask_launcher::paths`), and the keys
+//! of the caches kept there.
 
-use std::path::PathBuf;
-
-/// The workspace root (the folder holding the top-level Cargo.toml).
-pub fn root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
-}
-
-/// Installed tools (Python venv with the emulator, sam, cargo-lambda, zig).
-pub fn tools() -> PathBuf {
-    root().join(".tools")
-}
-
-/// Runtime state: emulator pid and log files, sam build folders, step logs.
-pub fn local() -> PathBuf {
-    root().join(".local")
-}
+pub use xtask_launcher::paths::{local, root, tools};
 
 /// A key naming what was made from `inputs`, for the caches under [`local`]: the SHA-256 of
 /// the inputs, each length-prefixed so that no two different lists hash alike, in hex.

@@ -1,0 +1,7 @@
+//! The part of xtask that `cargo xtask` needs before xtask itself is compiled: the
+//! checkout's folders, logged commands and the pinned toolchain's install. xtask re-exports
+//! all three (`xtask::paths`, `xtask::run`, `xtask::tools`).
+
+pub mod paths;
+pub mod run;
+pub mod tools;
