@@ -22,7 +22,8 @@ pub async fn set_should_error(
 }
 
 /// Sets environment variables on `function` (keeping its others) and, if given, its timeout
-/// in seconds; waits until the update is done.
+/// in seconds; waits until the update is done. Makes no update that would change nothing (an
+/// update restarts the function's warm instances).
 pub async fn configure(
     lambda: &aws_sdk_lambda::Client,
     function: &str,
@@ -40,6 +41,13 @@ pub async fn configure(
         .and_then(|e| e.variables())
         .cloned()
         .unwrap_or_default();
+    let unchanged = variables
+        .iter()
+        .all(|(name, value)| vars.get(*name) == Some(value))
+        && timeout_seconds.is_none_or(|t| current.timeout() == Some(t));
+    if unchanged {
+        return Ok(());
+    }
     for (name, value) in variables {
         vars.insert(name.to_string(), value.clone());
     }

@@ -121,7 +121,7 @@ pub async fn deploy_example_and_breaker(
 }
 
 /// The breaker's parameters: the example stack's consumer and queue, then `parameters`.
-async fn attached(emulator: &Emulator, parameters: &Parameters) -> Result<Parameters> {
+pub async fn attached(emulator: &Emulator, parameters: &Parameters) -> Result<Parameters> {
     let config = crate::aws::config(emulator).await;
     let example = crate::aws::stack_outputs(&config, EXAMPLE_STACK).await?;
     let output = |key: &str| {

@@ -45,19 +45,8 @@ const RING_CLIENT_LOADING: &str = "aws_config::defaults(aws_config::BehaviorVers
 /// checkout's target folder) and deploys it as the breaker, next to the example stack.
 pub fn deploy(local: &TestStack, parameters: &Parameters) -> Result<()> {
     let tree = tree()?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let example = runtime.block_on(async {
-        let config = xtask::aws::config(&local.emulator).await;
-        xtask::aws::stack_outputs(&config, stack::EXAMPLE_STACK).await
-    })?;
-    let mut all: Parameters = vec![
-        (
-            "ConsumerFunctionName",
-            example["ConsumerFunctionName"].clone(),
-        ),
-        ("QueueArn", example["QueueArn"].clone()),
-    ];
-    all.extend(parameters.iter().cloned());
+    let all =
+        tokio::runtime::Runtime::new()?.block_on(stack::attached(&local.emulator, parameters))?;
     // The turn is held through the deploy: the previous release's binaries pass through the
     // target folder's `debug/` and `lambda/`, which the next build of this checkout writes
     // again.
