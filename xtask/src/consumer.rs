@@ -1,6 +1,6 @@
 //! Driving the example consumer: its simulated outage switch and its configuration.
 
-use crate::wait::eventually;
+use crate::wait::eventually_every;
 use anyhow::{Context, Result};
 use aws_sdk_lambda::types::{Environment, LastUpdateStatus};
 use std::time::Duration;
@@ -59,9 +59,12 @@ pub async fn configure(
         .send()
         .await
         .context("UpdateFunctionConfiguration")?;
-    eventually(
+    // A fifth of a second apart: the demo's outage and heal wait on it, and the emulator
+    // finishes an update in well under a second.
+    eventually_every(
         "the function update to finish",
         Duration::from_secs(60),
+        Duration::from_millis(200),
         || async {
             let c = lambda
                 .get_function_configuration()

@@ -35,6 +35,10 @@
 //!    in flight (the caller gets "Runtime exited before returning a response"); on AWS they
 //!    finish on the code they started with. The shim stops a busy process when its
 //!    invocation ends, its last log lines in; new invocations get the new code at once.
+//! 6. An invocation's log takes the lines its worker's reader queued within 50 ms of the
+//!    response (then until 5 ms of quiet); later ones go to the worker's next invocation,
+//!    and are lost if none comes. On a loaded machine the reader can be slower than that.
+//!    The shim waits up to 500 ms for the first line and 20 ms of quiet.
 
 pub mod alarm_bridge;
 pub mod alarm_definitions;

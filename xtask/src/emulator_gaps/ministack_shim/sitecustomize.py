@@ -352,7 +352,8 @@ def _patch_lambda_updates():
     when its function is updated; the emulator stops its process at once (the caller gets
     "Runtime exited before returning a response"). Invalidated workers still leave the pool
     at once, so new invocations run the new code; a busy one is stopped when its invocation
-    ends (`Worker.invoke` holds `_lock` throughout), once its last log lines are in."""
+    ends (`Worker.invoke` holds `_lock` throughout), once its last log lines are in
+    (`_shim_stopping`, see `_patch_invocation_logs`)."""
     from ministack.core import lambda_runtime
     from ministack.services import lambda_svc
 
@@ -362,18 +363,6 @@ def _patch_lambda_updates():
     def _kill_when_idle(worker):
         with worker._lock:
             kill([worker])
-
-    # An invocation's log is what its worker wrote to stderr until 5 ms of quiet after the
-    # response; later lines wait for the worker's next invocation. A worker stopped after
-    # its invocation has none, so a busy worker marked to stop waits longer for its last lines.
-    drain = lambda_runtime.Worker._drain_stderr_bounded
-
-    def _drain_stderr_bounded(self, *args, **kwargs):
-        if getattr(self, "_shim_stopping", False):
-            return drain(self, idle_confirm=0.2, hard_cap=2.0)
-        return drain(self, *args, **kwargs)
-
-    lambda_runtime.Worker._drain_stderr_bounded = _drain_stderr_bounded
 
     def _kill_workers(workers):
         if not getattr(invalidating, "on", False):
@@ -403,6 +392,32 @@ def _patch_lambda_updates():
     lambda_svc.invalidate_worker = _invalidate_worker
 
 
+def _patch_invocation_logs():
+    """An invocation's log is what its worker's stderr reader queued after the response,
+    until 5 ms of quiet, or nothing if no line came within 50 ms; later lines go to the
+    worker's next invocation, and nowhere if it has none. The lines are in the pipe before
+    the response, but on a loaded machine the reader thread can take longer to queue them:
+    an idle worker's last batch lost its "processed" lines. Every invocation here waits up
+    to 500 ms for its first line and 20 ms of quiet (all our functions log); a worker that
+    will be stopped after its invocation (see `_patch_lambda_updates`) waits 200 ms of
+    quiet, up to 2 s."""
+    from ministack.core import lambda_runtime
+
+    drain = lambda_runtime.Worker._drain_stderr_bounded
+
+    def _drain_stderr_bounded(self, first_line_wait=0.5, idle_confirm=0.02, hard_cap=1.0):
+        if getattr(self, "_shim_stopping", False):
+            idle_confirm, hard_cap = 0.2, 2.0
+        return drain(
+            self,
+            first_line_wait=max(first_line_wait, 0.5),
+            idle_confirm=max(idle_confirm, 0.02),
+            hard_cap=max(hard_cap, 1.0),
+        )
+
+    lambda_runtime.Worker._drain_stderr_bounded = _drain_stderr_bounded
+
+
 def _install():
     try:
         from importlib.metadata import version
@@ -419,6 +434,7 @@ def _install():
         _patch_cloudformation_mappings,
         _patch_sqs,
         _patch_lambda_updates,
+        _patch_invocation_logs,
     ):
         patch()
     sys.__stderr__.write("ministack-shim: applied\n")
