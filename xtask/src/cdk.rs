@@ -13,8 +13,34 @@ pub fn dir() -> PathBuf {
     paths::root().join("cdk")
 }
 
+/// Held while `cdk/node_modules` or `cdk/dist` is written or read, across threads and
+/// processes: `npm ci` deletes `node_modules` first and `tsc` rewrites `dist`, and the static
+/// checks' `npm test` runs beside the CDK deploy test.
+pub struct Lock(#[allow(dead_code)] std::fs::File);
+
+pub fn lock() -> Result<Lock> {
+    std::fs::create_dir_all(paths::local())?;
+    let file = std::fs::File::create(paths::local().join("cdk.lock"))
+        .context("creating the CDK lock file")?;
+    file.lock().context("waiting for the CDK lock")?;
+    Ok(Lock(file))
+}
+
+/// `npm ci --prefix cdk` when `cdk/node_modules` is missing or older than the lock file;
+/// call it holding the [`lock`].
+pub fn install() -> Result<()> {
+    if !npm_ci_needed() {
+        return Ok(());
+    }
+    run::logged(
+        "npm ci --prefix cdk",
+        Command::new("npm").args(["ci", "--prefix"]).arg(dir()),
+        &paths::local().join("logs/cdk-npm-ci.log"),
+    )
+}
+
 /// `npm ci` when `cdk/node_modules` is missing or older than the lock file.
-pub fn npm_ci_needed() -> bool {
+fn npm_ci_needed() -> bool {
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let lock = modified(&dir().join("package-lock.json"));
     let installed = modified(&dir().join("node_modules/.package-lock.json"));
@@ -25,22 +51,15 @@ pub fn npm_ci_needed() -> bool {
 }
 
 /// Installs the pinned packages if needed and compiles the library, its tests and the
-/// example app (`cdk/dist`).
-pub fn build() -> Result<()> {
-    let logs = paths::local().join("logs");
-    if npm_ci_needed() {
-        run::logged(
-            "npm ci --prefix cdk",
-            Command::new("npm").args(["ci", "--prefix"]).arg(dir()),
-            &logs.join("cdk-npm-ci.log"),
-        )?;
-    }
+/// example app (`cdk/dist`); call it holding the [`lock`].
+fn build() -> Result<()> {
+    install()?;
     run::logged(
         "npm run build --prefix cdk",
         Command::new("npm")
             .args(["run", "build", "--prefix"])
             .arg(dir()),
-        &logs.join("cdk-build.log"),
+        &paths::local().join("logs/cdk-build.log"),
     )
 }
 
@@ -48,6 +67,7 @@ pub fn build() -> Result<()> {
 /// Its functions' code is the repository's build (`make lambdas`), with the local builds'
 /// profile: it takes a [`sam::turn`], as it shares `target/` with `sam build`.
 pub fn synth_example(tools: &Tools, out: &Path, context: &serde_json::Value) -> Result<()> {
+    let _lock = lock()?;
     build()?;
     let _turn = sam::turn()?;
     let mut cmd = tools.command_on_path("node");

@@ -116,16 +116,10 @@ fn static_checks(
         Output::OnFailure,
         tools.command("cfn-lint").args(&templates),
     )?;
-    // The CDK construct's unit tests (node's test runner; bundling skipped, so seconds).
-    if xtask::cdk::npm_ci_needed() {
-        step(
-            "npm ci --prefix cdk",
-            Output::OnFailure,
-            Command::new("npm")
-                .args(["ci", "--prefix"])
-                .arg(xtask::cdk::dir()),
-        )?;
-    }
+    // The CDK construct's unit tests (node's test runner; bundling skipped, so seconds),
+    // holding the lock the CDK deploy test takes around its build and synth.
+    let cdk = xtask::cdk::lock()?;
+    xtask::cdk::install()?;
     step(
         "npm test --prefix cdk (the CDK construct)",
         Output::OnFailure,
@@ -133,6 +127,7 @@ fn static_checks(
             .args(["test", "--prefix"])
             .arg(xtask::cdk::dir()),
     )?;
+    drop(cdk);
     // cargo-nextest does not run doc tests.
     step(
         "cargo test --doc",
