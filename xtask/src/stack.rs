@@ -325,12 +325,24 @@ impl Deployment {
                         .await?
                         .into_iter()
                         .collect();
-                let missing = wanted.iter().filter(|f| !done.contains(**f)).count();
+                let missing: Vec<&crate::traffic::Sent> = sent
+                    .iter()
+                    .filter(|s| !done.contains(&s.fingerprint))
+                    .collect();
                 let depth = crate::status::queue_depth(&self.sqs, self.queue()).await?;
                 if let Ok(mut last) = last.lock() {
-                    *last = format!("{missing} of {} missing, queue {depth:?}", wanted.len());
+                    let first: Vec<&str> = missing
+                        .iter()
+                        .take(5)
+                        .map(|s| s.message_id.as_str())
+                        .collect();
+                    *last = format!(
+                        "{} of {} missing (sent as {first:?}), queue {depth:?}",
+                        missing.len(),
+                        wanted.len()
+                    );
                 }
-                Ok((missing == 0).then_some(()))
+                Ok(missing.is_empty().then_some(()))
             },
         )
         .await

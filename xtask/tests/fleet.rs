@@ -169,6 +169,7 @@ async fn untouched(d: &Deployment, id: &str, before: &Mapping) -> Result<()> {
 /// that the dead-letter queues are empty.
 async fn processed(d: &Deployment, functions: &[&str], sent: &[Sent], dlqs: &[&str]) -> Result<()> {
     let wanted: HashSet<&str> = sent.iter().map(|s| s.message_id.as_str()).collect();
+    let last = std::sync::Mutex::new(Vec::new());
     eventually(
         "every message to be processed",
         Duration::from_secs(120),
@@ -177,10 +178,26 @@ async fn processed(d: &Deployment, functions: &[&str], sent: &[Sent], dlqs: &[&s
             for function in functions {
                 done.extend(traffic::processed_ids(&d.logs, function).await?);
             }
-            Ok(wanted.iter().all(|id| done.contains(*id)).then_some(()))
+            let mut missing: Vec<String> = wanted
+                .iter()
+                .filter(|id| !done.contains(**id))
+                .map(|id| id.to_string())
+                .collect();
+            missing.sort();
+            let all_in = missing.is_empty();
+            if let Ok(mut last) = last.lock() {
+                *last = missing;
+            }
+            Ok(all_in.then_some(()))
         },
     )
-    .await?;
+    .await
+    .with_context(|| {
+        format!(
+            "not in the logs of {functions:?}: {:?}",
+            last.lock().map(|l| l.clone()).unwrap_or_default()
+        )
+    })?;
     for dlq in dlqs {
         let dead = xtask::status::queue_depth(&d.sqs, dlq).await?;
         ensure!(dead.total() == 0, "nothing may reach the DLQ: {dead:?}");
