@@ -54,6 +54,22 @@ pub enum LogsError {
     Unpaged { group: String, events: usize },
 }
 
+/// Tries of a call that fails transiently.
+const ATTEMPTS: u64 = 3;
+
+impl LogsError {
+    /// Whether trying again may succeed: no answer, a server error or throttling.
+    fn is_transient(&self) -> bool {
+        match self {
+            LogsError::Transport { .. } => true,
+            LogsError::Refused { status, kind, .. } => {
+                *status >= 500 || kind.contains("Throttling") || kind == "ServiceUnavailable"
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Most events one `FilterLogEvents` page holds.
 const MAX_EVENTS_PER_PAGE: usize = 10_000;
 
@@ -174,8 +190,26 @@ impl Logs {
     }
 
     /// Calls the CloudWatch Logs operation `action` (`DescribeLogGroups`, say) with its JSON
-    /// request `body`; returns its JSON answer.
+    /// request `body`; returns its JSON answer. A transient failure (no answer, a server
+    /// error, throttling) is tried again, twice, as the AWS SDK's standard retries would.
     pub async fn call(
+        &self,
+        action: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, LogsError> {
+        let mut attempt = 1;
+        loop {
+            match self.call_once(action, body).await {
+                Err(e) if attempt < ATTEMPTS && e.is_transient() => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                    attempt += 1;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    async fn call_once(
         &self,
         action: &str,
         body: &serde_json::Value,
@@ -387,16 +421,45 @@ mod tests {
     async fn other_refusals_say_what_the_service_said() {
         let (logs, _) = fake(
             400,
+            r#"{"__type":"InvalidParameterException","message":"bad pattern"}"#,
+        )
+        .await;
+        let error = logs
+            .filter_log_events("/aws/lambda/consumer", "processed", None)
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "CloudWatch Logs refused FilterLogEvents (400): InvalidParameterException: bad pattern"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_tried_again_and_a_lasting_one_reported() {
+        let (logs, seen) = fake(
+            400,
             r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
         )
         .await;
         let error = logs
             .filter_log_events("/aws/lambda/consumer", "processed", None)
             .await
-            .expect_err("throttled");
+            .expect_err("throttled throughout");
+        assert!(matches!(error, LogsError::Refused { .. }), "{error:?}");
+        assert_eq!(seen.lock().expect("not poisoned").len(), 3);
+
+        let (logs, seen) = fake(
+            400,
+            r#"{"__type":"InvalidParameterException","message":"bad pattern"}"#,
+        )
+        .await;
+        logs.filter_log_events("/aws/lambda/consumer", "[", None)
+            .await
+            .expect_err("refused");
         assert_eq!(
-            error.to_string(),
-            "CloudWatch Logs refused FilterLogEvents (400): ThrottlingException: Rate exceeded"
+            seen.lock().expect("not poisoned").len(),
+            1,
+            "not tried again"
         );
     }
 
