@@ -24,4 +24,4 @@ pub mod status;
 pub mod traffic;
 pub mod wait;
 
-pub use xtask_launcher::{run, tools};
+pub use xtask_launcher::{run, tools, LAMBDAS};

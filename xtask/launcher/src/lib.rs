@@ -5,3 +5,7 @@
 pub mod paths;
 pub mod run;
 pub mod tools;
+
+/// The Lambdas' packages, each with one binary of its name: what the Makefile's host build
+/// (`make lambdas`) makes for the emulator.
+pub const LAMBDAS: [&str; 3] = ["controller", "rejitter", "example-consumer"];

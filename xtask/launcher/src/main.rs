@@ -5,12 +5,7 @@
 
 use std::ffi::OsString;
 use std::process::{Command, ExitCode};
-use xtask_launcher::{run, tools};
-
-/// The Lambdas' binaries the Makefile's host build (`make lambdas`) makes for the emulator.
-/// Built here beside xtask, they use the core that xtask's last crates leave idle, and
-/// `make lambdas` finds them built.
-const LAMBDAS: [&str; 3] = ["controller", "rejitter", "example-consumer"];
+use xtask_launcher::{run, tools, LAMBDAS};
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -32,7 +27,9 @@ fn starts_the_local_stack(args: &[OsString]) -> bool {
     )
 }
 
-/// Builds xtask and the Lambdas while the toolchain installs; both must succeed.
+/// Builds xtask and the Lambdas while the toolchain installs; both must succeed. Built here
+/// beside xtask, the Lambdas use the core that xtask's last crates leave idle, and `make
+/// lambdas` finds them built.
 fn prepare() -> Result<(), ExitCode> {
     let installing = std::thread::spawn(tools::ensure);
     let mut build = cargo();

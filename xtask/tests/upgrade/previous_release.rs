@@ -21,8 +21,6 @@ use xtask::stack::{self, Parameters, TestStack, BREAKER_STACK};
 use xtask::{paths, sam};
 
 /// The previous release's Lambda packages: what its build compiles.
-const LAMBDA_PACKAGES: [&str; 3] = ["controller", "rejitter", "example-consumer"];
-
 /// Named in the tree's key, so that a change to how the tree is made makes it again.
 const RECIPE: &str = "its Lambda packages in this checkout's workspace, HTTP client on ring";
 
@@ -160,7 +158,7 @@ fn other_members(root: &Path) -> Result<Vec<PathBuf>> {
         let name = package["name"]
             .as_str()
             .context("a package without a name")?;
-        if LAMBDA_PACKAGES.contains(&name) {
+        if xtask::LAMBDAS.contains(&name) {
             continue;
         }
         let manifest = Path::new(package["manifest_path"].as_str().context("no manifest")?);
@@ -240,7 +238,7 @@ fn in_this_workspace(root: &Path, tree: &Path, members: &[PathBuf]) -> Result<()
     // Its Makefile built every binary of its workspace; here the other members are this
     // checkout's, on this checkout's sources, so only the Lambdas' binaries build, with the
     // whole workspace's features, as this checkout's Makefile builds them.
-    let binaries: Vec<String> = LAMBDA_PACKAGES
+    let binaries: Vec<String> = xtask::LAMBDAS
         .iter()
         .map(|p| format!("--bin {p}"))
         .collect();
